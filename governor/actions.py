@@ -1,0 +1,178 @@
+"""Activity contracts: one model in, one out, for every side effect the recovery workflow asks for.
+
+The names are the activity names registered on the worker; workflows call them by name with these models,
+so `activities/` and `workflows/` can change on their own as long as this file holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from governor.decisions import ValidationResult
+from governor.enums import DegradationLevel, FallbackTier, FeatureFlag, NotificationAudience, Severity
+from governor.incident import IncidentReport, IncidentState
+from governor.models import Classification, ProbeResult, StatsWindow, TierStats
+from governor.policy import ChannelSpec, DependencySpec, RecoveryChecks, ServicePolicy, Thresholds
+
+
+class Activity:
+    LOAD_POLICY = "load_policy"
+    CONFIRM_FAILURE = "confirm_failure"
+    APPLY_GATEWAY_CHANGE = "apply_gateway_change"
+    READ_STATS = "read_stats"
+    GATHER_EVIDENCE = "gather_evidence"
+    WAIT_FOR_HEALTHY = "wait_for_healthy"
+    VALIDATE_PRIMARY = "validate_primary"
+    NOTIFY = "notify"
+    WRITE_POSTMORTEM = "write_postmortem"
+
+
+class LoadPolicyInput(BaseModel):
+    service: str
+
+
+class ConfirmFailureInput(BaseModel):
+    """Detection: re-probe the dependency (and read the gateway's stats) to confirm a report and classify it."""
+
+    policy: ServicePolicy
+    dependency: str
+    report: IncidentReport
+    attempts: int = 3
+
+
+class ConfirmFailureResult(BaseModel):
+    confirmed: bool
+    classification: Classification | None = None
+    probes: list[ProbeResult] = Field(default_factory=list)
+    stats: TierStats | None = None
+    reason: str = ""
+
+
+class RouteChange(BaseModel):
+    """PUT /admin/services/{service}/route; an unset field is left as it is, `pinned_tier: null` clears the pin."""
+
+    pinned_tier: FallbackTier | None = None
+    primary_weight: int | None = Field(default=None, ge=0, le=100)
+
+
+class BreakerChange(BaseModel):
+    tier: FallbackTier
+    mode: Literal["open", "closed", "auto"]
+
+
+class DegradationChange(BaseModel):
+    level: DegradationLevel
+    flags: dict[str, FeatureFlag] = Field(default_factory=dict)
+
+
+class StatusChange(BaseModel):
+    component: Literal["operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"]
+    message: str = ""
+
+
+class GatewayChange(BaseModel):
+    """One change applied to every gateway replica of a service, then read back to verify."""
+
+    gateways: list[str]
+    service: str
+    incident_id: str
+    route: RouteChange | None = None
+    breaker: BreakerChange | None = None
+    degradation: DegradationChange | None = None
+    status: StatusChange | None = None
+
+
+class GatewayChangeResult(BaseModel):
+    replicas: dict[str, dict[str, Any]]
+    """Each replica's service state after the change, by admin base URL."""
+
+
+class ReadStatsInput(BaseModel):
+    gateways: list[str]
+    service: str
+    window_s: int = 30
+
+
+class EvidenceInput(BaseModel):
+    policy: ServicePolicy
+    dependency: str
+    incident_id: str
+
+
+class Evidence(BaseModel):
+    probes: list[ProbeResult] = Field(default_factory=list)
+    stats: StatsWindow | None = None
+    gateway_state: dict[str, Any] = Field(default_factory=dict)
+    dependencies: dict[str, str] = Field(default_factory=dict)
+    """Every dependency of the service and its health status now."""
+    summary: str = ""
+
+
+class WaitForHealthyInput(BaseModel):
+    """Remediation: probe until `passes` consecutive healthy probes (heartbeats carry the progress)."""
+
+    dependency: DependencySpec
+    thresholds: Thresholds
+    interval_s: float = 1.0
+    passes: int = 3
+
+
+class WaitForHealthyResult(BaseModel):
+    consecutive_passes: int
+    probes: int
+    last: ProbeResult | None = None
+
+
+class ValidatePrimaryInput(BaseModel):
+    """Validation: the recovery checks against the primary with synthetic probes (no user traffic yet)."""
+
+    dependency: DependencySpec
+    thresholds: Thresholds
+    checks: RecoveryChecks
+
+
+class ValidatePrimaryResult(BaseModel):
+    result: ValidationResult
+    sample: TierStats
+    consecutive_passes: int
+
+
+class NotifyInput(BaseModel):
+    incident_id: str
+    event: str
+    audience: NotificationAudience
+    channels: list[ChannelSpec]
+    severity: Severity | None = None
+    title: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str
+    """`{incident_id}:{event}:{audience}`; receivers deduplicate on it, so a retry never notifies twice."""
+
+
+class ChannelDelivery(BaseModel):
+    channel: str
+    ok: bool
+    status_code: int | None = None
+    error: str = ""
+
+
+class NotifyResult(BaseModel):
+    deliveries: list[ChannelDelivery] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.ok for d in self.deliveries)
+
+
+class PostmortemInput(BaseModel):
+    state: IncidentState
+    policy: ServicePolicy
+
+
+class PostmortemResult(BaseModel):
+    markdown_path: str
+    json_path: str
+    markdown: str

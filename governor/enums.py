@@ -1,0 +1,307 @@
+"""The seed's vocabulary: every enum with its business rules, values are the seed's strings."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class FailureType(str, Enum):
+    """Types of system failures."""
+
+    MODEL_UNAVAILABLE = "model_unavailable"
+    HIGH_LATENCY = "high_latency"
+    ERROR_SPIKE = "error_spike"
+    CAPACITY_EXCEEDED = "capacity_exceeded"
+    DEPENDENCY_DOWN = "dependency_down"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    NETWORK_PARTITION = "network_partition"
+    DATA_CORRUPTION = "data_corruption"
+    CONFIGURATION_ERROR = "configuration_error"
+
+    @property
+    def detection_method(self) -> str:
+        return _DETECTION_METHOD[self]
+
+    @property
+    def typical_recovery_minutes(self) -> int:
+        return _TYPICAL_RECOVERY_MINUTES[self]
+
+    @property
+    def requires_manual_intervention(self) -> bool:
+        return self in {
+            FailureType.DATA_CORRUPTION,
+            FailureType.CONFIGURATION_ERROR,
+            FailureType.NETWORK_PARTITION,
+        }
+
+
+_DETECTION_METHOD = {
+    FailureType.MODEL_UNAVAILABLE: "health_check",
+    FailureType.HIGH_LATENCY: "latency_monitor",
+    FailureType.ERROR_SPIKE: "error_rate_tracker",
+    FailureType.CAPACITY_EXCEEDED: "queue_depth",
+    FailureType.DEPENDENCY_DOWN: "heartbeat",
+    FailureType.TIMEOUT: "request_timeout",
+    FailureType.RATE_LIMITED: "429_response",
+    FailureType.NETWORK_PARTITION: "connectivity_check",
+    FailureType.DATA_CORRUPTION: "checksum_validation",
+    FailureType.CONFIGURATION_ERROR: "config_validator",
+}
+
+_TYPICAL_RECOVERY_MINUTES = {
+    FailureType.MODEL_UNAVAILABLE: 5,
+    FailureType.HIGH_LATENCY: 2,
+    FailureType.ERROR_SPIKE: 3,
+    FailureType.CAPACITY_EXCEEDED: 10,
+    FailureType.DEPENDENCY_DOWN: 15,
+    FailureType.TIMEOUT: 1,
+    FailureType.RATE_LIMITED: 5,
+    FailureType.NETWORK_PARTITION: 20,
+    FailureType.DATA_CORRUPTION: 60,
+    FailureType.CONFIGURATION_ERROR: 10,
+}
+
+
+class Severity(str, Enum):
+    """Incident severity, as the seed's FailureEvent uses it."""
+
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class FallbackTier(str, Enum):
+    """Fallback tier levels, best first."""
+
+    TIER_0_PRIMARY = "tier_0_primary"
+    TIER_1_SECONDARY = "tier_1_secondary"
+    TIER_2_CACHE = "tier_2_cache"
+    TIER_3_DEGRADED = "tier_3_degraded"
+    TIER_4_STATIC = "tier_4_static"
+    TIER_5_ERROR = "tier_5_error"
+
+    @property
+    def index(self) -> int:
+        return list(FallbackTier).index(self)
+
+    @property
+    def quality_percentage(self) -> int:
+        return {0: 100, 1: 90, 2: 80, 3: 60, 4: 30, 5: 0}[self.index]
+
+    @property
+    def latency_multiplier(self) -> float:
+        return {0: 1.0, 1: 1.2, 2: 0.5, 3: 0.8, 4: 0.1, 5: 0.0}[self.index]
+
+    @property
+    def requires_approval_to_exit(self) -> bool:
+        return self in {FallbackTier.TIER_3_DEGRADED, FallbackTier.TIER_4_STATIC}
+
+    @property
+    def next_tier(self) -> FallbackTier | None:
+        tiers = list(FallbackTier)
+        return tiers[self.index + 1] if self.index + 1 < len(tiers) else None
+
+
+class DegradationLevel(str, Enum):
+    """Service degradation levels, least degraded first."""
+
+    NORMAL = "normal"
+    DEGRADED_L1 = "degraded_l1"
+    DEGRADED_L2 = "degraded_l2"
+    MINIMAL = "minimal"
+    EMERGENCY = "emergency"
+    OFFLINE = "offline"
+
+    @property
+    def rank(self) -> int:
+        return list(DegradationLevel).index(self)
+
+    @property
+    def feature_availability(self) -> float:
+        return {0: 1.0, 1: 0.8, 2: 0.5, 3: 0.2, 4: 0.1, 5: 0.0}[self.rank]
+
+    @property
+    def user_notification_required(self) -> bool:
+        return self.rank >= DegradationLevel.DEGRADED_L2.rank
+
+    @property
+    def sla_impact(self) -> str:
+        return ["NONE", "MINOR", "MODERATE", "SIGNIFICANT", "SEVERE", "CRITICAL"][self.rank]
+
+    @property
+    def user_message(self) -> str:
+        """The seed's DegradedModeConfig message template for this level."""
+        return _USER_MESSAGES[self]
+
+
+_USER_MESSAGES = {
+    DegradationLevel.NORMAL: "",
+    DegradationLevel.DEGRADED_L1: "Running in backup mode, full functionality",
+    DegradationLevel.DEGRADED_L2: "Some features temporarily limited",
+    DegradationLevel.MINIMAL: "Service operating in minimal mode",
+    DegradationLevel.EMERGENCY: "Emergency mode - critical functions only",
+    DegradationLevel.OFFLINE: "Service temporarily unavailable",
+}
+
+
+class HealthStatus(str, Enum):
+    """System health status."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+    RECOVERING = "recovering"
+
+    @property
+    def allows_traffic(self) -> bool:
+        return self in {HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.RECOVERING}
+
+    @property
+    def icon(self) -> str:
+        return {
+            HealthStatus.HEALTHY: "✓",
+            HealthStatus.DEGRADED: "◐",
+            HealthStatus.UNHEALTHY: "✗",
+            HealthStatus.CRITICAL: "🔴",
+            HealthStatus.UNKNOWN: "?",
+            HealthStatus.RECOVERING: "↻",
+        }[self]
+
+    @property
+    def alert_level(self) -> str:
+        return {
+            HealthStatus.HEALTHY: "NONE",
+            HealthStatus.DEGRADED: "WARNING",
+            HealthStatus.UNHEALTHY: "ALERT",
+            HealthStatus.CRITICAL: "CRITICAL",
+            HealthStatus.UNKNOWN: "WARNING",
+            HealthStatus.RECOVERING: "INFO",
+        }[self]
+
+
+class RecoveryPhase(str, Enum):
+    """Recovery process phases, in order."""
+
+    DETECTION = "detection"
+    ISOLATION = "isolation"
+    FALLBACK_ACTIVE = "fallback_active"
+    DIAGNOSIS = "diagnosis"
+    REMEDIATION = "remediation"
+    VALIDATION = "validation"
+    GRADUAL_RESTORE = "gradual_restore"
+    FULL_RESTORE = "full_restore"
+    POST_MORTEM = "post_mortem"
+
+    @property
+    def next_phase(self) -> RecoveryPhase | None:
+        phases = list(RecoveryPhase)
+        i = phases.index(self)
+        return phases[i + 1] if i + 1 < len(phases) else None
+
+    @property
+    def automated(self) -> bool:
+        return self in {
+            RecoveryPhase.DETECTION,
+            RecoveryPhase.ISOLATION,
+            RecoveryPhase.FALLBACK_ACTIVE,
+            RecoveryPhase.VALIDATION,
+        }
+
+
+class TransitionMode(str, Enum):
+    """Tier transition modes."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+    APPROVAL_REQUIRED = "approval_required"
+    EMERGENCY = "emergency"
+    SCHEDULED = "scheduled"
+
+    @property
+    def requires_human(self) -> bool:
+        return self in {TransitionMode.MANUAL, TransitionMode.APPROVAL_REQUIRED}
+
+    @property
+    def notification_channel(self) -> str:
+        return {
+            TransitionMode.AUTOMATIC: "monitoring",
+            TransitionMode.MANUAL: "oncall",
+            TransitionMode.APPROVAL_REQUIRED: "management",
+            TransitionMode.EMERGENCY: "all_channels",
+            TransitionMode.SCHEDULED: "calendar",
+        }[self]
+
+
+class NotificationAudience(str, Enum):
+    """Notification audience types."""
+
+    USERS = "users"
+    CUSTOMERS = "customers"
+    INTERNAL = "internal"
+    LEADERSHIP = "leadership"
+    ONCALL = "oncall"
+    PUBLIC = "public"
+
+    @property
+    def channel(self) -> str:
+        return {
+            NotificationAudience.USERS: "in_app",
+            NotificationAudience.CUSTOMERS: "status_page",
+            NotificationAudience.INTERNAL: "slack",
+            NotificationAudience.LEADERSHIP: "email",
+            NotificationAudience.ONCALL: "pagerduty",
+            NotificationAudience.PUBLIC: "twitter",
+        }[self]
+
+    @property
+    def sla_minutes(self) -> int:
+        return {
+            NotificationAudience.USERS: 0,
+            NotificationAudience.CUSTOMERS: 5,
+            NotificationAudience.INTERNAL: 0,
+            NotificationAudience.LEADERSHIP: 15,
+            NotificationAudience.ONCALL: 0,
+            NotificationAudience.PUBLIC: 30,
+        }[self]
+
+
+class CircuitState(str, Enum):
+    """Circuit breaker states."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    @property
+    def allows_requests(self) -> bool:
+        return self in {CircuitState.CLOSED, CircuitState.HALF_OPEN}
+
+    @property
+    def probe_interval_seconds(self) -> int:
+        return {CircuitState.CLOSED: 0, CircuitState.OPEN: 30, CircuitState.HALF_OPEN: 5}[self]
+
+
+class FeatureFlag(str, Enum):
+    """Feature flag states."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    DEGRADED = "degraded"
+    CANARY = "canary"
+
+    @property
+    def traffic_percentage(self) -> int:
+        return {
+            FeatureFlag.ENABLED: 100,
+            FeatureFlag.DISABLED: 0,
+            FeatureFlag.DEGRADED: 50,
+            FeatureFlag.CANARY: 10,
+        }[self]

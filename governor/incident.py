@@ -1,0 +1,217 @@
+"""The recovery workflow's contract: its inputs, its controls and the state its query returns.
+
+Plain pydantic models (no Temporal import), shared by the workflow, the client SDK, the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from governor.audit import AuditEntry
+from governor.enums import (
+    DegradationLevel,
+    FailureType,
+    FallbackTier,
+    NotificationAudience,
+    RecoveryPhase,
+    Severity,
+)
+
+WORKFLOW_NAME = "IncidentRecoveryWorkflow"
+DEFAULT_TASK_QUEUE = "fallback-governor"
+
+
+class Names:
+    """Signal, update and query names: the Temporal UI and `temporal workflow signal|update` use these."""
+
+    REPORT = "report"
+    APPROVE = "approve"
+    REJECT = "reject"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    PROMOTE = "promote"
+    FORCE_TIER = "force_tier"
+    DECLARE_REMEDIATED = "declare_remediated"
+    NOTE = "note"
+    STATE = "state"
+
+
+def incident_id(service: str, dependency: str) -> str:
+    """One open incident per service and dependency: the workflow id."""
+    return f"recovery-{service}-{dependency}"
+
+
+class IncidentReport(BaseModel):
+    """A failure report from a service, a watchdog, Alertmanager or on-call."""
+
+    service: str = Field(min_length=1)
+    dependency: str = Field(min_length=1)
+    failure_type: FailureType | None = None
+    severity: Severity | None = None
+    source: str = "client"
+    message: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    reported_at: datetime | None = None
+    dedup_key: str | None = None
+
+
+class ApprovalInput(BaseModel):
+    """Approve or reject one pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}."""
+
+    gate: str
+    approver: str
+    reason: str = ""
+
+
+class ControlInput(BaseModel):
+    """pause / resume / abort / promote / declare_remediated. JSON: {"actor": "alice", "reason": "..."}."""
+
+    actor: str
+    reason: str = ""
+
+
+class ForceTierInput(BaseModel):
+    """Manual override. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}."""
+
+    tier: FallbackTier
+    actor: str
+    reason: str = ""
+
+
+class NoteInput(BaseModel):
+    """Add a note to the incident. JSON: {"author": "alice", "text": "..."}."""
+
+    author: str
+    text: str = Field(min_length=1)
+
+
+class PendingGate(BaseModel):
+    gate: str
+    requested_at: datetime
+    deadline: datetime
+    approvers: list[str]
+    requested_by: str = "system"
+    escalated: bool = False
+    context: str = ""
+
+
+class Decision(BaseModel):
+    gate: str
+    approved: bool
+    approver: str
+    reason: str
+    at: datetime
+
+
+class PhaseSpan(BaseModel):
+    phase: RecoveryPhase
+    entered_at: datetime
+    left_at: datetime | None = None
+
+
+class TierSpan(BaseModel):
+    tier: FallbackTier
+    entered_at: datetime
+    left_at: datetime | None = None
+    reason: str = ""
+
+
+class RollbackRecord(BaseModel):
+    at: datetime
+    attempt: int
+    percent: int
+    reason: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    actor: str = "system"
+
+
+class NotificationRecord(BaseModel):
+    audience: NotificationAudience
+    channel: str
+    event: str
+    idempotency_key: str
+    due_at: datetime
+    sent_at: datetime | None = None
+    ok: bool = False
+    error: str = ""
+
+    @property
+    def within_sla(self) -> bool:
+        return self.ok and self.sent_at is not None and self.sent_at <= self.due_at
+
+
+Outcome = Literal["open", "recovered", "false_alarm", "aborted"]
+
+
+class IncidentState(BaseModel):
+    """Everything the workflow knows; the `state` query returns it and continue-as-new carries it."""
+
+    incident_id: str
+    service: str
+    dependency: str
+    failure_type: FailureType | None = None
+    severity: Severity | None = None
+    reason: str = ""
+    phase: RecoveryPhase = RecoveryPhase.DETECTION
+    tier: FallbackTier = FallbackTier.TIER_0_PRIMARY
+    failed_tier: FallbackTier = FallbackTier.TIER_0_PRIMARY
+    degradation_level: DegradationLevel = DegradationLevel.NORMAL
+    ramp_percent: int = 0
+    ramp_step: int = 0
+    attempt: int = 1
+    paused: bool = False
+    awaiting_human: bool = False
+    outcome: Outcome = "open"
+    reports: list[IncidentReport] = Field(default_factory=list)
+    pending_gates: list[PendingGate] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    phases: list[PhaseSpan] = Field(default_factory=list)
+    tiers: list[TierSpan] = Field(default_factory=list)
+    rollbacks: list[RollbackRecord] = Field(default_factory=list)
+    notifications: list[NotificationRecord] = Field(default_factory=list)
+    notes: list[dict[str, Any]] = Field(default_factory=list)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    validation: dict[str, Any] = Field(default_factory=dict)
+    audit: list[AuditEntry] = Field(default_factory=list)
+    # controls that arrived and wait to be acted on at the next safe point
+    remediated_by: str | None = None
+    abort_requested_by: str | None = None
+    promote_requested_by: str | None = None
+    forced_tier: FallbackTier | None = None
+    detected_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    recovered_at: datetime | None = None
+    closed_at: datetime | None = None
+    postmortem_path: str | None = None
+    continued: int = 0
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return bool(self.pending_gates)
+
+    def pending(self, gate: str) -> PendingGate | None:
+        return next((g for g in self.pending_gates if g.gate == gate), None)
+
+
+class ControlResult(BaseModel):
+    """What an update answers: accepted, and the state it left."""
+
+    accepted: bool
+    message: str
+    phase: RecoveryPhase
+    tier: FallbackTier
+    ramp_percent: int
+    pending_gates: list[str] = Field(default_factory=list)
+
+
+class RecoveryInput(BaseModel):
+    """Start (or continue) one incident's recovery."""
+
+    service: str
+    dependency: str
+    state: IncidentState | None = None
+    """Carried across continue-as-new; None for a new incident."""

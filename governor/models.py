@@ -1,0 +1,89 @@
+"""Observations the governor reads from the world: health probes and the gateway's stats windows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from governor.enums import FailureType, HealthStatus, Severity
+
+ProbeErrorKind = Literal[
+    "refused",  # connection refused: nothing listens
+    "dns",  # the name does not resolve
+    "unreachable",  # connect timed out or the network is down
+    "timeout",  # connected, but no answer in time
+    "http_status",  # answered with a 5xx
+    "rate_limited",  # answered 429
+    "auth",  # answered 401/403: credentials or configuration
+    "bad_body",  # answered 2xx, but the body failed its schema or checksum check
+]
+
+
+class ProbeResult(BaseModel):
+    """One health probe of one dependency (the seed's HealthCheck)."""
+
+    dependency: str
+    url: str
+    ok: bool
+    status: HealthStatus
+    latency_ms: float
+    status_code: int | None = None
+    error_kind: ProbeErrorKind | None = None
+    error: str = ""
+    body_excerpt: str = ""
+    checked_at: datetime
+
+    def is_passing(self) -> bool:
+        return self.status in {HealthStatus.HEALTHY, HealthStatus.RECOVERING}
+
+    def exceeds_latency_threshold(self, threshold_ms: float) -> bool:
+        return self.latency_ms > threshold_ms
+
+
+class TierStats(BaseModel):
+    """One tier's stats window as the gateway's admin API reports it."""
+
+    requests: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+    rate_limited: int = 0
+    in_flight: int = 0
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    rps: float = 0.0
+
+    @staticmethod
+    def merge(parts: list[TierStats]) -> TierStats:
+        """Combine the same tier's windows from several gateway replicas (latencies: worst replica)."""
+        if not parts:
+            return TierStats()
+        requests = sum(p.requests for p in parts)
+        errors = sum(p.errors for p in parts)
+        return TierStats(
+            requests=requests,
+            errors=errors,
+            error_rate=errors / requests if requests else 0.0,
+            rate_limited=sum(p.rate_limited for p in parts),
+            in_flight=sum(p.in_flight for p in parts),
+            p50_ms=max(p.p50_ms for p in parts),
+            p95_ms=max(p.p95_ms for p in parts),
+            p99_ms=max(p.p99_ms for p in parts),
+            rps=sum(p.rps for p in parts),
+        )
+
+
+class StatsWindow(BaseModel):
+    window_s: float
+    tiers: dict[str, TierStats] = Field(default_factory=dict)
+
+
+class Classification(BaseModel):
+    """What kind of failure an observation shows, how bad, and why we think so."""
+
+    failure_type: FailureType
+    severity: Severity
+    reason: str
+    metrics: dict[str, float] = Field(default_factory=dict)

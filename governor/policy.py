@@ -1,0 +1,430 @@
+"""The per-service policy file: one YAML file drives the gateway, the watchdogs and the recovery workflow.
+
+Defaults are the seed's (FALLBACK.GOVERNANCE.OS.EXE). Errors name the file, the field path and the bad value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from governor.enums import (
+    DegradationLevel,
+    FallbackTier,
+    FeatureFlag,
+    NotificationAudience,
+)
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file, the field and the bad value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DependencySpec(_Strict):
+    """A dependency the service relies on (a model, a tool, a database)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: str = "model"
+    tier: FallbackTier | None = None
+    """The chain tier this dependency backs; its breaker opens when it fails."""
+    health_url: str | None = None
+    health_expect_json: dict[str, Any] | None = None
+    """Keys the health body must carry with these values (a schema check for data_corruption)."""
+    timeout_ms: int = Field(default=5000, gt=0, le=60_000)
+    retries: int = Field(default=3, ge=0, le=10)
+    sla_target: float = Field(default=99.9, gt=0, le=100)
+
+    def effective_timeout_ms(self, attempt: int) -> int:
+        """The seed's exponential backoff of the timeout, capped at 30 s."""
+        return min(self.timeout_ms * (2**attempt), 30_000)
+
+    def should_retry(self, attempt: int) -> bool:
+        return attempt < self.retries
+
+
+class TierSpec(_Strict):
+    """One link of the fallback chain."""
+
+    tier: FallbackTier
+    upstream: str | None = None
+    """Base URL the gateway forwards to (primary, secondary, degraded)."""
+    timeout_ms: int = Field(default=10_000, gt=0, le=300_000)
+    ttl_s: int = Field(default=300, gt=0)
+    """Cache tier: how long a successful answer may be reused."""
+    max_entries: int = Field(default=10_000, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Degraded tier: cap on `max_tokens` in forwarded requests."""
+    status: int = Field(default=200, ge=200, le=599)
+    body: Any = None
+    """Static tier: the canned answer."""
+    content_type: str = "application/json"
+
+    @model_validator(mode="after")
+    def _upstream_where_needed(self) -> TierSpec:
+        needs_upstream = self.tier in {
+            FallbackTier.TIER_0_PRIMARY,
+            FallbackTier.TIER_1_SECONDARY,
+            FallbackTier.TIER_3_DEGRADED,
+        }
+        if needs_upstream and not self.upstream:
+            raise ValueError(f"tier {self.tier.value} needs an upstream URL")
+        if self.tier is FallbackTier.TIER_4_STATIC and self.body is None:
+            raise ValueError("tier tier_4_static needs a body")
+        return self
+
+
+class Thresholds(_Strict):
+    """The seed's FailureDetectorEngine.THRESHOLDS, plus the share of 429s that means rate limiting."""
+
+    latency_warning_ms: float = 500
+    latency_critical_ms: float = 2000
+    error_rate_warning: float = Field(default=0.01, ge=0, le=1)
+    error_rate_critical: float = Field(default=0.05, ge=0, le=1)
+    queue_depth_warning: int = 100
+    queue_depth_critical: int = 500
+    rate_limited_share: float = Field(default=0.2, ge=0, le=1)
+
+
+class RecoveryChecks(_Strict):
+    """The seed's RECOVERY_CHECKS; throughput scales down to the service's normal traffic."""
+
+    health_passes: int = Field(default=3, ge=1)
+    p99_ms: float = 500
+    error_rate: float = Field(default=0.01, ge=0, le=1)
+    min_rps: float = 100
+    normal_rps: float | None = None
+    """The service's usual traffic; when lower than min_rps it becomes the throughput bar."""
+    min_samples: int = Field(default=20, ge=1)
+    """Requests needed before a check may pass or fail; below that we wait for more data."""
+    probe_interval_s: float = Field(default=1.0, gt=0)
+
+    @property
+    def throughput_bar(self) -> float:
+        return min(self.min_rps, self.normal_rps) if self.normal_rps is not None else self.min_rps
+
+
+class RampStep(_Strict):
+    """One step of the restoration ramp: the primary's share and how long it soaks."""
+
+    percent: int = Field(ge=1, le=100)
+    soak_s: float = Field(ge=0)
+
+
+def _seed_ramp() -> list[RampStep]:
+    return [
+        RampStep(percent=10, soak_s=300),
+        RampStep(percent=25, soak_s=300),
+        RampStep(percent=50, soak_s=600),
+        RampStep(percent=100, soak_s=0),
+    ]
+
+
+class Ramp(_Strict):
+    steps: list[RampStep] = Field(default_factory=_seed_ramp)
+    sample_interval_s: float = Field(default=10, gt=0)
+    stats_window_s: int = Field(default=30, gt=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _ascending_to_100(cls, steps: list[RampStep]) -> list[RampStep]:
+        if not steps:
+            raise ValueError("the ramp needs at least one step")
+        percents = [s.percent for s in steps]
+        if percents != sorted(set(percents)):
+            raise ValueError(f"ramp percents must rise strictly, got {percents}")
+        if percents[-1] != 100:
+            raise ValueError(f"the last ramp step must be 100, got {percents[-1]}")
+        return steps
+
+
+class Rollback(_Strict):
+    error_rate: float = Field(default=0.05, ge=0, le=1)
+    """Roll back when the primary's error rate during a step exceeds this (the seed's should_rollback)."""
+    p99_ms: float | None = None
+    max_attempts: int = Field(default=3, ge=1)
+    """Ramp attempts before the workflow stops and waits for a human."""
+
+
+class Approvals(_Strict):
+    """Approval gates and who may open them.
+
+    Gate names: `enter:<tier>` (falling back to that tier), `exit:<tier>` (ramping back from it),
+    `ramp:<percent>` (starting that ramp step), `promote` (skip the remaining steps).
+    """
+
+    approvers: list[str] = Field(default_factory=lambda: ["oncall"])
+    gates: list[str] = Field(
+        default_factory=lambda: [
+            f"exit:{t.value}" for t in FallbackTier if t.requires_approval_to_exit
+        ]
+    )
+    gate_approvers: dict[str, list[str]] = Field(default_factory=dict)
+    """Per-gate approver lists; gates not named here use `approvers`."""
+    timeout_s: float = Field(default=900, gt=0)
+    """A gate waiting longer than this escalates (and keeps waiting)."""
+    four_eyes: bool = False
+
+    @field_validator("gates")
+    @classmethod
+    def _known_gates(cls, gates: list[str]) -> list[str]:
+        for gate in gates:
+            parse_gate(gate)
+        return gates
+
+    def approvers_for(self, gate: str) -> list[str]:
+        return self.gate_approvers.get(gate, self.approvers)
+
+    def is_gated(self, gate: str) -> bool:
+        return gate in self.gates
+
+
+def parse_gate(gate: str) -> tuple[str, str]:
+    """Split `kind:arg` and check it names a real tier or percent; raises ValueError naming the gate."""
+    kind, _, arg = gate.partition(":")
+    if kind in {"enter", "exit"}:
+        try:
+            FallbackTier(arg)
+        except ValueError:
+            raise ValueError(f"gate {gate!r} names no tier ({', '.join(t.value for t in FallbackTier)})") from None
+    elif kind == "ramp":
+        if not arg.isdigit() or not 1 <= int(arg) <= 100:
+            raise ValueError(f"gate {gate!r} needs a percent 1-100")
+    elif gate != "promote":
+        raise ValueError(f"unknown gate {gate!r}: use enter:<tier>, exit:<tier>, ramp:<percent> or promote")
+    return kind, arg
+
+
+def _seed_tier_levels() -> dict[FallbackTier, DegradationLevel]:
+    return {
+        FallbackTier.TIER_0_PRIMARY: DegradationLevel.NORMAL,
+        FallbackTier.TIER_1_SECONDARY: DegradationLevel.DEGRADED_L1,
+        FallbackTier.TIER_2_CACHE: DegradationLevel.DEGRADED_L2,
+        FallbackTier.TIER_3_DEGRADED: DegradationLevel.MINIMAL,
+        FallbackTier.TIER_4_STATIC: DegradationLevel.EMERGENCY,
+        FallbackTier.TIER_5_ERROR: DegradationLevel.OFFLINE,
+    }
+
+
+class DegradationRule(_Strict):
+    preserve: list[str] = Field(default_factory=list)
+    reduce: list[str] = Field(default_factory=list)
+    disable: list[str] = Field(default_factory=list)
+
+
+def _seed_rules() -> dict[DegradationLevel, DegradationRule]:
+    """The seed's DEGRADATION_RULES; emergency keeps the minimal rules, offline disables all."""
+    minimal = DegradationRule(preserve=["authentication"], disable=["all_except_auth"])
+    return {
+        DegradationLevel.NORMAL: DegradationRule(preserve=["all"]),
+        DegradationLevel.DEGRADED_L1: DegradationRule(
+            preserve=["authentication", "core_read", "core_write"],
+            reduce=["response_quality", "feature_richness"],
+            disable=["analytics", "recommendations"],
+        ),
+        DegradationLevel.DEGRADED_L2: DegradationRule(
+            preserve=["authentication", "core_read"],
+            reduce=["core_write"],
+            disable=["analytics", "recommendations", "search", "notifications"],
+        ),
+        DegradationLevel.MINIMAL: minimal,
+        DegradationLevel.EMERGENCY: minimal,
+        DegradationLevel.OFFLINE: DegradationRule(disable=["all"]),
+    }
+
+
+SEED_FEATURES = [
+    "authentication",
+    "core_read",
+    "core_write",
+    "response_quality",
+    "feature_richness",
+    "analytics",
+    "recommendations",
+    "search",
+    "notifications",
+]
+
+
+class Degradation(_Strict):
+    features: list[str] = Field(default_factory=lambda: list(SEED_FEATURES))
+    tier_levels: dict[FallbackTier, DegradationLevel] = Field(default_factory=_seed_tier_levels)
+    rules: dict[DegradationLevel, DegradationRule] = Field(default_factory=_seed_rules)
+
+    def level_for(self, tier: FallbackTier) -> DegradationLevel:
+        return self.tier_levels.get(tier, _seed_tier_levels()[tier])
+
+    def flags_for(self, level: DegradationLevel) -> dict[str, FeatureFlag]:
+        """Every feature's flag at this level: preserve -> enabled, reduce -> degraded, disable -> disabled."""
+        rule = self.rules.get(level) or _seed_rules()[level]
+        flags: dict[str, FeatureFlag] = {}
+        for feature in self.features:
+            if "all" in rule.disable or ("all_except_auth" in rule.disable and feature != "authentication"):
+                flags[feature] = FeatureFlag.DISABLED
+            elif feature in rule.disable:
+                flags[feature] = FeatureFlag.DISABLED
+            elif feature in rule.reduce:
+                flags[feature] = FeatureFlag.DEGRADED
+            else:
+                flags[feature] = FeatureFlag.ENABLED
+        return flags
+
+
+class ChannelSpec(_Strict):
+    """Where one audience's notifications go."""
+
+    type: Literal["webhook", "slack", "pagerduty", "cloudevents", "email", "status_page"] = "webhook"
+    url: str | None = None
+    routing_key: str | None = None
+    secret_env: str | None = None
+    """Name of the environment variable holding a signing secret or API key (never the secret itself)."""
+    to: list[str] = Field(default_factory=list)
+    sender: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> ChannelSpec:
+        if self.type in {"webhook", "slack", "pagerduty", "cloudevents"} and not self.url:
+            raise ValueError(f"a {self.type} channel needs a url")
+        if self.type == "email" and not self.to:
+            raise ValueError("an email channel needs at least one address in `to`")
+        return self
+
+
+class Notifications(_Strict):
+    routes: dict[NotificationAudience, list[ChannelSpec]] = Field(default_factory=dict)
+    escalation: list[NotificationAudience] = Field(
+        default_factory=lambda: [NotificationAudience.LEADERSHIP]
+    )
+    """Audiences told when a wait (approval, remediation) passes its deadline."""
+
+
+class Remediation(_Strict):
+    escalate_after_s: float | None = Field(default=None, gt=0)
+    """Escalate when the primary is still down after this long; default: the failure type's typical recovery time."""
+
+
+class ServicePolicy(_Strict):
+    """Everything the governor knows about one service."""
+
+    service: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    gateways: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8080"])
+    """Admin base URLs of every gateway replica serving this service."""
+    dependencies: list[DependencySpec]
+    chain: list[TierSpec]
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    recovery_checks: RecoveryChecks = Field(default_factory=RecoveryChecks)
+    ramp: Ramp = Field(default_factory=Ramp)
+    rollback: Rollback = Field(default_factory=Rollback)
+    approvals: Approvals = Field(default_factory=Approvals)
+    degradation: Degradation = Field(default_factory=Degradation)
+    notifications: Notifications = Field(default_factory=Notifications)
+    remediation: Remediation = Field(default_factory=Remediation)
+    auto_failover: bool = True
+    deadline_ms: int = Field(default=30_000, gt=0)
+    """Gateway: overall deadline for one request across the whole chain."""
+
+    @field_validator("chain")
+    @classmethod
+    def _chain_order(cls, chain: list[TierSpec]) -> list[TierSpec]:
+        tiers = [t.tier for t in chain]
+        if not tiers or tiers[0] is not FallbackTier.TIER_0_PRIMARY:
+            raise ValueError("the chain must start with tier_0_primary")
+        if tiers != sorted(set(tiers), key=lambda t: t.index):
+            raise ValueError(f"chain tiers must be unique and in tier order, got {[t.value for t in tiers]}")
+        return chain
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> ServicePolicy:
+        names = [d.name for d in self.dependencies]
+        if len(names) != len(set(names)):
+            raise ValueError(f"dependency names must be unique, got {names}")
+        in_chain = {t.tier for t in self.chain}
+        for dep in self.dependencies:
+            if dep.tier is not None and dep.tier not in in_chain:
+                raise ValueError(f"dependency {dep.name!r} backs {dep.tier.value}, which is not in the chain")
+        for gate in self.approvals.gates:
+            kind, arg = parse_gate(gate)
+            if kind == "ramp" and int(arg) not in {s.percent for s in self.ramp.steps}:
+                raise ValueError(f"gate {gate!r} names no ramp step")
+        return self
+
+    def dependency(self, name: str) -> DependencySpec:
+        for dep in self.dependencies:
+            if dep.name == name:
+                return dep
+        raise KeyError(f"service {self.service!r} has no dependency {name!r} (has {[d.name for d in self.dependencies]})")
+
+    def tier_spec(self, tier: FallbackTier) -> TierSpec | None:
+        return next((t for t in self.chain if t.tier is tier), None)
+
+    @property
+    def tiers(self) -> list[FallbackTier]:
+        return [t.tier for t in self.chain]
+
+    def failed_tier(self, dependency: str) -> FallbackTier:
+        """The tier a failing dependency takes out (a dependency with no tier backs the primary)."""
+        return self.dependency(dependency).tier or FallbackTier.TIER_0_PRIMARY
+
+
+def _format_errors(source: str, err: ValidationError, data: Any) -> str:
+    lines = [f"{source}: invalid policy"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        bad = e.get("input")
+        shown = repr(bad) if not isinstance(bad, dict) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"  {path}: {e['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+def parse_policy(data: Any, source: str = "<policy>") -> ServicePolicy:
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return ServicePolicy.model_validate(data)
+    except ValidationError as err:
+        raise PolicyError(_format_errors(source, err, data)) from None
+
+
+def load_policy(path: str | Path) -> ServicePolicy:
+    """Read and validate one policy file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise PolicyError(f"{path}: cannot read policy file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise PolicyError(f"{path}: not valid YAML ({err})") from None
+    return parse_policy(data, str(path))
+
+
+def load_policy_dir(directory: str | Path) -> dict[str, ServicePolicy]:
+    """Every `*.yaml` / `*.yml` policy in a folder, by service name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PolicyError(f"{directory}: policy folder does not exist")
+    policies: dict[str, ServicePolicy] = {}
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        policy = load_policy(path)
+        if policy.service in policies:
+            raise PolicyError(f"{path}: service {policy.service!r} is already defined by another file")
+        policies[policy.service] = policy
+    return policies
+
+
+def find_policy(directory: str | Path, service: str) -> ServicePolicy:
+    policies = load_policy_dir(directory)
+    if service not in policies:
+        raise PolicyError(
+            f"{directory}: no policy for service {service!r} (known: {', '.join(sorted(policies)) or 'none'})"
+        )
+    return policies[service]
