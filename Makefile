@@ -1,0 +1,25 @@
+# The two commands of the README: `make run` (the whole stack with a live incident) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup system-deps test lint run
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+setup: system-deps $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+run: setup
+	$(VENV)/bin/governor up --demo --auto-approve=$(or $(AUTO_APPROVE),false)
