@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from governor.decisions import ValidationResult
 from governor.enums import DegradationLevel, FallbackTier, FeatureFlag, NotificationAudience, Severity
@@ -55,6 +55,12 @@ class RouteChange(BaseModel):
 
     pinned_tier: FallbackTier | None = None
     primary_weight: int | None = Field(default=None, ge=0, le=100)
+
+    @model_serializer(mode="wrap")
+    def _only_set_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Serialize only the fields that were set, so "leave as it is" survives the data converter."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
 
 
 class BreakerChange(BaseModel):
