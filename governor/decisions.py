@@ -5,11 +5,11 @@ No I/O and no clock here, so each is unit-tested on its own and is deterministic
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from governor.enums import FailureType, FallbackTier, HealthStatus, Severity
+from governor.enums import DegradationLevel, FailureType, FallbackTier, HealthStatus, NotificationAudience, Severity
 from governor.models import Classification, ProbeResult, TierStats
 from governor.policy import RecoveryChecks, Rollback, Thresholds
 
@@ -49,7 +49,10 @@ def classify_probe(probe: ProbeResult, others_answer: bool = False) -> Classific
         ftype, reason = FailureType.DATA_CORRUPTION, f"{where} answered a body that failed its check: {probe.error}"
     elif kind in {"dns", "unreachable"}:
         if others_answer:
-            ftype, reason = FailureType.NETWORK_PARTITION, f"{where} unreachable ({kind}) while other dependencies answer"
+            ftype, reason = (
+                FailureType.NETWORK_PARTITION,
+                f"{where} unreachable ({kind}) while other dependencies answer",
+            )
         else:
             ftype, reason = FailureType.DEPENDENCY_DOWN, f"{where} unreachable ({kind})"
     elif kind == "refused" or kind == "http_status":
@@ -130,7 +133,7 @@ class CheckResult(BaseModel):
     actual: float | None
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     WAIT = "wait"  # not enough data yet: never pass or fail on a handful of requests
@@ -147,9 +150,7 @@ def run_recovery_checks(
 ) -> ValidationResult:
     """The seed's RECOVERY_CHECKS on probe results (and, once traffic flows, on live throughput)."""
     if sample.requests < checks.min_samples:
-        return ValidationResult(
-            verdict=Verdict.WAIT, reason=f"{sample.requests} samples < {checks.min_samples} needed"
-        )
+        return ValidationResult(verdict=Verdict.WAIT, reason=f"{sample.requests} samples < {checks.min_samples} needed")
     results = [
         CheckResult(
             name="health_endpoint",
@@ -157,7 +158,9 @@ def run_recovery_checks(
             threshold=checks.health_passes,
             actual=consecutive_passes,
         ),
-        CheckResult(name="latency", passed=sample.p99_ms <= checks.p99_ms, threshold=checks.p99_ms, actual=sample.p99_ms),
+        CheckResult(
+            name="latency", passed=sample.p99_ms <= checks.p99_ms, threshold=checks.p99_ms, actual=sample.p99_ms
+        ),
         CheckResult(
             name="error_rate",
             passed=sample.error_rate <= checks.error_rate,
@@ -187,9 +190,7 @@ class StepJudgement(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
-def judge_ramp_step(
-    primary: TierStats, percent: int, rollback: Rollback, checks: RecoveryChecks
-) -> StepJudgement:
+def judge_ramp_step(primary: TierStats, percent: int, rollback: Rollback, checks: RecoveryChecks) -> StepJudgement:
     """One sample of the primary during a ramp step: FAIL rolls back, WAIT means too little traffic to tell.
 
     Rollback needs `min_samples` requests in the window, so three unlucky requests never roll back a ramp;
@@ -221,5 +222,37 @@ def judge_ramp_step(
             metrics=metrics,
         )
     return StepJudgement(
-        verdict=Verdict.PASS, reason=f"error rate {primary.error_rate:.1%}, p99 {primary.p99_ms:.0f} ms", metrics=metrics
+        verdict=Verdict.PASS,
+        reason=f"error rate {primary.error_rate:.1%}, p99 {primary.p99_ms:.0f} ms",
+        metrics=metrics,
     )
+
+
+def audiences_for(level: DegradationLevel, severity: Severity | None) -> list[NotificationAudience]:
+    """Who hears about an incident at this degradation level (README: "Who is told").
+
+    On-call and the internal channel always; customers (status page) once anything is degraded; users (in-app)
+    when the seed's level says users must be notified; leadership for critical incidents or emergency levels;
+    the public from emergency on.
+    """
+    audiences = [NotificationAudience.ONCALL, NotificationAudience.INTERNAL]
+    if level is not DegradationLevel.NORMAL:
+        audiences.append(NotificationAudience.CUSTOMERS)
+    if level.user_notification_required:
+        audiences.append(NotificationAudience.USERS)
+    if severity is Severity.CRITICAL or level.rank >= DegradationLevel.EMERGENCY.rank:
+        audiences.append(NotificationAudience.LEADERSHIP)
+    if level.rank >= DegradationLevel.EMERGENCY.rank:
+        audiences.append(NotificationAudience.PUBLIC)
+    return audiences
+
+
+def status_component(level: DegradationLevel) -> str:
+    """Statuspage component status for a degradation level."""
+    if level is DegradationLevel.NORMAL:
+        return "operational"
+    if level.rank <= DegradationLevel.DEGRADED_L2.rank:
+        return "degraded_performance"
+    if level.rank <= DegradationLevel.EMERGENCY.rank:
+        return "partial_outage"
+    return "major_outage"

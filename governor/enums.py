@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class FailureType(str, Enum):
+class FailureType(StrEnum):
     """Types of system failures."""
 
     MODEL_UNAVAILABLE = "model_unavailable"
@@ -63,7 +63,7 @@ _TYPICAL_RECOVERY_MINUTES = {
 }
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """Incident severity, as the seed's FailureEvent uses it."""
 
     LOW = "LOW"
@@ -76,7 +76,7 @@ class Severity(str, Enum):
         return list(Severity).index(self)
 
 
-class FallbackTier(str, Enum):
+class FallbackTier(StrEnum):
     """Fallback tier levels, best first."""
 
     TIER_0_PRIMARY = "tier_0_primary"
@@ -108,7 +108,7 @@ class FallbackTier(str, Enum):
         return tiers[self.index + 1] if self.index + 1 < len(tiers) else None
 
 
-class DegradationLevel(str, Enum):
+class DegradationLevel(StrEnum):
     """Service degradation levels, least degraded first."""
 
     NORMAL = "normal"
@@ -150,7 +150,7 @@ _USER_MESSAGES = {
 }
 
 
-class HealthStatus(str, Enum):
+class HealthStatus(StrEnum):
     """System health status."""
 
     HEALTHY = "healthy"
@@ -187,7 +187,7 @@ class HealthStatus(str, Enum):
         }[self]
 
 
-class RecoveryPhase(str, Enum):
+class RecoveryPhase(StrEnum):
     """Recovery process phases, in order."""
 
     DETECTION = "detection"
@@ -216,7 +216,7 @@ class RecoveryPhase(str, Enum):
         }
 
 
-class TransitionMode(str, Enum):
+class TransitionMode(StrEnum):
     """Tier transition modes."""
 
     AUTOMATIC = "automatic"
@@ -240,7 +240,7 @@ class TransitionMode(str, Enum):
         }[self]
 
 
-class NotificationAudience(str, Enum):
+class NotificationAudience(StrEnum):
     """Notification audience types."""
 
     USERS = "users"
@@ -273,7 +273,7 @@ class NotificationAudience(str, Enum):
         }[self]
 
 
-class CircuitState(str, Enum):
+class CircuitState(StrEnum):
     """Circuit breaker states."""
 
     CLOSED = "closed"
@@ -289,7 +289,7 @@ class CircuitState(str, Enum):
         return {CircuitState.CLOSED: 0, CircuitState.OPEN: 30, CircuitState.HALF_OPEN: 5}[self]
 
 
-class FeatureFlag(str, Enum):
+class FeatureFlag(StrEnum):
     """Feature flag states."""
 
     ENABLED = "enabled"

@@ -19,6 +19,7 @@ from governor.enums import (
     RecoveryPhase,
     Severity,
 )
+from governor.policy import ServicePolicy
 
 WORKFLOW_NAME = "IncidentRecoveryWorkflow"
 DEFAULT_TASK_QUEUE = "fallback-governor"
@@ -167,6 +168,9 @@ class IncidentState(BaseModel):
     awaiting_human: bool = False
     outcome: Outcome = "open"
     reports: list[IncidentReport] = Field(default_factory=list)
+    """The first reports (bounded); `report_count` counts them all, so an alert storm can't bloat the state."""
+    report_count: int = 0
+    last_judgement: dict[str, Any] = Field(default_factory=dict)
     pending_gates: list[PendingGate] = Field(default_factory=list)
     decisions: list[Decision] = Field(default_factory=list)
     phases: list[PhaseSpan] = Field(default_factory=list)
@@ -215,3 +219,5 @@ class RecoveryInput(BaseModel):
     dependency: str
     state: IncidentState | None = None
     """Carried across continue-as-new; None for a new incident."""
+    policy: ServicePolicy | None = None
+    """The policy snapshot, carried across continue-as-new so the incident keeps the policy it started with."""

@@ -161,9 +161,7 @@ class Approvals(_Strict):
 
     approvers: list[str] = Field(default_factory=lambda: ["oncall"])
     gates: list[str] = Field(
-        default_factory=lambda: [
-            f"exit:{t.value}" for t in FallbackTier if t.requires_approval_to_exit
-        ]
+        default_factory=lambda: [f"exit:{t.value}" for t in FallbackTier if t.requires_approval_to_exit]
     )
     gate_approvers: dict[str, list[str]] = Field(default_factory=dict)
     """Per-gate approver lists; gates not named here use `approvers`."""
@@ -298,9 +296,7 @@ class ChannelSpec(_Strict):
 
 class Notifications(_Strict):
     routes: dict[NotificationAudience, list[ChannelSpec]] = Field(default_factory=dict)
-    escalation: list[NotificationAudience] = Field(
-        default_factory=lambda: [NotificationAudience.LEADERSHIP]
-    )
+    escalation: list[NotificationAudience] = Field(default_factory=lambda: [NotificationAudience.LEADERSHIP])
     """Audiences told when a wait (approval, remediation) passes its deadline."""
 
 
@@ -358,7 +354,9 @@ class ServicePolicy(_Strict):
         for dep in self.dependencies:
             if dep.name == name:
                 return dep
-        raise KeyError(f"service {self.service!r} has no dependency {name!r} (has {[d.name for d in self.dependencies]})")
+        raise KeyError(
+            f"service {self.service!r} has no dependency {name!r} (has {[d.name for d in self.dependencies]})"
+        )
 
     def tier_spec(self, tier: FallbackTier) -> TierSpec | None:
         return next((t for t in self.chain if t.tier is tier), None)
