@@ -6,6 +6,7 @@ so `activities/` and `workflows/` can change on their own as long as this file h
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
@@ -163,6 +164,13 @@ class ChannelDelivery(BaseModel):
     ok: bool
     status_code: int | None = None
     error: str = ""
+    target: str = ""
+    """Where it went, without secrets: `scheme://host:port` of the endpoint, or the mail recipients."""
+    attempts: int = 0
+    """Sends tried for this channel, over all attempts of the activity."""
+    retryable: bool = False
+    """For a failure: True when transient (down, 5xx, 429) and the retries ran out; False for bad configuration."""
+    delivered_at: datetime | None = None
 
 
 class NotifyResult(BaseModel):
