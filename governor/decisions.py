@@ -56,7 +56,12 @@ def classify_probe(probe: ProbeResult, others_answer: bool = False) -> Classific
         else:
             ftype, reason = FailureType.DEPENDENCY_DOWN, f"{where} unreachable ({kind})"
     elif kind == "refused" or kind == "http_status":
-        detail = "connection refused" if kind == "refused" else f"HTTP {probe.status_code}"
+        if kind == "refused":
+            detail = "connection refused"
+        elif probe.status_code is not None:
+            detail = f"HTTP {probe.status_code}"
+        else:  # the connection broke off before an answer (reset, closed mid-response)
+            detail = probe.error or "no answer"
         ftype, reason = FailureType.MODEL_UNAVAILABLE, f"{where} health check failed: {detail}"
     elif kind == "timeout":
         ftype, reason = FailureType.TIMEOUT, f"{where} did not answer within its timeout"
