@@ -1,0 +1,296 @@
+"""The post-mortem of one incident, rendered from the workflow's state: pure, so the activity and the CLI share it.
+
+Times are measured from the failure's start as first reported (the earliest `reported_at`, else `detected_at`):
+MTTD = detected - start, time to mitigate = mitigated - start, MTTR = recovered - start.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from governor.audit import verify_chain
+from governor.enums import FallbackTier, RecoveryPhase
+from governor.incident import IncidentState
+from governor.policy import ServicePolicy
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def format_duration(seconds: float | None) -> str:
+    """`1h 02m 03s`, `4m 05s`, `12.3s`; `n/a` when unknown."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _ts(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "n/a"
+
+
+def _cell(value: Any, limit: int = 160) -> str:
+    """One Markdown table cell: no pipes or newlines, bounded length."""
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_started_at(state: IncidentState) -> datetime | None:
+    reported = [r.reported_at for r in state.reports if r.reported_at is not None]
+    return min(reported) if reported else state.detected_at
+
+
+def _end_of(state: IncidentState, now: datetime | None) -> datetime | None:
+    """Where open spans end: the close, else `now`, else the latest time the state knows."""
+    if state.closed_at is not None:
+        return state.closed_at
+    if now is not None:
+        return now
+    known = [e.at for e in state.audit] + [t for t in (state.recovered_at, state.mitigated_at, state.detected_at) if t]
+    return max(known) if known else None
+
+
+def incident_metrics(state: IncidentState, now: datetime | None = None) -> dict[str, float | None]:
+    """MTTD, time to mitigate, MTTR and total duration, in seconds (None when that point was never reached)."""
+    start = failure_started_at(state)
+    return {
+        "mttd_s": _seconds(start, state.detected_at),
+        "time_to_mitigate_s": _seconds(start, state.mitigated_at),
+        "mttr_s": _seconds(start, state.recovered_at),
+        "duration_s": _seconds(start, _end_of(state, now)),
+    }
+
+
+def time_in_phases(state: IncidentState, now: datetime | None = None) -> dict[RecoveryPhase, float]:
+    """Seconds spent in each phase, in phase order (a phase entered twice, e.g. after a rollback, adds up)."""
+    end = _end_of(state, now)
+    totals: dict[RecoveryPhase, float] = {}
+    for span in state.phases:
+        totals[span.phase] = totals.get(span.phase, 0.0) + (_seconds(span.entered_at, span.left_at or end) or 0.0)
+    return {p: totals[p] for p in RecoveryPhase if p in totals}
+
+
+def time_in_tiers(state: IncidentState, now: datetime | None = None) -> dict[FallbackTier, float]:
+    end = _end_of(state, now)
+    totals: dict[FallbackTier, float] = {}
+    for span in state.tiers:
+        totals[span.tier] = totals.get(span.tier, 0.0) + (_seconds(span.entered_at, span.left_at or end) or 0.0)
+    return {t: totals[t] for t in FallbackTier if t in totals}
+
+
+def follow_ups(state: IncidentState, policy: ServicePolicy) -> list[str]:
+    """Action items the incident itself suggests; on-call adds their own as notes."""
+    items: list[str] = []
+    ftype = state.failure_type
+    if ftype is not None and state.outcome != "false_alarm":
+        items.append(f"Find and fix the root cause of the {ftype.value} on {state.dependency}.")
+        if ftype.requires_manual_intervention:
+            items.append(f"{ftype.value} needs a human by nature: check the runbook covers it.")
+    if state.outcome == "false_alarm":
+        items.append("Tune the alert or watchdog that reported this: the failure did not reproduce.")
+    if state.rollbacks:
+        items.append(
+            f"Review why the ramp rolled back {len(state.rollbacks)} time(s) "
+            f"(last at {state.rollbacks[-1].percent}%: {state.rollbacks[-1].reason})."
+        )
+    missed = [n for n in state.notifications if not n.within_sla]
+    if missed:
+        who = ", ".join(sorted({f"{n.audience.value} via {n.channel}" for n in missed}))
+        items.append(f"{len(missed)} notification(s) missed their SLA or failed ({who}): check the routes.")
+    rejected = [d for d in state.decisions if not d.approved]
+    if rejected:
+        items.append(f"Discuss the rejected gate(s): {', '.join(sorted({d.gate for d in rejected}))}.")
+    if any(g.escalated for g in state.pending_gates):
+        items.append("An approval escalated past its deadline: check the approver rota.")
+    if state.forced_tier is not None or any(e.action == "force_tier" for e in state.audit):
+        items.append("A tier was forced by hand: decide whether the policy's chain should change.")
+    if state.outcome == "aborted":
+        items.append("The recovery was aborted: record why and what finished it.")
+    worst_tier = max((s.tier for s in state.tiers), key=lambda t: t.index, default=None)
+    if worst_tier is not None and worst_tier.index >= FallbackTier.TIER_3_DEGRADED.index:
+        items.append(
+            f"Users got {worst_tier.value} ({worst_tier.quality_percentage}% quality): "
+            "is a better fallback tier affordable?"
+        )
+    return items
+
+
+def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime | None = None) -> dict[str, Any]:
+    """The machine-readable post-mortem: the metrics, the summaries, and the full state it was made from."""
+    return {
+        "incident_id": state.incident_id,
+        "service": state.service,
+        "dependency": state.dependency,
+        "outcome": state.outcome,
+        "failure_type": state.failure_type.value if state.failure_type else None,
+        "severity": state.severity.value if state.severity else None,
+        "reason": state.reason,
+        "failure_started_at": _iso(failure_started_at(state)),
+        "metrics": incident_metrics(state, now),
+        "time_in_phase_s": {p.value: s for p, s in time_in_phases(state, now).items()},
+        "time_in_tier_s": {t.value: s for t, s in time_in_tiers(state, now).items()},
+        "approvals": [d.model_dump(mode="json") for d in state.decisions],
+        "rollbacks": [r.model_dump(mode="json") for r in state.rollbacks],
+        "notifications": [{**n.model_dump(mode="json"), "within_sla": n.within_sla} for n in state.notifications],
+        "notes": state.notes,
+        "follow_ups": follow_ups(state, policy),
+        "audit_chain_intact": verify_chain(state.audit) is None,
+        "state": state.model_dump(mode="json"),
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _details(details: dict[str, Any]) -> str:
+    if not details:
+        return ""
+    return ", ".join(f"{k}={json.dumps(v, default=str) if not isinstance(v, str) else v}" for k, v in details.items())
+
+
+def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime | None = None) -> str:
+    """The Markdown post-mortem: summary, key times, time per phase and tier, approvals, rollbacks, notifications,
+    notes, follow-ups and the audited timeline."""
+    metrics = incident_metrics(state, now)
+    ftype = state.failure_type.value if state.failure_type else "unclassified failure"
+    severity = f" ({state.severity.value})" if state.severity else ""
+    out: list[str] = [f"# Post-mortem: {state.service}: {ftype} on {state.dependency}{severity}", ""]
+
+    out += [
+        "## Summary",
+        "",
+        f"- Incident: `{state.incident_id}`",
+        f"- Outcome: **{state.outcome}**",
+        f"- What happened: {state.reason or 'n/a'}",
+        f"- Failed tier: {state.failed_tier.value}; final tier: {state.tier.value} "
+        f"({state.tier.quality_percentage}% quality); degradation: {state.degradation_level.value}",
+        f"- Ramp attempts: {state.attempt} of {policy.rollback.max_attempts}; rollbacks: {len(state.rollbacks)}",
+        f"- Reports: {max(state.report_count, len(state.reports))} (sources: {', '.join(sorted({r.source for r in state.reports})) or 'none'})",
+    ]
+    summary = state.evidence.get("summary") if isinstance(state.evidence, dict) else None
+    if summary:
+        out += ["", "### Evidence at diagnosis", "", "```", str(summary), "```"]
+    out.append("")
+
+    out += [
+        "## Key times",
+        "",
+        "| measure | value | at |",
+        "|---|---|---|",
+        f"| failure started (first report) | - | {_ts(failure_started_at(state))} |",
+        f"| MTTD (time to detect) | {format_duration(metrics['mttd_s'])} | {_ts(state.detected_at)} |",
+        f"| time to mitigate (fallback serving) | {format_duration(metrics['time_to_mitigate_s'])} "
+        f"| {_ts(state.mitigated_at)} |",
+        f"| MTTR (primary fully restored) | {format_duration(metrics['mttr_s'])} | {_ts(state.recovered_at)} |",
+        f"| total duration | {format_duration(metrics['duration_s'])} | {_ts(state.closed_at)} |",
+        "",
+    ]
+
+    phases = time_in_phases(state, now)
+    out += ["## Time in each phase", "", "| phase | time |", "|---|---|"]
+    out += [f"| {p.value} | {format_duration(s)} |" for p, s in phases.items()] or ["| (none recorded) | |"]
+    out.append("")
+    tiers = time_in_tiers(state, now)
+    out += ["## Time in each tier", "", "| tier | quality | time |", "|---|---|---|"]
+    out += [f"| {t.value} | {t.quality_percentage}% | {format_duration(s)} |" for t, s in tiers.items()] or [
+        "| (none recorded) | | |"
+    ]
+    out.append("")
+
+    out += ["## Approvals", ""]
+    if state.decisions:
+        out += ["| gate | decision | approver | at | reason |", "|---|---|---|---|---|"]
+        out += [
+            f"| {_cell(d.gate)} | {'approved' if d.approved else 'rejected'} | {_cell(d.approver)} | {_ts(d.at)} "
+            f"| {_cell(d.reason or '-')} |"
+            for d in state.decisions
+        ]
+    else:
+        out.append("No gated step was decided.")
+    if state.pending_gates:
+        out += ["", "Still pending at close: " + ", ".join(f"`{g.gate}`" for g in state.pending_gates)]
+    out.append("")
+
+    out += ["## Rollbacks", ""]
+    if state.rollbacks:
+        out += ["| at | attempt | step | reason | metrics | by |", "|---|---|---|---|---|---|"]
+        for r in state.rollbacks:
+            shown = ", ".join(
+                f"{k} {v:.1%}" if k == "error_rate" else f"{k} {v:g}" for k, v in sorted(r.metrics.items())
+            )
+            out.append(
+                f"| {_ts(r.at)} | {r.attempt} | {r.percent}% | {_cell(r.reason)} | {_cell(shown or '-')} "
+                f"| {_cell(r.actor)} |"
+            )
+    else:
+        out.append("No rollback.")
+    out.append("")
+
+    out += ["## Notifications", ""]
+    if state.notifications:
+        out += [
+            "| audience | channel | event | due | sent | SLA |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n in state.notifications:
+            if n.within_sla:
+                verdict = "met"
+            elif not n.ok:
+                verdict = f"FAILED: {n.error or 'not delivered'}"
+            else:
+                late = _seconds(n.due_at, n.sent_at)
+                verdict = f"missed by {format_duration(late)}"
+            out.append(
+                f"| {n.audience.value} ({n.audience.sla_minutes} min) | {_cell(n.channel)} | {_cell(n.event)} "
+                f"| {_ts(n.due_at)} | {_ts(n.sent_at)} | {_cell(verdict)} |"
+            )
+        met = sum(1 for n in state.notifications if n.within_sla)
+        out += ["", f"{met}/{len(state.notifications)} notifications met their audience's SLA."]
+    else:
+        out.append("No notification was sent.")
+    out.append("")
+
+    out += ["## Notes", ""]
+    if state.notes:
+        for note in state.notes:
+            author = note.get("author") or note.get("actor") or "someone"
+            at = note.get("at")
+            when = f" ({at})" if at else ""
+            text = note.get("text") or json.dumps({k: v for k, v in note.items() if k not in {"author", "at"}})
+            out.append(f"- **{author}**{when}: {text}")
+    else:
+        out.append("No notes.")
+    out.append("")
+
+    out += ["## Follow-ups", ""]
+    out += [f"- [ ] {item}" for item in follow_ups(state, policy)] or ["- [ ] (none suggested)"]
+    out.append("")
+
+    broken = verify_chain(state.audit)
+    chain = "intact" if broken is None else f"BROKEN at entry {broken}"
+    out += [
+        "## Timeline",
+        "",
+        f"Audit trail: {len(state.audit)} entries, hash chain {chain}.",
+        "",
+        "| # | at | actor | action | from → to | details | checksum |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in state.audit:
+        move = f"{e.previous_state} → {e.new_state}" if (e.previous_state or e.new_state) else ""
+        out.append(
+            f"| {e.seq} | {_ts(e.at)} | {_cell(e.actor)} | {_cell(e.action)} | {_cell(move)} "
+            f"| {_cell(_details(e.details))} | `{e.checksum}` |"
+        )
+    out.append("")
+    return "\n".join(out)
