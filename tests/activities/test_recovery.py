@@ -92,7 +92,7 @@ async def test_outage_is_confirmed_from_probes_even_without_gateway_stats(acts: 
 async def test_healthy_probes_without_stats_retry_rather_than_guess(acts: RecoveryActivities) -> None:
     async with run_upstream(name="primary") as primary:
         policy = make_policy(primary.url + "/health")
-        with pytest.raises(GatewayUnavailable, match=r"127\.0\.0\.1:9/"):
+        with pytest.raises(GatewayUnavailable, match=r"gateway http://127\.0\.0\.1:9: GET /admin/services/chat/stats"):
             await ActivityEnvironment().run(
                 acts.confirm_failure,
                 ConfirmFailureInput(policy=policy, dependency="primary-llm", report=report(), attempts=2),
