@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,6 +144,19 @@ class RecoveryActivities:
         self.client = client
         self.settings = settings
         self.gateway = GatewayAdmin(client, settings.gateway_token, settings.http_timeout_s)
+
+    def all(self) -> list[Callable[..., Awaitable[Any]]]:
+        """Every activity of this class, for `Worker(activities=[*recovery.all(), notifier.notify])`."""
+        return [
+            self.load_policy,
+            self.confirm_failure,
+            self.apply_gateway_change,
+            self.read_stats,
+            self.gather_evidence,
+            self.wait_for_healthy,
+            self.validate_primary,
+            self.write_postmortem,
+        ]
 
     # --- policy
 

@@ -236,3 +236,13 @@ async def test_validate_primary_fails_a_primary_that_is_still_down(acts: Recover
     assert result.result.verdict is Verdict.FAIL
     assert result.sample.error_rate == 1.0
     assert {c.name for c in result.result.checks if not c.passed} == {"health_endpoint", "error_rate"}
+
+
+def test_all_registers_every_contract_activity_but_notify(acts: RecoveryActivities) -> None:
+    from temporalio.activity import _Definition
+
+    from governor.actions import Activity
+
+    names = {_Definition.must_from_callable(fn).name for fn in acts.all()}
+    contract = {v for k, v in vars(Activity).items() if k.isupper()} - {Activity.NOTIFY}
+    assert names == contract
