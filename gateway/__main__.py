@@ -1,0 +1,62 @@
+"""`python -m gateway --policy-dir policies --port 8080`; the admin token comes from GOVERNOR_GATEWAY_TOKEN."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+
+import structlog
+
+from gateway.app import create_app, uvicorn_config
+from governor.logging import configure_logging
+from governor.policy import PolicyError, load_policy_dir
+
+DEV_TOKEN = "dev-token"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description="Fallback gateway (data plane + admin API)")
+    parser.add_argument("--policy-dir", default=os.environ.get("GOVERNOR_POLICY_DIR", "policies"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--log-format", default=os.environ.get("GOVERNOR_LOG_FORMAT", "auto"))
+    parser.add_argument("--log-level", default=os.environ.get("GOVERNOR_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    log = structlog.get_logger("gateway")
+    try:
+        policies = load_policy_dir(args.policy_dir)
+    except PolicyError as err:
+        print(err, file=sys.stderr)
+        return 2
+    token = os.environ.get("GOVERNOR_GATEWAY_TOKEN", "")
+    if not token:
+        if not _is_loopback(args.host):
+            print("GOVERNOR_GATEWAY_TOKEN must be set when the gateway listens beyond loopback", file=sys.stderr)
+            return 2
+        log.warning("gateway_dev_token", detail="GOVERNOR_GATEWAY_TOKEN unset; admin API uses the dev token")
+        token = DEV_TOKEN
+    app = create_app(policies, token)
+    import uvicorn
+
+    log.info("gateway_starting", host=args.host, port=args.port, services=sorted(policies))
+    server = uvicorn.Server(
+        uvicorn_config(app, host=args.host, port=args.port, loop="uvloop", log_level=args.log_level.lower())
+    )
+    server.run()
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

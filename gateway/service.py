@@ -1,0 +1,202 @@
+"""One service's live state in the gateway: its chain, pools, breakers, cache, stats and operator settings."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gateway.breaker import Breaker, BreakerConfig
+from gateway.cache import ResponseCache
+from gateway.client import Pool
+from gateway.stats import TierWindow
+from governor.enums import CircuitState, DegradationLevel, FallbackTier, FeatureFlag
+from governor.policy import ServicePolicy, TierSpec
+
+log = structlog.get_logger("gateway")
+
+UPSTREAM_TIERS = frozenset({FallbackTier.TIER_0_PRIMARY, FallbackTier.TIER_1_SECONDARY, FallbackTier.TIER_3_DEGRADED})
+STATUS_COMPONENT_VALUES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
+PRIMARY = FallbackTier.TIER_0_PRIMARY
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Link:
+    """One tier of the chain as the hot path sees it (precomputed, so a request does no lookups)."""
+
+    __slots__ = (
+        "breaker",
+        "cap_tokens",
+        "name",
+        "name_b",
+        "pool",
+        "spec",
+        "static_body",
+        "tier",
+        "timeout_s",
+        "window",
+    )
+
+    def __init__(self, service: ServiceRuntime, spec: TierSpec) -> None:
+        self.spec = spec
+        self.tier = spec.tier
+        self.name = spec.tier.value
+        self.name_b = self.name.encode()
+        self.timeout_s = spec.timeout_ms / 1000
+        self.cap_tokens = spec.max_tokens if spec.tier is FallbackTier.TIER_3_DEGRADED else None
+        self.window = TierWindow()
+        self.pool: Pool | None = None
+        self.breaker: Breaker | None = None
+        if spec.tier in UPSTREAM_TIERS:
+            self.breaker = Breaker(service.breaker_config, on_change=service.breaker_changed(self.name))
+        self.static_body: bytes | None = None
+        if spec.tier is FallbackTier.TIER_4_STATIC:
+            import json
+
+            body = spec.body
+            self.static_body = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+    def upstream_pool(self) -> Pool:
+        if self.pool is None:
+            assert self.spec.upstream is not None
+            self.pool = Pool(self.spec.upstream)
+        return self.pool
+
+
+class ServiceRuntime:
+    def __init__(self, policy: ServicePolicy, breaker_config: BreakerConfig) -> None:
+        self.policy = policy
+        self.name = policy.service
+        self.breaker_config = breaker_config
+        self.deadline_s = policy.deadline_ms / 1000
+        self.links = [Link(self, spec) for spec in policy.chain]
+        self.index = {link.tier: i for i, link in enumerate(self.links)}
+        self.error_window = TierWindow()  # the explicit 503s, reported as tier_5_error
+        cache_spec = policy.tier_spec(FallbackTier.TIER_2_CACHE)
+        self.cache = ResponseCache(cache_spec.ttl_s, cache_spec.max_entries) if cache_spec else None
+        self.pinned_tier: FallbackTier | None = None
+        self.primary_weight = 100
+        self.level = DegradationLevel.NORMAL
+        self.flag_overrides: dict[str, FeatureFlag] = {}
+        self.flags = policy.degradation.flags_for(self.level)
+        self.component = "operational"
+        self.message = ""
+        self.status_updated_at = utcnow()
+        self.flags_updated_at = self.status_updated_at
+        self.incident: str | None = None
+        self.audit: deque[dict[str, Any]] = deque(maxlen=200)
+
+    # --- routing
+
+    def plan(self) -> tuple[int, str | None]:
+        """Where this request enters the chain (index; len(links) = straight to the explicit error) and why."""
+        pinned, weight = self.pinned_tier, self.primary_weight
+        if weight >= 100 and (pinned is None or pinned is PRIMARY):
+            return 0, None
+        if weight > 0 and random.random() * 100 < weight:
+            return 0, None
+        if pinned is None or pinned is PRIMARY:
+            return 1, f"primary_weight={weight}"
+        return self.index.get(pinned, len(self.links)), f"pinned to {pinned.value}"
+
+    def link(self, tier: FallbackTier) -> Link | None:
+        i = self.index.get(tier)
+        return None if i is None else self.links[i]
+
+    def breaker_changed(self, tier: str):  # type: ignore[no-untyped-def]
+        def changed(old: CircuitState, new: CircuitState, why: str) -> None:
+            log.warning("breaker_changed", service=self.name, tier=tier, old=old.value, new=new.value, why=why)
+
+        return changed
+
+    # --- operator changes (each idempotent; returns whether anything changed)
+
+    def record_change(self, what: str, change: dict[str, Any], incident: str | None, changed: bool) -> None:
+        if incident:
+            self.incident = incident
+        entry = {"at": utcnow(), "what": what, "change": change, "incident": incident, "changed": changed}
+        self.audit.append(entry)
+        log.info("admin_change", service=self.name, **entry)
+
+    def set_route(self, fields: dict[str, Any]) -> bool:
+        before = (self.pinned_tier, self.primary_weight)
+        if "pinned_tier" in fields:
+            self.pinned_tier = fields["pinned_tier"]
+        if "primary_weight" in fields:
+            self.primary_weight = fields["primary_weight"]
+        return before != (self.pinned_tier, self.primary_weight)
+
+    def set_breaker(self, tier: FallbackTier, mode: str) -> bool:
+        link = self.link(tier)
+        assert link is not None and link.breaker is not None
+        before = link.breaker.mode
+        link.breaker.set_mode(mode)  # type: ignore[arg-type]
+        return before != mode
+
+    def set_degradation(self, level: DegradationLevel, overrides: dict[str, FeatureFlag]) -> bool:
+        flags = self.policy.degradation.flags_for(level)
+        flags.update(overrides)
+        changed = (level, flags) != (self.level, self.flags)
+        self.level, self.flag_overrides, self.flags = level, overrides, flags
+        if changed:
+            self.flags_updated_at = utcnow()
+        return changed
+
+    def set_status(self, component: str, message: str) -> bool:
+        changed = (component, message) != (self.component, self.message)
+        self.component, self.message = component, message
+        if changed:
+            self.status_updated_at = utcnow()
+        return changed
+
+    # --- views
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "pinned_tier": self.pinned_tier.value if self.pinned_tier else None,
+            "primary_weight": self.primary_weight,
+            "chain": [link.name for link in self.links],
+            "breakers": {link.name: link.breaker.snapshot() for link in self.links if link.breaker is not None},
+            "degradation": {
+                "level": self.level.value,
+                "flags": {k: v.value for k, v in self.flags.items()},
+                "overrides": {k: v.value for k, v in self.flag_overrides.items()},
+                "message": self.level.user_message,
+            },
+            "status": {"component": self.component, "message": self.message, "updated_at": self.status_updated_at},
+            "incident": self.incident,
+            "cache": None
+            if self.cache is None
+            else {"entries": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses},
+        }
+
+    def stats(self, window_s: int) -> dict[str, Any]:
+        tiers = {link.name: link.window.window(window_s) for link in self.links}
+        tiers[FallbackTier.TIER_5_ERROR.value] = self.error_window.window(window_s)
+        return {"service": self.name, "window_s": window_s, "tiers": tiers}
+
+    def retry_after_s(self, hinted: list[float]) -> int:
+        """When a client should try again: the soonest upstream hint or breaker half-open, else 5 s."""
+        candidates = [h for h in hinted if h > 0]
+        for link in self.links:
+            if link.breaker is not None and (r := link.breaker.retry_in_s()) is not None:
+                candidates.append(r)
+        soonest = min(candidates) if candidates else 5.0
+        return max(1, min(300, int(soonest + 0.999)))
+
+    async def close(self) -> None:
+        for link in self.links:
+            if link.pool is not None:
+                await link.pool.close()
+
+
+def monotonic() -> float:
+    return time.monotonic()

@@ -1,0 +1,99 @@
+"""Stats windows per tier: per-second buckets of counts and a log-bucketed latency histogram (bounded memory).
+
+Percentiles come from histogram bins 5 % wide, good enough to judge a ramp step and cheap on the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+MAX_WINDOW_S = 300
+_BASE = 1.05
+_LOG_BASE = math.log(_BASE)
+_MIN_MS = 0.01
+
+
+def _bin(latency_ms: float) -> int:
+    if latency_ms <= _MIN_MS:
+        return 0
+    return int(math.log(latency_ms / _MIN_MS) / _LOG_BASE) + 1
+
+
+def _bin_value(index: int) -> float:
+    """The upper bound of a bin, in ms."""
+    return _MIN_MS * _BASE**index
+
+
+class _Second:
+    __slots__ = ("errors", "hist", "rate_limited", "requests", "second")
+
+    def __init__(self, second: int) -> None:
+        self.second = second
+        self.requests = 0
+        self.errors = 0
+        self.rate_limited = 0
+        self.hist: dict[int, int] = {}
+
+
+class TierWindow:
+    """Attempts on one tier: requests, errors, 429s, latency, and requests in flight."""
+
+    __slots__ = ("_clock", "_ring", "in_flight")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ring: list[_Second | None] = [None] * MAX_WINDOW_S
+        self.in_flight = 0
+
+    def record(self, latency_s: float, error: bool = False, rate_limited: bool = False) -> None:
+        second = int(self._clock())
+        slot = second % MAX_WINDOW_S
+        bucket = self._ring[slot]
+        if bucket is None or bucket.second != second:
+            bucket = self._ring[slot] = _Second(second)
+        bucket.requests += 1
+        if error:
+            bucket.errors += 1
+        if rate_limited:
+            bucket.rate_limited += 1
+        b = _bin(latency_s * 1000.0)
+        hist = bucket.hist
+        hist[b] = hist.get(b, 0) + 1
+
+    def window(self, window_s: int) -> dict[str, float | int]:
+        now = int(self._clock())
+        requests = errors = rate_limited = 0
+        hist: dict[int, int] = {}
+        for bucket in self._ring:
+            if bucket is None or not now - window_s < bucket.second <= now:
+                continue
+            requests += bucket.requests
+            errors += bucket.errors
+            rate_limited += bucket.rate_limited
+            for b, n in bucket.hist.items():
+                hist[b] = hist.get(b, 0) + n
+        return {
+            "requests": requests,
+            "errors": errors,
+            "error_rate": round(errors / requests, 4) if requests else 0.0,
+            "rate_limited": rate_limited,
+            "in_flight": self.in_flight,
+            "p50_ms": _percentile(hist, requests, 0.50),
+            "p95_ms": _percentile(hist, requests, 0.95),
+            "p99_ms": _percentile(hist, requests, 0.99),
+            "rps": round(requests / window_s, 3),
+        }
+
+
+def _percentile(hist: dict[int, int], total: int, q: float) -> float:
+    if not total:
+        return 0.0
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if seen >= rank:
+            return round(_bin_value(b), 3)
+    return 0.0

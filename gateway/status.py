@@ -1,0 +1,144 @@
+"""The public status page (`/status`, `/status.json`, Statuspage's component values) and the state gauges."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.service import STATUS_COMPONENT_VALUES, ServiceRuntime, utcnow
+from governor.enums import CircuitState
+
+# Statuspage's page indicator for the worst component status.
+_INDICATOR = {
+    "operational": ("none", "All Systems Operational"),
+    "under_maintenance": ("maintenance", "Service Under Maintenance"),
+    "degraded_performance": ("minor", "Partially Degraded Service"),
+    "partial_outage": ("major", "Partial System Outage"),
+    "major_outage": ("critical", "Major System Outage"),
+}
+_SEVERITY = {
+    "operational": 0,
+    "under_maintenance": 1,
+    "degraded_performance": 2,
+    "partial_outage": 3,
+    "major_outage": 4,
+}
+_LABEL = {
+    "operational": "Operational",
+    "degraded_performance": "Degraded performance",
+    "partial_outage": "Partial outage",
+    "major_outage": "Major outage",
+    "under_maintenance": "Under maintenance",
+}
+_COLOUR = {
+    "operational": "#2fcc66",
+    "degraded_performance": "#f1c40f",
+    "partial_outage": "#e67e22",
+    "major_outage": "#e74c3c",
+    "under_maintenance": "#3498db",
+}
+
+
+def status_json(services: dict[str, ServiceRuntime]) -> dict[str, Any]:
+    """Shaped like Statuspage's `/api/v2/summary.json`: page, status indicator, components."""
+    components = [
+        {
+            "id": svc.name,
+            "name": svc.name,
+            "status": svc.component,
+            "description": svc.message or svc.level.user_message,
+            "updated_at": svc.status_updated_at,
+            "degradation_level": svc.level.value,
+        }
+        for svc in services.values()
+    ]
+    worst = max((c["status"] for c in components), key=_SEVERITY.__getitem__, default="operational")
+    indicator, description = _INDICATOR[worst]
+    return {
+        "page": {"name": "Fallback Governor", "updated_at": utcnow()},
+        "status": {"indicator": indicator, "description": description},
+        "components": components,
+    }
+
+
+def render_status_html(services: dict[str, ServiceRuntime]) -> str:
+    summary = status_json(services)
+    rows = []
+    for c in summary["components"]:
+        colour = _COLOUR[c["status"]]
+        rows.append(
+            f'<li class="component"><span class="dot" style="background:{colour}"></span>'
+            f'<strong>{html.escape(c["name"])}</strong> <span class="state" data-status="{c["status"]}">'
+            f"{_LABEL[c['status']]}</span>"
+            + (f'<p class="message">{html.escape(c["description"])}</p>' if c["description"] else "")
+            + f"<small>updated {html.escape(c['updated_at'])}</small></li>"
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="15"><title>Status: {html.escape(summary["status"]["description"])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#222}}
+.banner{{padding:1rem;border-radius:.4rem;color:#fff;background:{_COLOUR[_worst(summary)]}}}
+ul{{list-style:none;padding:0}}.component{{border-bottom:1px solid #ddd;padding:.8rem 0}}
+.dot{{display:inline-block;width:.8rem;height:.8rem;border-radius:50%;margin-right:.5rem}}
+.state{{float:right}}.message{{margin:.3rem 0}}small{{color:#777}}</style></head>
+<body><h1>Service status</h1>
+<div class="banner" id="indicator" data-indicator="{summary["status"]["indicator"]}">
+{html.escape(summary["status"]["description"])}</div>
+<ul>{"".join(rows)}</ul>
+<p><small>Also as JSON: <a href="/status.json">/status.json</a>. Updated {summary["page"]["updated_at"]}.</small></p>
+</body></html>"""
+
+
+def _worst(summary: dict[str, Any]) -> str:
+    return max((c["status"] for c in summary["components"]), key=_SEVERITY.__getitem__, default="operational")
+
+
+_BREAKER_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
+class StateCollector(Collector):
+    """Gauges read at scrape time, so the hot path pays nothing for them."""
+
+    def __init__(self, services: dict[str, ServiceRuntime]) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        breaker = GaugeMetricFamily(
+            "governor_gateway_breaker_state",
+            "Breaker state: 0 closed, 1 half-open, 2 open",
+            labels=["service", "tier", "mode"],
+        )
+        weight = GaugeMetricFamily(
+            "governor_gateway_primary_weight", "Share of traffic sent to the primary (%)", labels=["service"]
+        )
+        pinned = GaugeMetricFamily("governor_gateway_pinned_tier", "1 for the pinned tier", labels=["service", "tier"])
+        level = GaugeMetricFamily(
+            "governor_gateway_degradation_rank", "Degradation level rank (0 = normal)", labels=["service", "level"]
+        )
+        component = GaugeMetricFamily(
+            "governor_gateway_status_component", "1 for the component's current status", labels=["service", "status"]
+        )
+        in_flight = GaugeMetricFamily(
+            "governor_gateway_in_flight", "Requests in flight per tier", labels=["service", "tier"]
+        )
+        cache = GaugeMetricFamily("governor_gateway_cache_entries", "Entries in the cache tier", labels=["service"])
+        for svc in self.services.values():
+            weight.add_metric([svc.name], svc.primary_weight)
+            if svc.pinned_tier is not None:
+                pinned.add_metric([svc.name, svc.pinned_tier.value], 1)
+            level.add_metric([svc.name, svc.level.value], svc.level.rank)
+            for value in STATUS_COMPONENT_VALUES:
+                component.add_metric([svc.name, value], 1 if svc.component == value else 0)
+            for link in svc.links:
+                in_flight.add_metric([svc.name, link.name], link.window.in_flight)
+                if link.breaker is not None:
+                    breaker.add_metric(
+                        [svc.name, link.name, link.breaker.mode], _BREAKER_VALUE[link.breaker.effective_state()]
+                    )
+            if svc.cache is not None:
+                cache.add_metric([svc.name], len(svc.cache))
+        yield from (breaker, weight, pinned, level, component, in_flight, cache)
