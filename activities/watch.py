@@ -11,16 +11,15 @@ import asyncio
 import math
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import structlog
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.probes import probe_dependency
+from governor.client import GovernorClient, Reported
 from governor.detection import (
     BurnRateConfig,
     Hysteresis,
@@ -37,24 +36,16 @@ from governor.detection import (
     evaluate_burn,
     step,
 )
-from governor.incident import WORKFLOW_NAME, IncidentReport, Names, RecoveryInput, incident_id
+from governor.incident import IncidentReport
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import DependencySpec, ServicePolicy
 
 log = structlog.get_logger(__name__)
 
 
-async def signal_with_start(client: Client, report: IncidentReport, task_queue: str) -> WorkflowHandle[Any, Any]:
-    """Start the incident's recovery, or join the open one: one workflow per service and dependency."""
-    return await client.start_workflow(
-        WORKFLOW_NAME,
-        RecoveryInput(service=report.service, dependency=report.dependency),
-        id=incident_id(report.service, report.dependency),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        start_signal=Names.REPORT,
-        start_signal_args=[report],
-    )
+async def report_failure(client: Client, report: IncidentReport, task_queue: str) -> Reported:
+    """Start the incident's recovery, or join the open one (signal-with-start through the client SDK)."""
+    return await GovernorClient(client, task_queue=task_queue).report_failure(report)
 
 
 class WatchActivities:
@@ -219,12 +210,13 @@ class WatchActivities:
         """Signal-with-start the incident's recovery workflow (joins the open incident if there is one)."""
         if self.temporal is None:
             raise ApplicationError("this worker has no Temporal client for reports", non_retryable=True)
-        handle = await signal_with_start(self.temporal, inp.report, inp.task_queue)
+        reported = await report_failure(self.temporal, inp.report, inp.task_queue)
         log.info(
             "failure reported",
-            incident_id=handle.id,
+            incident_id=reported.incident_id,
+            new_incident=reported.started,
             service=inp.report.service,
             dependency=inp.report.dependency,
             failure_type=inp.report.failure_type.value if inp.report.failure_type else None,
         )
-        return ReportResult(incident_id=handle.id, run_id=handle.result_run_id)
+        return ReportResult(incident_id=reported.incident_id, run_id=reported.run_id)

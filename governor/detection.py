@@ -75,9 +75,11 @@ class BurnRateConfig(BaseModel):
     """Optional SLO burn-rate detection from Prometheus; the SLO target is the dependency's `sla_target`."""
 
     prometheus_url: str
-    requests_metric: str = "governor_requests_total"
-    """A counter labelled with `service`, `tier` and `outcome`; errors are `outcome` matching `error_outcomes`."""
-    error_outcomes: str = "error|timeout|rate_limited"
+    requests_metric: str = "governor_gateway_tier_attempts_total"
+    """The gateway's counter of tier attempts, labelled `service`, `tier` and `outcome`."""
+    good_outcomes: str = "ok|client_error|hit|miss"
+    """Outcomes that spend no error budget (a regex); every other outcome (timeout, http_5xx, rate_limited,
+    connect_error, bad_body, ...) is an error."""
     rules: list[BurnRateRule] = Field(default_factory=page_rules)
     every_s: float = Field(default=15.0, gt=0)
     """Query Prometheus at most this often (its data moves at scrape speed anyway)."""
@@ -263,7 +265,7 @@ def error_ratio_query(config: BurnRateConfig, service: str, tier: FallbackTier, 
     """PromQL for the share of failed requests of one tier over one window (0 when there was no traffic)."""
     sel = f'service="{service}",tier="{tier.value}"'
     w = window_label(window_s)
-    errors = f'sum(rate({config.requests_metric}{{{sel},outcome=~"{config.error_outcomes}"}}[{w}]))'
+    errors = f'sum(rate({config.requests_metric}{{{sel},outcome!~"{config.good_outcomes}"}}[{w}]))'
     total = f"sum(rate({config.requests_metric}{{{sel}}}[{w}]))"
     return f"({errors} or vector(0)) / {total}"
 
