@@ -17,6 +17,7 @@ import asyncio
 import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,7 +59,11 @@ def channel_slot(index: int, spec: ChannelSpec) -> str:
 
 
 def default_channels(
-    http: httpx.AsyncClient, *, gateway_token: str | None = None, smtp_timeout_s: float = 10.0
+    http: httpx.AsyncClient,
+    *,
+    gateway_token: str | None = None,
+    policy_dir: Path | None = None,
+    smtp_timeout_s: float = 10.0,
 ) -> dict[str, Channel]:
     return {
         "webhook": WebhookChannel(http),
@@ -66,7 +71,7 @@ def default_channels(
         "slack": SlackChannel(http),
         "cloudevents": CloudEventsChannel(http),
         "email": EmailChannel(timeout_s=smtp_timeout_s),
-        "status_page": StatusPageChannel(http, gateway_token=gateway_token),
+        "status_page": StatusPageChannel(http, gateway_token=gateway_token, policy_dir=policy_dir),
     }
 
 
@@ -105,7 +110,10 @@ class NotificationActivities:
         if gateway_token is None and settings is not None:
             gateway_token = settings.gateway_token
         self._channels: dict[str, Channel] = default_channels(
-            http, gateway_token=gateway_token, smtp_timeout_s=smtp_timeout_s
+            http,
+            gateway_token=gateway_token,
+            policy_dir=settings.policy_dir if settings is not None else None,
+            smtp_timeout_s=smtp_timeout_s,
         )
         self._channels.update(channels or {})
         self._tries = tries_per_attempt

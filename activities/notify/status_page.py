@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from activities.notify.base import (
 )
 from governor.actions import ChannelDelivery, NotifyInput
 from governor.decisions import status_component
-from governor.policy import ChannelSpec
+from governor.policy import ChannelSpec, PolicyError, find_policy
 
 TOKEN_ENV = "GOVERNOR_GATEWAY_TOKEN"
 
@@ -58,13 +59,30 @@ def status_change(input: NotifyInput) -> dict[str, str]:
 
 
 class StatusPageChannel(HttpChannel):
-    """Set the status component and message on the gateway (spec.url, or every replica in details.gateways)."""
+    """Set the status component and message on every gateway replica (spec.url, details.gateways, or the policy's)."""
 
     type = "status_page"
 
-    def __init__(self, http: httpx.AsyncClient, gateway_token: str | None = None) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, gateway_token: str | None = None, policy_dir: Path | None = None
+    ) -> None:
         super().__init__(http)
         self._gateway_token = gateway_token
+        self._policy_dir = policy_dir
+
+    def _gateways(self, spec: ChannelSpec, input: NotifyInput, service: str) -> list[str]:
+        """spec.url, else details.gateways, else the `gateways` of the service's policy file on this worker."""
+        if spec.url:
+            return [spec.url]
+        listed = input.details.get("gateways")
+        if isinstance(listed, list) and listed:
+            return [str(g) for g in listed]
+        if self._policy_dir is not None:
+            try:
+                return list(find_policy(self._policy_dir, service).gateways)
+            except PolicyError as err:
+                raise config_error(spec, f"no url or details.gateways, and the policy gives none: {err}") from None
+        raise config_error(spec, "set its url to the gateway admin base URL, or pass details.gateways")
 
     def _token(self, spec: ChannelSpec) -> str:
         if spec.secret_env:
@@ -81,15 +99,7 @@ class StatusPageChannel(HttpChannel):
         service = input.details.get("service")
         if not service:
             raise config_error(spec, "details.service is required (the gateway service whose status changes)")
-        gateways: list[str]
-        if spec.url:
-            gateways = [spec.url]
-        else:
-            listed = input.details.get("gateways")
-            if not isinstance(listed, list) or not listed:
-                raise config_error(spec, "set its url to the gateway admin base URL, or pass details.gateways")
-            gateways = [str(g) for g in listed]
-        bases = [http_url(spec, g) for g in gateways]
+        bases = [http_url(spec, g) for g in self._gateways(spec, input, str(service))]
         change = status_change(input)
         body = json_bytes(change)
         headers = {
