@@ -39,6 +39,7 @@ from governor.detection import (
 from governor.incident import IncidentReport
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import DependencySpec, ServicePolicy
+from governor.settings import WorkerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -49,11 +50,11 @@ async def report_failure(client: Client, report: IncidentReport, task_queue: str
 
 
 class WatchActivities:
-    """Built once by the worker: one HTTP client, the gateways' admin token, the Temporal client for reports."""
+    """Built once by the worker: one HTTP client, the settings (gateways' admin token), the Temporal client."""
 
-    def __init__(self, http: httpx.AsyncClient, gateway_token: str, temporal: Client | None = None) -> None:
+    def __init__(self, http: httpx.AsyncClient, settings: WorkerSettings, temporal: Client | None = None) -> None:
         self.http = http
-        self.gateway_token = gateway_token
+        self.gateway_token = settings.gateway_token
         self.temporal = temporal
         self._burn_cache: dict[str, tuple[float, Classification | None, dict[str, float]]] = {}
 

@@ -22,8 +22,10 @@ from gateway.app import run_gateway
 from governor.detection import Hysteresis, WatchdogConfig, WatchInput, WatchResult
 from governor.enums import FailureType
 from governor.policy import ServicePolicy, load_policy
+from governor.settings import WorkerSettings
 
 TOKEN = "test-token"
+SETTINGS = WorkerSettings(gateway_token=TOKEN, metrics_port=None)
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
 FAST = WatchdogConfig(interval_s=0.05, suspect_interval_s=0.05, confirm_after=3, clear_after=3, min_samples=10)
 
@@ -69,7 +71,7 @@ async def watch(
     heartbeats: list[Any] = []
     env = env or ActivityEnvironment()
     env.on_heartbeat = lambda *details: heartbeats.append(details[0])
-    acts = WatchActivities(stack.http, TOKEN)
+    acts = WatchActivities(stack.http, SETTINGS)
     inp = WatchInput(policy=policy or stack.policy, dependency="primary-llm", config=config)
     result = await asyncio.wait_for(env.run(acts.watch_dependency, inp), timeout=10)
     return result, heartbeats
@@ -143,7 +145,7 @@ async def test_failure_clears_only_after_n_good_probes(stack: Stack) -> None:
     confirmed, _ = await watch(stack)
     stack.primary.set(outage=False)
     env = ActivityEnvironment()
-    acts = WatchActivities(stack.http, TOKEN)
+    acts = WatchActivities(stack.http, SETTINGS)
     inp = WatchInput(policy=stack.policy, dependency="primary-llm", config=FAST, hysteresis=confirmed.hysteresis)
     cleared = await asyncio.wait_for(env.run(acts.watch_dependency, inp), timeout=10)
     assert cleared.transition == "cleared"
@@ -163,7 +165,7 @@ async def test_cancel_hands_back_the_streak_and_a_retry_resumes_from_the_heartbe
             seen_two.set()
 
     env.on_heartbeat = on_heartbeat
-    acts = WatchActivities(stack.http, TOKEN)
+    acts = WatchActivities(stack.http, SETTINGS)
     task = asyncio.ensure_future(
         env.run(acts.watch_dependency, WatchInput(policy=stack.policy, dependency="primary-llm", config=slow_confirm))
     )

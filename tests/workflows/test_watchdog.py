@@ -7,16 +7,14 @@ state carried); a silent probe counts as dependency_down; a policy update takes 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -42,18 +40,14 @@ from workflows.watchdog import WatchdogWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = load_policy(ROOT / "policies" / "chat.yaml")
-TEST_SERVER = shutil.which("temporal-test-server") or str(ROOT / ".venv/bin/temporal-test-server")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FAST = WatchdogConfig(heartbeat_timeout_s=1)  # cancellation reaches an activity with its next sent heartbeat
 SPIKE = Classification(failure_type=FailureType.ERROR_SPIKE, severity=Severity.CRITICAL, reason="error rate 40%")
 
 
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
-    ) as env:
-        yield env
+@pytest.fixture
+def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    return time_skipping_env
 
 
 class FakeWatch:

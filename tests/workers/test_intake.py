@@ -1,0 +1,261 @@
+"""The intake end to end: the real Alertmanager (Debian's) fires into it, reports land in the real Temporal dev server.
+
+No worker runs here on purpose: signal-with-start creates the incident and queues its report signals whether or not a
+worker picks them up, so the history shows exactly what the intake sent: one incident, one signal per distinct report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from governor.client import GovernorClient, Reported
+from governor.enums import FailureType, Severity
+from governor.incident import IncidentReport, incident_id
+from governor.policy import ServicePolicy, load_policy
+from workers.intake import RunningIntake, run_intake
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Recorder:
+    """The production reporter (GovernorClient.report_failure), plus a wake-up for the test on every report."""
+
+    def __init__(self, governor: GovernorClient) -> None:
+        self.governor = governor
+        self.reports: list[IncidentReport] = []
+        self.changed = asyncio.Condition()
+
+    async def __call__(self, report: IncidentReport) -> Reported:
+        reported = await self.governor.report_failure(report)
+        self.reports.append(report)
+        async with self.changed:
+            self.changed.notify_all()
+        return reported
+
+    async def until(self, n: int, limit_s: float = 10.0) -> None:
+        async with asyncio.timeout(limit_s), self.changed:
+            await self.changed.wait_for(lambda: len(self.reports) >= n)
+
+
+def policy_named(service: str) -> ServicePolicy:
+    return BASE.model_copy(update={"service": service})
+
+
+@pytest.fixture
+async def intake(dev_env: WorkflowEnvironment) -> AsyncIterator[tuple[RunningIntake, Recorder, str]]:
+    service = f"chat{uuid.uuid4().hex[:8]}"  # a fresh service per test: incidents never collide
+    recorder = Recorder(GovernorClient(dev_env.client, task_queue=f"intake-{service}"))
+    async with run_intake(recorder, policies={service: policy_named(service)}) as running:
+        yield running, recorder, service
+
+
+@contextlib.contextmanager
+def alertmanager(webhook_url: str, tmp: Path) -> Iterator[str]:
+    """Debian's Alertmanager with one webhook receiver, short group_wait, no clustering."""
+    port = free_port()
+    config = tmp / "alertmanager.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "route": {
+                    "receiver": "governor",
+                    "group_by": ["alertname", "service", "dependency"],
+                    "group_wait": "50ms",
+                    "group_interval": "1s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [{"name": "governor", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def ready(http: httpx.AsyncClient, url: str) -> None:
+    """Alertmanager answers /-/ready once its config is loaded (it starts in well under a second)."""
+    async with asyncio.timeout(10):
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get(f"{url}/-/ready")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+
+
+async def signals(client: Client, wid: str) -> list[dict[str, Any]]:
+    """The report signals in the incident's history, decoded."""
+    handle = client.get_workflow_handle(wid)
+    found = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            payload = event.workflow_execution_signaled_event_attributes.input.payloads[0]
+            found.append(json.loads(payload.data))
+    return found
+
+
+async def test_alertmanager_fires_into_the_intake_and_one_incident_collects_the_reports(
+    dev_env: WorkflowEnvironment, intake: tuple[RunningIntake, Recorder, str], tmp_path: Path
+) -> None:
+    running, recorder, service = intake
+    now = datetime.now(UTC).isoformat()
+    alerts = [
+        {
+            "labels": {
+                "alertname": "PrimaryErrorBudgetBurn",
+                "service": service,
+                "dependency": "primary-llm",
+                "severity": "critical",
+            },
+            "annotations": {"summary": "primary-llm burns its error budget 14x"},
+            "startsAt": now,
+        },
+        {
+            "labels": {
+                "alertname": "PrimaryHighLatency",
+                "service": service,
+                "dependency": "primary-llm",
+                "severity": "warning",
+            },
+            "annotations": {"summary": "p99 above 2 s"},
+            "startsAt": now,
+        },
+    ]
+    async with httpx.AsyncClient(trust_env=False) as http:
+        with alertmanager(f"{running.url}/v1/alertmanager", tmp_path) as am:
+            await ready(http, am)
+            posted = await http.post(f"{am}/api/v2/alerts", json=alerts)
+            assert posted.status_code == 200, posted.text
+            await recorder.until(2)
+            # Alertmanager sending the same firing alert again (a retry, a repeat) is answered from the cache
+            again = dict(recorder.reports[0].model_dump(mode="json"))
+        wid = incident_id(service, "primary-llm")
+        sent = await signals(dev_env.client, wid)
+        by_type = {r.failure_type: r for r in recorder.reports}
+        assert set(by_type) == {FailureType.ERROR_SPIKE, FailureType.HIGH_LATENCY}
+        assert by_type[FailureType.ERROR_SPIKE].severity is Severity.CRITICAL
+        assert by_type[FailureType.HIGH_LATENCY].severity is Severity.MEDIUM
+        assert by_type[FailureType.ERROR_SPIKE].source == "alertmanager:PrimaryErrorBudgetBurn"
+        assert len(sent) == 2 and {s["failure_type"] for s in sent} == {"error_spike", "high_latency"}
+        # one incident for both alerts: the second report joined the first
+        desc = await dev_env.client.get_workflow_handle(wid).describe()
+        assert desc.id == wid
+
+        # the same report, re-sent as a plain report with its dedup key: not a third signal
+        replay = await http.post(f"{running.url}/v1/reports", json=again)
+        assert replay.status_code == 202 and replay.json()["duplicate"] is True
+        assert len(await signals(dev_env.client, wid)) == 2
+
+
+async def test_plain_report_starts_an_incident_and_a_repeat_is_deduplicated(
+    dev_env: WorkflowEnvironment, intake: tuple[RunningIntake, Recorder, str]
+) -> None:
+    running, _recorder, service = intake
+    body = {"service": service, "dependency": "secondary-llm", "failure_type": "timeout", "message": "3 timeouts"}
+    async with httpx.AsyncClient(trust_env=False) as http:
+        first = await http.post(f"{running.url}/v1/reports", json=body)
+        second = await http.post(f"{running.url}/v1/reports", json=body)
+        health = (await http.get(f"{running.url}/healthz")).json()
+    assert first.status_code == 202 and first.json()["started"] is True and first.json()["duplicate"] is False
+    assert second.status_code == 202 and second.json()["duplicate"] is True
+    assert first.json()["incident_id"] == incident_id(service, "secondary-llm")
+    assert len(await signals(dev_env.client, incident_id(service, "secondary-llm"))) == 1
+    assert health["reported"] == 1 and health["duplicates"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        ("/v1/reports", "not json", 400, "body"),
+        ("/v1/reports", {"dependency": "primary-llm"}, 422, "service"),
+        (
+            "/v1/reports",
+            {"service": "SVC", "dependency": "primary-llm", "failure_type": "meltdown"},
+            422,
+            "failure_type",
+        ),
+        ("/v1/reports", {"service": "SVC", "dependency": "nope"}, 422, "dependency"),
+        ("/v1/reports", {"service": "other", "dependency": "primary-llm"}, 422, "service"),
+        (
+            "/v1/alertmanager",
+            {"version": "3", "groupKey": "g", "status": "firing", "receiver": "r", "alerts": []},
+            422,
+            "version",
+        ),
+        (
+            "/v1/alertmanager",
+            {
+                "version": "4",
+                "groupKey": "g",
+                "status": "firing",
+                "receiver": "r",
+                "alerts": [{"status": "firing", "labels": {"service": "SVC"}, "startsAt": "2026-01-01T00:00:00Z"}],
+            },
+            422,
+            "alerts[0].labels.dependency",
+        ),
+        (
+            "/v1/alertmanager",
+            {
+                "version": "4",
+                "groupKey": "g",
+                "status": "firing",
+                "receiver": "r",
+                "alerts": [{"status": "firing", "labels": {"service": "SVC"}}],
+            },
+            422,
+            "alerts[0].startsAt",
+        ),
+    ],
+)
+async def test_bad_payloads_are_refused_naming_the_field(
+    intake: tuple[RunningIntake, Recorder, str], path: str, body: Any, status: int, field: str
+) -> None:
+    running, recorder, service = intake
+    raw = body if isinstance(body, str) else json.dumps(body).replace("SVC", service)
+    async with httpx.AsyncClient(trust_env=False) as http:
+        response = await http.post(f"{running.url}{path}", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+    assert recorder.reports == []
