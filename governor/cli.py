@@ -201,7 +201,8 @@ def _short(value: Any, limit: int = 70) -> str:
 
 
 def approve_command(incident: str, gate: str, verb: str = "approve") -> str:
-    return f'governor {verb} {shlex.quote(incident)} --gate {shlex.quote(gate)} --reason "why it is safe"'
+    why = "why it is safe" if verb == "approve" else "why not"
+    return f'governor {verb} {shlex.quote(incident)} --gate {shlex.quote(gate)} --reason "{why}"'
 
 
 def timeline_rows(state: IncidentState) -> list[list[Any]]:
@@ -210,7 +211,8 @@ def timeline_rows(state: IncidentState) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for entry in state.audit:
         offset = f"+{fmt_duration(entry.at - start)}" if start else ""
-        change = f"{entry.previous_state} -> {entry.new_state}" if entry.previous_state or entry.new_state else ""
+        # Every entry records the phase it happened in; show only real transitions.
+        change = f"{entry.previous_state} -> {entry.new_state}" if entry.previous_state else ""
         detail = " ".join(f"{k}={_short(v, 40)}" for k, v in entry.details.items())
         rows.append([entry.at.strftime("%H:%M:%S"), offset, entry.actor, entry.action, change, _short(detail)])
     return rows
@@ -279,7 +281,7 @@ def _indent(text: str, by: str = "  ") -> str:
 def render_result(incident: str, control: str, result: ControlResult) -> str:
     pending = ", ".join(result.pending_gates) or "none"
     return (
-        f"{control}: {result.message or 'accepted'}\n"
+        f"{result.message or control + ' accepted'}\n"
         f"  {incident}: phase {result.phase.value}, tier {result.tier.value}, ramp {result.ramp_percent}%, "
         f"pending gates: {pending}"
     )
@@ -352,9 +354,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _shared(suppress: bool) -> argparse.ArgumentParser:
+def _shared(suppress: bool) -> _Parser:
     """Options accepted before or after the subcommand (the subcommand's copy must not reset the global one)."""
-    p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
+    p = _Parser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
     conn = p.add_argument_group("Temporal connection (defaults from GOVERNOR_TEMPORAL_* environment)")
     conn.add_argument("--address", help="host:port (GOVERNOR_TEMPORAL_ADDRESS, default 127.0.0.1:7233)")
     conn.add_argument("--namespace", help="namespace (GOVERNOR_TEMPORAL_NAMESPACE, default 'default')")
@@ -380,8 +382,8 @@ def _shared(suppress: bool) -> argparse.ArgumentParser:
     return p
 
 
-def _who() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def _who() -> _Parser:
+    p = _Parser(add_help=False)
     p.add_argument(
         "--as",
         dest="actor",
