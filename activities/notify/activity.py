@@ -149,9 +149,14 @@ class NotificationActivities:
         if len(todo) < len(slots):
             log.info("resuming: channels already settled are skipped", settled=sorted(progress.done))
 
-        outcomes = await asyncio.gather(
-            *(self._deliver(input, slot, spec, progress, deadline, log) for slot, spec in todo)
-        )
+        ticker = _keep_alive(info, progress)
+        try:
+            outcomes = await asyncio.gather(
+                *(self._deliver(input, slot, spec, progress, deadline, log) for slot, spec in todo)
+            )
+        finally:
+            if ticker is not None:
+                ticker.cancel()
         pending = {slot: o for (slot, _), o in zip(todo, outcomes, strict=True) if o.pending}
 
         if pending and not self._last_attempt(info, pending):
@@ -280,6 +285,21 @@ def _failure(
         attempts=attempts,
         retryable=retryable,
     )
+
+
+def _keep_alive(info: activity.Info, progress: NotifyProgress) -> asyncio.Task[None] | None:
+    """With a heartbeat timeout set, heartbeat at a third of it while a slow channel (SMTP, a hanging webhook) holds
+    the attempt, so the attempt is not timed out for silence."""
+    if not info.heartbeat_timeout:
+        return None
+    every = max(info.heartbeat_timeout.total_seconds() / 3, 0.05)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(every)
+            activity.heartbeat(progress.model_dump(mode="json"))
+
+    return asyncio.create_task(tick())
 
 
 def _attempt_deadline(info: activity.Info) -> datetime | None:

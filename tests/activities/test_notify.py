@@ -16,7 +16,7 @@ import hmac
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,8 @@ class Recorder:
         self._scripts: dict[str, list[tuple[int, dict[str, str], str]]] = {}
         self._runner: web.AppRunner | None = None
         self.base = ""
+        self.gates: dict[str, asyncio.Event] = {}
+        """Requests to these paths are answered only once the event is set."""
 
     def script(self, path: str, *responses: int | tuple[int, dict[str, str], str]) -> None:
         """Answer the next requests to `path` with these statuses (or (status, headers, body)), then 200."""
@@ -73,6 +75,8 @@ class Recorder:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.received.append(Received(request.method, request.path, dict(request.headers), await request.read()))
+        if request.path in self.gates:
+            await self.gates[request.path].wait()
         queue = self._scripts.get(request.path)
         status, headers, body = queue.pop(0) if queue else (200, {}, "ok")
         return web.Response(status=status, headers=headers, text=body)
@@ -88,6 +92,8 @@ class Recorder:
         self.base = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        for gate in self.gates.values():  # release any request still held, so shutdown never waits on it
+            gate.set()
         if self._runner:
             await self._runner.cleanup()
 
@@ -163,11 +169,23 @@ def closed_port() -> int:
 class Attempts:
     """Runs `notify` in an ActivityEnvironment per attempt, carrying the last heartbeat into the next attempt."""
 
-    def __init__(self, activities: NotificationActivities, maximum_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        activities: NotificationActivities,
+        maximum_attempts: int = 3,
+        heartbeat_timeout: timedelta | None = None,
+        on_heartbeat: Callable[[], None] = lambda: None,
+    ) -> None:
         self.activities = activities
         self.maximum_attempts = maximum_attempts
+        self.heartbeat_timeout = heartbeat_timeout
+        self.on_heartbeat = on_heartbeat
         self.attempt = 0
         self.heartbeats: list[Sequence[Any]] = []
+
+    def _beat(self, *details: Any) -> None:
+        self.heartbeats.append(details)
+        self.on_heartbeat()
 
     async def run(self, input: NotifyInput) -> NotifyResult:
         self.attempt += 1
@@ -184,8 +202,9 @@ class Attempts:
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=None,
             retry_policy=RetryPolicy(maximum_attempts=self.maximum_attempts),
+            heartbeat_timeout=self.heartbeat_timeout,
         )
-        env.on_heartbeat = lambda *details: self.heartbeats.append(details)
+        env.on_heartbeat = self._beat
         return await env.run(self.activities.notify, input)
 
 
@@ -510,6 +529,21 @@ async def test_bad_configuration_fails_that_channel_at_once_and_keeps_the_others
     assert "not an absolute http(s) URL" in bad_url.error
     assert "routing key" in no_key.error
     assert [r.path for r in recorder.received] == ["/gone", "/ok"]  # nothing was sent unsigned or keyless
+
+
+async def test_a_slow_channel_keeps_the_attempt_alive_with_heartbeats(
+    activities: NotificationActivities, recorder: Recorder
+) -> None:
+    """The receiver answers only after the activity heartbeats while waiting for it: no heartbeat, no answer."""
+    gate = asyncio.Event()
+    recorder.gates["/slow"] = gate
+    attempts = Attempts(activities, heartbeat_timeout=timedelta(milliseconds=300), on_heartbeat=gate.set)
+
+    result = await asyncio.wait_for(attempts.run(notify_input([webhook(recorder.url("/slow"))])), timeout=5)
+
+    assert result.ok and result.deliveries[0].attempts == 1  # answered, not timed out and tried again
+    first = NotifyProgress.model_validate(attempts.heartbeats[0][0])
+    assert first.done == {} and first.tries == {"0:webhook": 1}  # a keep-alive sent while the send was in flight
 
 
 async def test_an_empty_idempotency_key_is_refused(activities: NotificationActivities, recorder: Recorder) -> None:
