@@ -867,8 +867,12 @@ async def run_gateway(
     """Serve the gateway in this event loop on an ephemeral port (tests, the embedded stack)."""
     app = create_app(policies, admin_token, settings)
     _EmbeddedServer = _embedded_server_class()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when it sees TCP (without it,
+    # Nagle + delayed ACKs add ~40 ms to every kept-alive request); set it on the listener too, accepted sockets
+    # inherit it.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections queue here until uvicorn serves them
     server = _EmbeddedServer(uvicorn_config(app, log_level="warning"))
