@@ -186,9 +186,11 @@ class WatchdogWorkflow:
                 extra={"expected": self.state.service, "got": update.policy.service},
             )
             return
+        config = update.config or self.config
+        if update.policy == self.policy and config == self.config:
+            return  # the same policy again (a start signal, `governor watch` re-run): nothing to restart
         self.policy = update.policy
-        if update.config is not None:
-            self.config = update.config
+        self.config = config
         self.state.policy_updates += 1
         self._changed = True
 
