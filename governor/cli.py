@@ -207,12 +207,15 @@ def approve_command(incident: str, gate: str, verb: str = "approve") -> str:
 
 def timeline_rows(state: IncidentState) -> list[list[Any]]:
     """The audit trail as timeline rows: time, offset from detection, actor, action, transition, details."""
-    start = state.detected_at or (state.audit[0].at if state.audit else None)
+    start = state.audit[0].at if state.audit else state.detected_at  # T+0 is the first report
     rows: list[list[Any]] = []
     for entry in state.audit:
         offset = f"+{fmt_duration(entry.at - start)}" if start else ""
         # Every entry records the phase it happened in; show only real transitions.
-        change = f"{entry.previous_state} -> {entry.new_state}" if entry.previous_state else ""
+        if entry.previous_state:
+            change = f"{entry.previous_state} -> {entry.new_state}"
+        else:
+            change = f"-> {entry.new_state}" if entry.action in {"phase", "tier"} else ""
         detail = " ".join(f"{k}={_short(v, 40)}" for k, v in entry.details.items())
         rows.append([entry.at.strftime("%H:%M:%S"), offset, entry.actor, entry.action, change, _short(detail)])
     return rows

@@ -202,7 +202,7 @@ async def governed(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPa
     sdk = await GovernorClient.connect(TemporalSettings(address=target, task_queue=task_queue))
     async with build_worker(dev_env.client, task_queue, FakeActivities(policy).all()):
         yield Governed(dev_env, service, task_queue, policy_dir, sdk)
-        for dependency in ("primary-llm", STUCK):  # leave nothing running on the shared dev server
+        for dependency in ("primary-llm", "secondary-llm", STUCK):  # leave nothing running on the shared dev server
             with contextlib.suppress(RPCError):
                 await dev_env.client.get_workflow_handle(f"recovery-{service}-{dependency}").terminate("test over")
 
@@ -331,6 +331,21 @@ async def test_controls_on_an_incident_waiting_in_remediation(governed: Governed
     assert (note.actor, note.details["text"]) == ("bob", "vendor says ETA 20 min")
     code, out, _ = await g.governor("show", incident, "--json")
     assert code == 0 and IncidentState.model_validate_json(out).incident_id == incident
+
+
+async def test_failover_without_an_open_incident_reports_one_then_forces_the_tier(governed: Governed) -> None:
+    g = governed
+    code, out, err = await g.governor(
+        "failover", "--service", g.service, "--dependency", "secondary-llm", "--tier", "tier_2_cache", "--as", "bob"
+    )
+    incident = f"recovery-{g.service}-secondary-llm"
+    assert code == 0, err
+    assert out.splitlines()[0] == f"reported a manual failure: {incident}"
+    assert "force_tier accepted from bob" in out
+    state = await g.sdk.state(incident)
+    forced = next(e for e in state.audit if e.action == "force_tier")
+    assert (forced.actor, forced.details["tier"]) == ("bob", "tier_2_cache")
+    assert state.reports[0].message == "manual failover to tier_2_cache by bob: manual failover"
 
 
 async def test_installed_entry_point_exits_3_for_an_unknown_incident(governed: Governed) -> None:
