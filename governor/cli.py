@@ -144,6 +144,16 @@ def parse_metric(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"a metric is NAME=NUMBER, e.g. error_rate=0.12 (got {text!r})") from None
 
 
+def parse_positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number of 1 or more, got {text!r}")
+    return value
+
+
 def resolve_incident(text: str) -> str:
     """An incident by workflow id (`recovery-chat-primary-llm`) or as `service/dependency` (`chat/primary-llm`)."""
     if "/" in text:
@@ -439,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", type=parse_phase)
     p.add_argument("--awaiting", action="store_true", help="only incidents waiting for an approval")
     p.add_argument("--all", action="store_true", help="closed incidents too")
+    p.add_argument("--limit", type=parse_positive, default=100, help="at most this many rows (default 100)")
 
     p = add("show", "one incident: phase, tier, degradation, ramp, pending gates, timeline")
     p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat-primary-llm) or chat/primary-llm")
@@ -778,13 +789,17 @@ async def cmd_list(args: argparse.Namespace) -> int:
         phase=args.phase,
         awaiting_approval=True if args.awaiting else None,
         open_only=not args.all,
+        limit=args.limit + 1,
     )
+    more = len(incidents) > args.limit
+    incidents = incidents[: args.limit]
     headers = ["incident", "failure", "severity", "phase", "tier", "ramp", "approval", "status", "started"]
 
     def text() -> str:
         if not incidents:
             return "no open incidents" if not args.all else "no incidents"
-        return render_table(headers, _summary_rows(incidents))
+        table = render_table(headers, _summary_rows(incidents))
+        return table + (f"\n(first {args.limit} shown; narrow with --service/--phase or raise --limit)" if more else "")
 
     _emit(args, incidents, text)
     return EXIT_OK
@@ -792,7 +807,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 async def cmd_status(args: argparse.Namespace) -> int:
     gc = await _connect(args)
-    incidents = await gc.list_incidents()
+    incidents = await gc.list_incidents(limit=None)
     directory = _policy_dir(args)
     services = sorted(load_policy_dir(directory)) if directory.is_dir() else []
     rows: list[dict[str, Any]] = []
