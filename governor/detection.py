@@ -7,6 +7,7 @@ Severity rules are written out in docs/detection.md.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Literal
 
@@ -151,7 +152,7 @@ def classify_observation(
             found.append(c)
     if stats is not None:
         c = classify_stats(stats, thresholds, min_samples)
-        if c is not None:
+        if c is not None and _significant(c, stats, thresholds):
             found.append(c)
     if burn is not None:
         found.append(burn)
@@ -162,6 +163,27 @@ def classify_observation(
         if c.severity.rank > best.severity.rank:
             best = c
     return best
+
+
+def wilson_lower_bound(hits: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the 95 % Wilson interval of a proportion: what the true rate is at least, given the sample."""
+    if n <= 0:
+        return 0.0
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - margin) / denom)
+
+
+def _significant(c: Classification, stats: TierStats, thresholds: Thresholds) -> bool:
+    """An error or 429 share pages only when it is above its threshold with 95 % confidence, so a 1 % background
+    of errors never adds up to a false alarm in a small window (6 errors in 100 requests is noise; 11 is not)."""
+    if c.failure_type is FailureType.ERROR_SPIKE:
+        return wilson_lower_bound(stats.errors, stats.requests) > thresholds.error_rate_critical
+    if c.failure_type is FailureType.RATE_LIMITED:
+        return wilson_lower_bound(stats.rate_limited, stats.requests) > thresholds.rate_limited_share
+    return True
 
 
 def missed_heartbeat(dependency: str, silent_s: float) -> Classification:

@@ -19,6 +19,7 @@ from governor.detection import (
     missed_heartbeat,
     page_rules,
     step,
+    wilson_lower_bound,
     window_label,
 )
 from governor.enums import FailureType, FallbackTier, HealthStatus, Severity
@@ -165,3 +166,13 @@ def test_scaled_windows_and_query() -> None:
     assert [window_label(s) for s in (3600, 300, 45)] == ["1h", "5m", "45s"]
     q = error_ratio_query(BurnRateConfig(prometheus_url="http://x"), "chat", FallbackTier.TIER_0_PRIMARY, 300)
     assert 'service="chat",tier="tier_0_primary"' in q and "[5m]" in q
+
+
+def test_error_share_pages_only_when_significant() -> None:
+    th = Thresholds()
+    noise = TierStats(requests=100, errors=6, error_rate=0.06)  # above 5 %, but within the noise of 100 samples
+    assert classify_observation(probe(), noise, th, min_samples=20) is None
+    spike = TierStats(requests=20, errors=8, error_rate=0.4)
+    c = classify_observation(probe(), spike, th, min_samples=20)
+    assert c is not None and c.failure_type is FailureType.ERROR_SPIKE
+    assert wilson_lower_bound(0, 100) == 0.0 and 0.05 < wilson_lower_bound(11, 100) < 0.11
