@@ -325,3 +325,13 @@ async def test_unreachable_temporal_exits_4_without_traceback(capsys: pytest.Cap
     err = capsys.readouterr().err
     assert code == cli.EXIT_UNAVAILABLE
     assert "cannot reach Temporal at 127.0.0.1:1" in err and "Traceback" not in err
+
+
+def test_postmortem_uses_governor_postmortem_and_falls_back_without_a_policy() -> None:
+    state = sample_state()
+    markdown, data, partial = cli.render_postmortem(state, load_policy(POLICIES / "chat.yaml"))
+    assert partial == "" and markdown.startswith("# Post-mortem: chat: error_spike on primary-llm (CRITICAL)")
+    assert data is not None and data["incident_id"] == state.incident_id
+    markdown, data, partial = cli.render_postmortem(state, None)
+    assert "no policy for service 'chat'" in partial and data is None
+    assert markdown.startswith("# Post-mortem (timeline only)")

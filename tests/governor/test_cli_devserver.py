@@ -265,10 +265,10 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
     code, out, _ = await g.governor("audit", "verify", incident)
     assert code == 0 and out.startswith(f"{incident}: audit chain intact ({len(final.audit)} entries")
 
-    code, out, err = await g.governor("postmortem", incident)
-    assert code == 0 and f"`{incident}`" in out
-    full_report = "timeline only" not in err
-    assert out.startswith("# Post-mortem: ") if full_report else out.startswith("# Post-mortem (timeline only)")
+    code, out, err = await g.governor("postmortem", incident)  # governor.postmortem's full report
+    assert code == 0 and "timeline only" not in err
+    assert out.startswith(f"# Post-mortem: {g.service}: error_spike on primary-llm") and f"`{incident}`" in out
+    assert "| ramp:10 | approved | alice |" in out
 
     code, _, err = await g.governor("pause", incident, "--reason", "too late")
     assert code == cli.EXIT_REFUSED and "closed" in err
