@@ -67,6 +67,8 @@ class GatewaySettings:
 
 class BadInput(Exception):
     def __init__(self, field: str, message: str, status: int = 422) -> None:
+        if field not in message:
+            message = f"{field}: {message}"
         super().__init__(message)
         self.field = field
         self.message = message
