@@ -91,8 +91,8 @@ class GatewayAdmin:
             )
         if status == 404:
             raise ApplicationError(
-                f"gateway {base} does not know service {service!r} (HTTP 404 on {method} {path}): "
-                f"check the policy's `gateways` list and the gateway's policy folder. {detail}",
+                f"gateway {base} answered 404 on {method} {path} ({detail}): it does not serve service {service!r} "
+                "as the policy describes it; check the policy's `gateways` list and the gateway's policy folder",
                 type="GatewayUnknownService",
                 non_retryable=True,
             )

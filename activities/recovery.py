@@ -45,7 +45,7 @@ from governor.actions import (
 from governor.decisions import BASE_SEVERITY, classify_probe, classify_stats, run_recovery_checks
 from governor.enums import HealthStatus
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
-from governor.policy import DependencySpec, PolicyError, ServicePolicy, Thresholds, find_policy
+from governor.policy import DependencySpec, PolicyError, RecoveryChecks, ServicePolicy, Thresholds, find_policy
 from governor.postmortem import postmortem_json, render_postmortem
 from governor.settings import WorkerSettings
 
@@ -91,6 +91,19 @@ def _dependency(policy: ServicePolicy, name: str) -> DependencySpec:
 def _heartbeat(details: Any) -> None:
     if activity.in_activity():
         activity.heartbeat(details)
+
+
+def _certain_failure(latencies: list[float], errors: int, checks: RecoveryChecks) -> str:
+    """Why the full validation sample must fail whatever the remaining probes show ("" while it still may pass)."""
+    n = checks.min_samples
+    if errors > checks.error_rate * n:
+        return f"{errors} failed probes: the error rate over {n} probes exceeds {checks.error_rate:.1%}"
+    # The nearest-rank p99 of n values is the k-th largest, k = n - ceil(0.99 n) + 1.
+    k = n - max(1, math.ceil(0.99 * n)) + 1
+    slow = sum(1 for v in latencies if v > checks.p99_ms)
+    if slow >= k:
+        return f"{slow} probes slower than {checks.p99_ms:.0f} ms: p99 over {n} probes exceeds it"
+    return ""
 
 
 def _percentile(sorted_values: list[float], share: float) -> float:
@@ -430,6 +443,7 @@ class RecoveryActivities:
         latencies: list[float] = []
         errors = 0
         consecutive = 0
+        stopped_early = ""
         started = time.perf_counter()
         for i in range(checks.min_samples):
             probe = await probe_dependency(self.client, dep, request.thresholds)
@@ -437,6 +451,15 @@ class RecoveryActivities:
             errors += 0 if probe.ok else 1
             consecutive = consecutive + 1 if probe.is_passing() else 0
             _heartbeat(f"validation probe {i + 1}/{checks.min_samples}")
+            why = _certain_failure(latencies, errors, checks)
+            if why and i + 1 < checks.min_samples:
+                # The rest of the sample cannot turn the verdict: fail now instead of probing a sick primary on.
+                log.info("validation failed early", probes=i + 1, why=why)
+                checks = checks.model_copy(
+                    update={"min_samples": i + 1, "health_passes": min(checks.health_passes, i + 1)}
+                )
+                stopped_early = f"stopped after {i + 1} of {request.checks.min_samples} probes: {why}"
+                break
         elapsed = max(time.perf_counter() - started, 1e-6)
         ordered = sorted(latencies)
         sample = TierStats(
@@ -449,6 +472,8 @@ class RecoveryActivities:
             rps=len(latencies) / elapsed,
         )
         result = run_recovery_checks(consecutive, sample, checks)
+        if stopped_early:
+            result.reason = f"{stopped_early}; {result.reason}"
         log.info("primary validated", verdict=result.verdict.value, reason=result.reason, p99_ms=sample.p99_ms)
         return ValidatePrimaryResult(result=result, sample=sample, consecutive_passes=consecutive)
 

@@ -227,6 +227,9 @@ async def test_validate_primary_fails_on_latency(acts: RecoveryActivities) -> No
     failed = {c.name for c in result.result.checks if not c.passed}
     assert failed == {"latency"}
     assert result.sample.p99_ms >= 25
+    # one slow probe already decides p99 over 4 probes: no need to keep probing a sick primary
+    assert result.sample.requests == 1
+    assert result.result.reason.startswith("stopped after 1 of 4 probes")
 
 
 async def test_validate_primary_fails_a_primary_that_is_still_down(acts: RecoveryActivities) -> None:
@@ -236,6 +239,26 @@ async def test_validate_primary_fails_a_primary_that_is_still_down(acts: Recover
     assert result.result.verdict is Verdict.FAIL
     assert result.sample.error_rate == 1.0
     assert {c.name for c in result.result.checks if not c.passed} == {"health_endpoint", "error_rate"}
+    assert result.sample.requests == 1
+
+
+async def test_validate_primary_passes_despite_one_slow_probe_in_a_large_sample(acts: RecoveryActivities) -> None:
+    # p99 (nearest rank) of 200 probes is the 2nd slowest: one slow probe must neither fail nor stop validation
+    checks = RecoveryChecks(min_samples=200, p99_ms=200)
+    async with run_upstream(name="primary", latency_ms=300) as primary:
+        env = ActivityEnvironment()
+        seen = 0
+
+        def speed_up(*_: object) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == 1:
+                primary.set(latency_ms=0)  # after the first (slow) probe, the primary answers fast
+
+        env.on_heartbeat = speed_up
+        result = await env.run(acts.validate_primary, validate_input(primary.url + "/health", checks))
+    assert result.sample.requests == 200
+    assert result.result.verdict is Verdict.PASS, result.result.reason
 
 
 def test_all_registers_every_contract_activity_but_notify(acts: RecoveryActivities) -> None:
