@@ -671,11 +671,10 @@ def _wants_stream(body: bytes) -> bool:
 
 
 def _is_json(data: bytes) -> bool:
-    try:
-        json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return True
+    """A cheap shape check for bodies that claim to be JSON: a complete object or array (the HTTP framing already
+    guarantees we have every byte). Catches HTML error pages, empty bodies and binary garbage without a full parse."""
+    stripped = data.strip()
+    return (stripped[:1] == b"{" and stripped[-1:] == b"}") or (stripped[:1] == b"[" and stripped[-1:] == b"]")
 
 
 def _cap_tokens(body: bytes, cap: int) -> bytes:
@@ -839,6 +838,7 @@ def uvicorn_config(app: GatewayApp, **kwargs: Any) -> Any:
         lifespan="on",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # the gateway forwards headers as they are; skips a middleware per request
         log_config=None,
         timeout_graceful_shutdown=2,
         **kwargs,
