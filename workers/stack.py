@@ -69,6 +69,7 @@ class StackOptions:
     ui_port: int = 8233
     gateway_port: int | None = None
     metrics_port: int = 9464
+    intake_port: int = 9095
     upstream_ports: dict[str, int] | None = None
     namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
@@ -77,6 +78,8 @@ class StackOptions:
     demo: bool = False
     worker: bool = True
     gateway: bool = True
+    intake: bool = True
+    """The failure intake (`python -m workers.intake`): Alertmanager webhooks and JSON reports become incidents."""
     bin_dir: Path | None = None
     """The virtualenv's bin folder (python, temporal); default: the one this Python runs from."""
     ready_timeout_s: float = 60.0
@@ -133,6 +136,7 @@ class StackInfo:
     status_url: str | None
     gateway_token: str
     worker_metrics_url: str | None
+    intake_url: str | None
     upstreams: dict[str, str]
     policies: dict[str, ServicePolicy]
     client: Client
@@ -219,7 +223,7 @@ def load_policies(options: StackOptions) -> dict[str, ServicePolicy]:
         policies = load_policy_dir(options.policy_dir)
     except PolicyError as err:
         raise StackError(f"cannot start the stack: {err}") from None
-    if not policies and (options.worker or options.gateway):
+    if not policies and (options.worker or options.gateway or options.intake):
         raise StackError(f"cannot start the stack: {options.policy_dir} has no policy file (*.yaml)")
     return policies
 
@@ -294,8 +298,9 @@ def terminal_line(line: str) -> str:
 class Child:
     """A started process: its output goes to `<logs>/<name>.log` and, shortened, to the terminal."""
 
-    def __init__(self, spec: ProcessSpec, log_dir: Path, out: IO[str] | None, color: str) -> None:
+    def __init__(self, spec: ProcessSpec, log_dir: Path, out: IO[str] | None, color: str, width: int = 10) -> None:
         self.spec = spec
+        self.width = width
         self.log_path = log_dir / f"{spec.name}.log"
         self.out = out
         self.color = color
@@ -342,7 +347,7 @@ class Child:
 
     async def _copy_output(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        prefix = f"{self.spec.name:<10}|"
+        prefix = f"{self.spec.name:<{self.width}}|"
         if self.out is not None and self.out.isatty():
             prefix = f"\033[{self.color}m{prefix}\033[0m"
         with self.log_path.open("a", buffering=1) as log:
@@ -495,7 +500,7 @@ class _Plan:
 def plan_stack(options: StackOptions) -> _Plan:
     """Resolve binaries, policies and ports into process specs; raises StackError before anything starts."""
     python, temporal_bin = find_binaries(options)
-    policies = load_policies(options) if (options.worker or options.gateway or options.demo) else {}
+    policies = load_policies(options) if (options.worker or options.gateway or options.intake or options.demo) else {}
     host = options.host
     warnings: list[str] = []
     token = options.gateway_token or os.environ.get("GOVERNOR_GATEWAY_TOKEN") or "dev-token"
@@ -540,7 +545,17 @@ def plan_stack(options: StackOptions) -> _Plan:
             apps.append(
                 ProcessSpec(
                     name=f"upstream-{name}",
-                    argv=[str(python), "-m", "demo.upstream", "--name", name.split("-")[0], "--port", str(port)],
+                    argv=[
+                        str(python),
+                        "-m",
+                        "demo.upstream",
+                        "--name",
+                        name.split("-")[0],
+                        "--host",
+                        host,
+                        "--port",
+                        str(port),
+                    ],
                     module="demo.upstream",
                     ports=[
                         PortUse(
@@ -562,6 +577,8 @@ def plan_stack(options: StackOptions) -> _Plan:
                     "gateway",
                     "--policy-dir",
                     str(options.policy_dir),
+                    "--host",
+                    host,
                     "--port",
                     str(gateway_port),
                 ],
@@ -575,6 +592,27 @@ def plan_stack(options: StackOptions) -> _Plan:
                     )
                 ],
                 ready_url=f"http://{host}:{gateway_port}/healthz",
+            )
+        )
+    if options.intake:
+        apps.append(
+            ProcessSpec(
+                name="intake",
+                argv=[str(python), "-m", "workers.intake"],
+                env={
+                    "GOVERNOR_INTAKE_HOST": host,
+                    "GOVERNOR_INTAKE_PORT": str(options.intake_port),
+                    "GOVERNOR_POLICY_DIR": str(options.policy_dir),
+                },
+                module="workers.intake",
+                ports=[
+                    PortUse(
+                        options.intake_port,
+                        "the failure intake's port; a previous `governor up`?",
+                        "stop it or pass --intake-port",
+                    )
+                ],
+                ready_url=f"http://{host}:{options.intake_port}/healthz",
             )
         )
     if options.worker:
@@ -654,13 +692,20 @@ def oncall_hints(info: StackInfo) -> list[str]:
     gate = policy.approvals.gates[0] if policy.approvals.gates else "ramp:10"
     approver = policy.approvals.approvers[0] if policy.approvals.approvers else "alice"
     payload = json.dumps({"gate": gate, "approver": approver, "reason": "primary validated"})
-    temporal = _shown_path(info.temporal_bin)
+    governor_bin = info.python.parent / "governor"
+    governor = _shown_path(governor_bin) if governor_bin.exists() else "governor"
+    connection = ""
+    if info.temporal_address != "127.0.0.1:7233":
+        connection += f" --address {info.temporal_address}"
+    if info.namespace != "default":
+        connection += f" --namespace {info.namespace}"
     return [
-        "governor list",
-        f"governor show {wf}",
-        f'governor approve {wf} --gate {gate} --approver {approver} --reason "primary validated"',
-        f"{temporal} workflow signal --address {info.temporal_address} --namespace {info.namespace} "
-        f"--workflow-id {wf} --name {Names.APPROVE} --input '{payload}'",
+        f"{governor} list{connection}",
+        f"{governor} show {wf}{connection}",
+        f'{governor} approve {wf} --gate {gate} --as {approver} --reason "primary validated"{connection}',
+        f"{_shown_path(info.temporal_bin)} workflow signal --address {info.temporal_address} "
+        f"--namespace {info.namespace} --workflow-id {wf} --name {Names.APPROVE} --input '{payload}'",
+        f"or in the UI: {info.incident_ui_url(wf)} > More Actions > Send a Signal > {Names.APPROVE}",
     ]
 
 
@@ -674,6 +719,10 @@ def banner(info: StackInfo) -> list[str]:
         services = ", ".join(f"{info.gateway_url}/{s}/..." for s in info.policies) or info.gateway_url
         lines += [f"  Gateway         {services}", f"  Status page     {info.status_url}"]
         lines.append(f"  Gateway metrics {info.gateway_url}/metrics")
+    if info.intake_url:
+        lines.append(
+            f"  Failure intake  POST {info.intake_url}/v1/reports, Alertmanager: {info.intake_url}/v1/alertmanager"
+        )
     if info.worker_metrics_url:
         lines.append(f"  Worker metrics  {info.worker_metrics_url}")
     for name, url in info.upstreams.items():
@@ -714,6 +763,7 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
         "GOVERNOR_LOG_FORMAT": os.environ.get("GOVERNOR_LOG_FORMAT", "json"),
     }
     echo = out if options.echo else None
+    width = max(len(spec.name) for spec in specs)
     children: list[Child] = []
     client: Client | None = None
     stop = asyncio.Event()
@@ -732,7 +782,7 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
             installed.append(sig)
 
     async def start(spec: ProcessSpec) -> Child:
-        child = Child(spec, log_dir, echo, _COLORS[len(children) % len(_COLORS)])
+        child = Child(spec, log_dir, echo, _COLORS[len(children) % len(_COLORS)], width)
         children.append(child)
         await child.start(env)
         return child
@@ -784,15 +834,20 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
         added = await ensure_search_attributes(client, options.namespace)
         if added:
             _say(out, f"registered search attributes: {', '.join(added)}")
-        for spec in plan.apps:
-            check = spec.ready
-            if check is None and spec.ready_url:
+
+        def readiness(spec: ProcessSpec) -> Callable[[], Awaitable[bool]] | None:
+            if spec.ready is not None:
+                return spec.ready
+            if spec.ready_url:
                 url = spec.ready_url
-                check = lambda url=url: _http_ok(url)  # noqa: E731
-            if spec.name == "worker" and check is None:
-                check = _worker_polling(client, options.namespace, options.task_queue)
-            _say(out, f"starting {spec.name}")
-            await start_or_stop(spec, check)
+                return lambda: _http_ok(url)
+            if spec.name == "worker":
+                return _worker_polling(client, options.namespace, options.task_queue)
+            return None
+
+        for stage in _stages(plan.apps):
+            _say(out, f"starting {', '.join(spec.name for spec in stage)}")
+            await _all_or_none([start_or_stop(spec, readiness(spec)) for spec in stage])
 
         info = StackInfo(
             state_dir=state,
@@ -806,6 +861,7 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
             status_url=f"http://{options.host}:{plan.gateway_port}/status" if options.gateway else None,
             gateway_token=plan.token,
             worker_metrics_url=f"http://{options.host}:{options.metrics_port}/metrics" if options.worker else None,
+            intake_url=f"http://{options.host}:{options.intake_port}" if options.intake else None,
             upstreams={n: f"http://{options.host}:{p}" for n, p in plan.upstream_ports.items()} if options.demo else {},
             policies=plan.policies,
             client=client,
@@ -832,6 +888,30 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
             _say(out, "stopped")
     if failure:
         raise StackError(failure)
+
+
+def _stages(apps: list[ProcessSpec]) -> list[list[ProcessSpec]]:
+    """Start order: the servers the worker talks to (upstreams, gateway, intake) together, then the worker (so its
+    watchdogs never probe a gateway that is still starting), then any extra process (a traffic generator)."""
+    servers = [s for s in apps if s.name.startswith("upstream-") or s.name in {"gateway", "intake"}]
+    worker = [s for s in apps if s.name == "worker"]
+    rest = [s for s in apps if s not in servers and s not in worker]
+    return [stage for stage in (servers, worker, *([s] for s in rest)) if stage]
+
+
+async def _all_or_none(starts: list[Awaitable[None]]) -> None:
+    """Run the starts together; on the first failure cancel the others and raise it."""
+    tasks = [asyncio.ensure_future(start) for start in starts]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
 
 
 class _Interrupted(Exception):
@@ -904,6 +984,8 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default=d.namespace)
     parser.add_argument("--no-worker", dest="worker", action="store_false", help="do not start the worker")
     parser.add_argument("--no-gateway", dest="gateway", action="store_false", help="do not start the gateway")
+    parser.add_argument("--no-intake", dest="intake", action="store_false", help="do not start the failure intake")
+    parser.add_argument("--intake-port", type=int, default=d.intake_port, help="failure intake (default 9095)")
     parser.add_argument("--quiet", dest="echo", action="store_false", help="children's output to log files only")
 
 
@@ -919,6 +1001,8 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         demo=args.demo,
         worker=args.worker,
         gateway=args.gateway,
+        intake=args.intake,
+        intake_port=args.intake_port,
         echo=args.echo,
     )
 

