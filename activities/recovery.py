@@ -157,6 +157,7 @@ class RecoveryActivities:
         self.client = client
         self.settings = settings
         self.gateway = GatewayAdmin(client, settings.gateway_token, settings.http_timeout_s)
+        self.confirm_backoff_s: tuple[float, ...] = CONFIRM_BACKOFF_S
 
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
         """Every activity of this class, for `Worker(activities=[*recovery.all(), notifier.notify])`."""
@@ -213,7 +214,8 @@ class RecoveryActivities:
         if dep.health_url:
             for attempt in range(max(1, request.attempts)):
                 if attempt:
-                    await asyncio.sleep(CONFIRM_BACKOFF_S[min(attempt - 1, len(CONFIRM_BACKOFF_S) - 1)])
+                    pauses = self.confirm_backoff_s
+                    await asyncio.sleep(pauses[min(attempt - 1, len(pauses) - 1)])
                 probe = await self._probe(dep, policy.thresholds)
                 probes.append(probe)
                 _heartbeat(f"probe {attempt + 1}/{request.attempts}: {probe.status.value}")
