@@ -26,6 +26,7 @@ from governor.policy import load_policy_dir
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TOKEN = "compose-test-token"
+TOKENS = {"GOVERNOR_GATEWAY_TOKEN": TOKEN, "GOVERNOR_INTAKE_TOKEN": "intake-test-token"}
 
 
 def docker_compose() -> str:
@@ -52,7 +53,7 @@ def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
     """The file as docker-compose resolves it (schema-validated, anchors merged, variables interpolated)."""
-    result = compose("--profile", "demo", "config", env={"GOVERNOR_GATEWAY_TOKEN": TOKEN})
+    result = compose("--profile", "demo", "config", env=TOKENS)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -84,14 +85,15 @@ def mounts(volumes: list[Any]) -> dict[str, str]:
 
 
 def test_the_file_is_valid_and_the_token_is_required(config: dict[str, Any]) -> None:
-    result = compose("config", "-q")
-    assert result.returncode != 0
-    assert "GOVERNOR_GATEWAY_TOKEN" in result.stderr
-    services = compose("config", "--services", env={"GOVERNOR_GATEWAY_TOKEN": TOKEN})
+    for required in TOKENS:
+        result = compose("config", "-q", env={k: v for k, v in TOKENS.items() if k != required})
+        assert result.returncode != 0
+        assert f"set {required}" in result.stderr
+    services = compose("config", "--services", env=TOKENS)
     assert services.returncode == 0, services.stderr
     names = set(services.stdout.split())
     assert {"postgresql", "temporal-schema", "temporal", "temporal-setup", "temporal-ui", "worker"} <= names
-    assert {"gateway-1", "gateway-2", "prometheus"} <= names
+    assert {"gateway-1", "gateway-2", "intake", "prometheus"} <= names
     profiled = {name for name, svc in config["services"].items() if svc.get("profiles")}
     assert profiled == {n for n in names if n.startswith("upstream-")}, "only the demo upstreams are optional"
 
@@ -110,7 +112,7 @@ def test_temporal_runs_on_postgres_with_admin_tools_setup(config: dict[str, Any]
     assert s["temporal"]["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
     assert s["temporal-setup"]["depends_on"]["temporal"]["condition"] == "service_healthy"
     assert s["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
-    for app in ("worker", "gateway-1", "gateway-2"):
+    for app in ("worker", "gateway-1", "gateway-2", "intake"):
         assert s[app]["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully", app
     dynamic = s["temporal"]["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
     assert (ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(dynamic).name).is_file()
