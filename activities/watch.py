@@ -36,6 +36,7 @@ from governor.detection import (
     evaluate_burn,
     step,
 )
+from governor.enums import FallbackTier
 from governor.incident import IncidentReport
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import DependencySpec, ServicePolicy
@@ -185,7 +186,6 @@ class WatchActivities:
 
     async def error_ratios(self, cfg: BurnRateConfig, service: str, tier: str) -> dict[int, float | None]:
         """The error ratio over each window the rules need, from Prometheus's HTTP API (`/api/v1/query`)."""
-        from governor.enums import FallbackTier
 
         async def one(window_s: int) -> tuple[int, float | None]:
             query = error_ratio_query(cfg, service, FallbackTier(tier), window_s)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import random
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -107,6 +108,7 @@ class ModeResult:
     mode: str
     label: str
     trials: list[Trial] = field(default_factory=list)
+    concurrency: int = 1
 
     def summary(self) -> dict[str, Any]:
         pinned = [t.pinned_s for t in self.trials if t.pinned_s is not None]
@@ -115,6 +117,7 @@ class ModeResult:
             "mode": self.mode,
             "label": self.label,
             "trials": len(self.trials),
+            "concurrency": self.concurrency,
             "pinned": len(pinned),
             "requests": sum(t.requests for t in self.trials),
             "failed_requests": sum(t.failed for t in self.trials),
@@ -202,7 +205,7 @@ class Bench:
 
     async def failover(self, mode: str, trials: int, concurrency: int, warmup_s: float, limit_s: float) -> ModeResult:
         """`trials` outages, `concurrency` at a time (each batch its own services, watchdogs and gateway)."""
-        result = ModeResult(mode, MODES[mode][0])
+        result = ModeResult(mode, MODES[mode][0], concurrency=concurrency)
         for first in range(0, trials, concurrency):
             batch = min(concurrency, trials - first)
             result.trials += await self._batch(mode, first, batch, warmup_s, limit_s)
@@ -300,13 +303,13 @@ def fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def table(results: list[ModeResult], alarms: dict[str, Any] | None, command: str, concurrency: int) -> str:
+def table(results: list[ModeResult], alarms: dict[str, Any] | None, command: str) -> str:
     lines = [
         "## Failover",
         "",
         "A hard primary outage (connections dropped without an answer) under steady client traffic through the gateway,",
         f"{RPS_PER_SERVICE} requests/s per service, one service per trial, the fault at a random phase of the probe "
-        f"period, {concurrency} trials at a time. Pinned = the recovery workflow pinned the gateway to the fallback tier. Targets: 0 failed client "
+        "period; governor trials one at a time, the 10 s baselines several side by side (their numbers are waits). Pinned = the recovery workflow pinned the gateway to the fallback tier. Targets: 0 failed client "
         "requests; fault -> pinned <= 1 s at p95; 0 false alarms over 10 minutes of a noisy healthy primary.",
         "",
         f"Command: `{command}`",
@@ -318,7 +321,7 @@ def table(results: list[ModeResult], alarms: dict[str, Any] | None, command: str
     for r in results:
         s = r.summary()
         lines.append(
-            f"| {s['label']} | {s['pinned']}/{s['trials']} pinned | {s['failed_requests']} of {s['requests']} "
+            f"| {s['label']} | {s['pinned']}/{s['trials']} pinned ({s['concurrency']} at a time) | {s['failed_requests']} of {s['requests']} "
             f"| {fmt(s['report_p50_s'])} / {fmt(s['report_p95_s'])} "
             f"| {fmt(s['pinned_p50_s'])} / {fmt(s['pinned_p95_s'])} / {fmt(s['pinned_max_s'])} |"
         )
@@ -378,7 +381,8 @@ async def run(args: argparse.Namespace) -> None:
                     for mode in args.modes:
                         limit = 60.0 if MODES[mode][1].interval_s >= 5 else 15.0
                         print(f"failover: {mode} x {args.trials} ...", file=sys.stderr, flush=True)
-                        results.append(await bench.failover(mode, args.trials, args.concurrency, args.warmup_s, limit))
+                        side = args.baseline_concurrency if MODES[mode][1].interval_s >= 5 else args.concurrency
+                        results.append(await bench.failover(mode, args.trials, side, args.warmup_s, limit))
                         print(json.dumps(results[-1].summary()), file=sys.stderr, flush=True)
                     alarms = None
                     if args.false_alarm_s > 0:
@@ -388,7 +392,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await env.shutdown()
     command = "python -m bench.failover " + " ".join(sys.argv[1:])
-    section = table(results, alarms, command.strip(), args.concurrency)
+    section = table(results, alarms, command.strip())
     print(section)
     if args.json:
         write_json(Path(args.json), results, alarms)
@@ -406,7 +410,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
-    parser.add_argument("--concurrency", type=int, default=4, help="trials run side by side (2 cores: keep it low)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="governor trials run side by side (default 1: nothing else on the CPU)",
+    )
+    parser.add_argument(
+        "--baseline-concurrency", type=int, default=5, help="trials side by side for the 10 s baselines (their waits)"
+    )
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--false-alarm-s", type=float, default=60.0, help="600 for the 10-minute run; 0 to skip")
     parser.add_argument("--false-alarm-services", type=int, default=5)
@@ -416,6 +428,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: the dev server stops
     asyncio.run(run(args))
 
 
