@@ -18,15 +18,32 @@ class CachedAnswer:
     source_tier: str
 
 
+_CANONICAL: dict[bytes, bytes] = {}
+_CANONICAL_MAX = 4096
+
+
+def canonical_json(body: bytes) -> bytes:
+    """The body in canonical JSON (sorted keys, no spaces); bodies that are not JSON stay as they are.
+
+    Memoized for recently seen raw bodies (a bounded map, cleared when full): the same prompt sent again, the very
+    case the cache tier exists for, then costs a dict lookup instead of a parse and a re-encode (~7 us).
+    """
+    found = _CANONICAL.get(body)
+    if found is not None:
+        return found
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    if len(_CANONICAL) >= _CANONICAL_MAX:
+        _CANONICAL.clear()
+    _CANONICAL[body] = canonical
+    return canonical
+
+
 def cache_key(method: str, path: str, body: bytes) -> tuple[str, str, bytes]:
-    """The body in canonical JSON (sorted keys, no spaces), so key order and whitespace do not split entries."""
-    if body:
-        try:
-            canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            body = canonical.encode()
-        except (ValueError, UnicodeDecodeError):
-            pass
-    return method, path, body
+    """Exact match on method, path and canonical JSON body, so key order and whitespace do not split entries."""
+    return method, path, canonical_json(body) if body else body
 
 
 class ResponseCache:
@@ -58,7 +75,12 @@ class ResponseCache:
 
     def put(self, key: tuple[str, str, bytes], status: int, content_type: bytes, body: bytes, source_tier: str) -> None:
         entries = self._entries
-        entries[key] = CachedAnswer(status, content_type, body, self._clock(), source_tier)
+        now = self._clock()
+        current = entries.get(key)
+        if current is not None and current.body == body and now - current.stored_at < 1.0:
+            entries.move_to_end(key)  # the same answer stored this second: keep it, skip the churn
+            return
+        entries[key] = CachedAnswer(status, content_type, body, now, source_tier)
         entries.move_to_end(key)
         while len(entries) > self.max_entries:
             entries.popitem(last=False)
