@@ -878,11 +878,11 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
     except StackError as err:
         failure = str(err)
     finally:
-        for installed_sig in installed:
-            loop.remove_signal_handler(installed_sig)
         if children:
             _say(out, "stopping: " + ", ".join(c.spec.name for c in reversed(children)))
-        await _stop_all(children, options.stop_timeout_s)
+        await _stop_all(children, options.stop_timeout_s)  # a second Ctrl-C meanwhile kills at once
+        for installed_sig in installed:
+            loop.remove_signal_handler(installed_sig)
         lock.release()
         if children:
             _say(out, "stopped")

@@ -243,6 +243,58 @@ async def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     assert not alive(temporal_pids[0])
 
 
+async def pid_exit(pid: int) -> None:
+    """Wait (without polling) until a process that is not our child has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+LAUNCHER = """
+import asyncio, sys
+from pathlib import Path
+from workers.stack import ProcessSpec, StackOptions, run_stack
+probe = ProcessSpec("probe", [sys.executable, "-c", "import signal; print('probe up', flush=True); signal.pause()"],
+                    ready_line="probe up")
+options = StackOptions(state_dir=Path(sys.argv[1]), temporal_port=int(sys.argv[2]), ui_port=int(sys.argv[3]),
+                       worker=False, gateway=False, intake=False, echo=False, extra_processes=[probe])
+asyncio.run(run_stack(options))
+"""
+
+
+async def test_killing_the_launcher_takes_its_children_down(tmp_path: Path) -> None:
+    """kill -9 on the launcher: the kernel sends its children SIGTERM (PR_SET_PDEATHSIG), none keeps a port."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCHER, str(tmp_path / "state"), str(free_port()), str(free_port()),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=PROJECT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    orphans: list[int] = []
+    try:
+        async with asyncio.timeout(30):
+            while b"Ctrl-C stops everything" not in (line := await proc.stdout.readline()):
+                assert line, "the launcher exited before it was ready"
+            orphans = children_of(proc.pid)
+            assert len(orphans) == 2  # temporal and the probe, which ignores nothing and writes nothing
+            proc.kill()
+            await proc.wait()
+            for pid in orphans:
+                await asyncio.wait_for(pid_exit(pid), 15)
+    finally:
+        for pid in orphans:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)  # never leave a server behind a failed test
+
+
 async def test_search_attributes_are_added_to_a_server_that_lacks_them() -> None:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter, dev_server_existing_path=str(BIN / "temporal")
