@@ -1,0 +1,176 @@
+"""A scripted world for workflow tests: fake activities under the real activity names and models.
+
+Mocking activities is how Temporal workflow logic is tested; the real activities are tested against real
+servers in tests/activities and together with this workflow in tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio import activity
+
+from governor.actions import (
+    Activity,
+    ChannelDelivery,
+    ConfirmFailureInput,
+    ConfirmFailureResult,
+    Evidence,
+    EvidenceInput,
+    GatewayChange,
+    GatewayChangeResult,
+    LoadPolicyInput,
+    NotifyInput,
+    NotifyResult,
+    PostmortemInput,
+    PostmortemResult,
+    ReadStatsInput,
+    ValidatePrimaryInput,
+    ValidatePrimaryResult,
+    WaitForHealthyInput,
+    WaitForHealthyResult,
+)
+from governor.decisions import ValidationResult, Verdict
+from governor.enums import FailureType, Severity
+from governor.models import Classification, StatsWindow, TierStats
+from governor.policy import ServicePolicy, parse_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_policy(**overrides: Any) -> ServicePolicy:
+    """policies/chat.yaml with test-sized timings and a webhook route for on-call and leadership."""
+    data = yaml.safe_load((ROOT / "policies" / "chat.yaml").read_text())
+    data["ramp"] = {
+        "steps": [
+            {"percent": 10, "soak_s": 60},
+            {"percent": 25, "soak_s": 60},
+            {"percent": 50, "soak_s": 120},
+            {"percent": 100, "soak_s": 0},
+        ],
+        "sample_interval_s": 10,
+        "stats_window_s": 10,
+    }
+    data["approvals"] = {"approvers": ["alice", "bob"], "gates": [], "timeout_s": 300}
+    data["notifications"] = {
+        "routes": {
+            "oncall": [{"type": "webhook", "url": "http://127.0.0.1:1/oncall"}],
+            "leadership": [{"type": "webhook", "url": "http://127.0.0.1:1/leadership"}],
+        }
+    }
+    for key, value in overrides.items():
+        data[key] = value
+    return parse_policy(data, "test-policy")
+
+
+def healthy(requests: int = 200) -> TierStats:
+    return TierStats(requests=requests, errors=0, error_rate=0.0, p50_ms=40, p95_ms=80, p99_ms=120, rps=20)
+
+
+def failing(error_rate: float = 0.3, requests: int = 200) -> TierStats:
+    errors = int(requests * error_rate)
+    return TierStats(requests=requests, errors=errors, error_rate=error_rate, p99_ms=300, rps=20)
+
+
+class FakeWorld:
+    """Records what the workflow did to the gateway and who it told; answers as scripted."""
+
+    def __init__(self, policy: ServicePolicy | None = None) -> None:
+        self.policy = policy or test_policy()
+        self.confirmed = True
+        self.classification: Classification | None = Classification(
+            failure_type=FailureType.ERROR_SPIKE, severity=Severity.CRITICAL, reason="error rate 30% > 5%"
+        )
+        self.changes: list[GatewayChange] = []
+        self.notifications: list[NotifyInput] = []
+        self.weight = 0
+        self.pinned: str | None = None
+        self.stats: Callable[[FakeWorld], TierStats] = lambda w: healthy()
+        self.validation = Verdict.PASS
+        self.primary_fixed = asyncio.Event()
+        self.primary_fixed.set()
+        self.probe_started = 0
+        self.postmortems: list[PostmortemInput] = []
+        self.rollback_count = 0
+
+    def activities(self) -> list[Any]:
+        return [
+            self.load_policy,
+            self.confirm_failure,
+            self.apply_gateway_change,
+            self.read_stats,
+            self.gather_evidence,
+            self.wait_for_healthy,
+            self.validate_primary,
+            self.notify,
+            self.write_postmortem,
+        ]
+
+    @activity.defn(name=Activity.LOAD_POLICY)
+    async def load_policy(self, input: LoadPolicyInput) -> ServicePolicy:
+        return self.policy
+
+    @activity.defn(name=Activity.CONFIRM_FAILURE)
+    async def confirm_failure(self, input: ConfirmFailureInput) -> ConfirmFailureResult:
+        if not self.confirmed:
+            return ConfirmFailureResult(confirmed=False, reason="3 probes healthy; report did not reproduce")
+        return ConfirmFailureResult(confirmed=True, classification=self.classification)
+
+    @activity.defn(name=Activity.APPLY_GATEWAY_CHANGE)
+    async def apply_gateway_change(self, input: GatewayChange) -> GatewayChangeResult:
+        self.changes.append(input)
+        if input.route is not None:
+            fields = input.route.model_fields_set
+            if "pinned_tier" in fields:
+                self.pinned = str(input.route.pinned_tier) if input.route.pinned_tier else None
+            if input.route.primary_weight is not None:
+                self.weight = input.route.primary_weight
+        return GatewayChangeResult(
+            replicas={g: {"pinned_tier": self.pinned, "primary_weight": self.weight} for g in input.gateways}
+        )
+
+    @activity.defn(name=Activity.READ_STATS)
+    async def read_stats(self, input: ReadStatsInput) -> StatsWindow:
+        return StatsWindow(window_s=input.window_s, tiers={"tier_0_primary": self.stats(self)})
+
+    @activity.defn(name=Activity.GATHER_EVIDENCE)
+    async def gather_evidence(self, input: EvidenceInput) -> Evidence:
+        return Evidence(summary="primary-llm answers 503", dependencies={"primary-llm": "unhealthy"})
+
+    @activity.defn(name=Activity.WAIT_FOR_HEALTHY)
+    async def wait_for_healthy(self, input: WaitForHealthyInput) -> WaitForHealthyResult:
+        self.probe_started += 1
+        while not self.primary_fixed.is_set():
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+        return WaitForHealthyResult(consecutive_passes=input.passes, probes=input.passes)
+
+    @activity.defn(name=Activity.VALIDATE_PRIMARY)
+    async def validate_primary(self, input: ValidatePrimaryInput) -> ValidatePrimaryResult:
+        return ValidatePrimaryResult(
+            result=ValidationResult(verdict=self.validation, reason=f"validation {self.validation}"),
+            sample=healthy(),
+            consecutive_passes=3,
+        )
+
+    @activity.defn(name=Activity.NOTIFY)
+    async def notify(self, input: NotifyInput) -> NotifyResult:
+        self.notifications.append(input)
+        return NotifyResult(
+            deliveries=[ChannelDelivery(channel=c.type, ok=True, status_code=200) for c in input.channels]
+        )
+
+    @activity.defn(name=Activity.WRITE_POSTMORTEM)
+    async def write_postmortem(self, input: PostmortemInput) -> PostmortemResult:
+        self.postmortems.append(input)
+        path = f"/tmp/{input.state.incident_id}.md"
+        return PostmortemResult(markdown_path=path, json_path=path.replace(".md", ".json"), markdown="# post-mortem")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,133 @@
+"""The worker process: runs the recovery and watchdog workflows and every activity on one task queue.
+
+Settings come from the environment (governor.settings); logs are structlog JSON carrying the incident id;
+Temporal's SDK metrics are served for Prometheus on GOVERNOR_METRICS_PORT; SIGINT/SIGTERM shut down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import structlog
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from governor.logging import configure_logging
+from governor.settings import TemporalSettings, WorkerSettings
+
+log = structlog.get_logger("governor.worker")
+
+
+async def connect(settings: TemporalSettings, runtime: Runtime | None = None) -> Client:
+    """A Temporal client with the pydantic data converter, TLS and API key as configured."""
+    tls: TLSConfig | bool = settings.tls
+    if settings.tls_cert or settings.tls_ca:
+        tls = TLSConfig(
+            client_cert=settings.tls_cert.read_bytes() if settings.tls_cert else None,
+            client_private_key=settings.tls_key.read_bytes() if settings.tls_key else None,
+            server_root_ca_cert=settings.tls_ca.read_bytes() if settings.tls_ca else None,
+        )
+    return await Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        api_key=settings.api_key,
+        tls=tls if settings.api_key is None else (tls or True),
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+
+
+def workflow_classes() -> list[type]:
+    from workflows.recovery import IncidentRecoveryWorkflow
+
+    classes: list[type] = [IncidentRecoveryWorkflow]
+    try:
+        from workflows.watchdog import WatchdogWorkflow
+    except ImportError:
+        pass
+    else:
+        classes.append(WatchdogWorkflow)
+    return classes
+
+
+def activity_functions(http: httpx.AsyncClient, settings: WorkerSettings, client: Client) -> list[Any]:
+    """Every activity, built once with its dependencies."""
+    from activities.notify import NotificationActivities
+    from activities.recovery import RecoveryActivities
+
+    recovery = RecoveryActivities(http, settings)
+    notify = NotificationActivities(http, settings)
+    functions: list[Any] = [*_activity_methods(recovery), *_activity_methods(notify)]
+    try:
+        from activities.watch import WatchActivities
+    except ImportError:
+        pass
+    else:
+        functions += _activity_methods(WatchActivities(http, settings, client))
+    return functions
+
+
+def _activity_methods(obj: object) -> list[Any]:
+    return [
+        getattr(obj, name)
+        for name in dir(obj)
+        if not name.startswith("_") and hasattr(getattr(obj, name), "__temporal_activity_definition")
+    ]
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    activities: Sequence[Any],
+    workflows: Sequence[type] | None = None,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(workflows or workflow_classes()),
+        activities=list(activities),
+        max_concurrent_activities=200,
+    )
+
+
+async def run_worker(temporal: TemporalSettings, settings: WorkerSettings, stop: asyncio.Event) -> None:
+    runtime = None
+    if settings.metrics_port:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.metrics_port}"))
+        )
+    client = await connect(temporal, runtime)
+    async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
+        worker = build_worker(client, temporal.task_queue, activity_functions(http, settings, client))
+        log.info(
+            "worker_started",
+            address=temporal.address,
+            namespace=temporal.namespace,
+            task_queue=temporal.task_queue,
+            policy_dir=str(settings.policy_dir),
+            metrics_port=settings.metrics_port,
+        )
+        async with worker:
+            await stop.wait()
+            log.info("worker_stopping", reason="signal")
+    log.info("worker_stopped")
+
+
+async def main() -> None:
+    settings = WorkerSettings()
+    configure_logging(settings.log_format, settings.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(TemporalSettings(), settings, stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
