@@ -105,7 +105,7 @@ def parse_tier(text: str) -> FallbackTier:
     """A tier by value (`tier_1_secondary`), index (`1`) or short name (`secondary`)."""
     value = text.strip().lower()
     for tier in FallbackTier:
-        if value in {tier.value, str(tier.index), tier.value.split("_", 2)[2]}:
+        if value in {tier.value, str(tier.rank), tier.value.split("_", 2)[2]}:
             return tier
     known = ", ".join(t.value for t in FallbackTier)
     raise argparse.ArgumentTypeError(f"unknown tier {text!r} (use one of {known}, an index 0-5, or e.g. 'secondary')")
@@ -935,6 +935,7 @@ async def cmd_failover(args: argparse.Namespace) -> int:
                 source=f"governor failover ({who})",
                 message=f"manual failover to {args.tier.value} by {who}: {args.reason}",
                 reported_at=datetime.now().astimezone(),
+                manual=True,
             )
         )
         target = reported.incident_id

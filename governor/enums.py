@@ -87,16 +87,16 @@ class FallbackTier(StrEnum):
     TIER_5_ERROR = "tier_5_error"
 
     @property
-    def index(self) -> int:
+    def rank(self) -> int:
         return list(FallbackTier).index(self)
 
     @property
     def quality_percentage(self) -> int:
-        return {0: 100, 1: 90, 2: 80, 3: 60, 4: 30, 5: 0}[self.index]
+        return {0: 100, 1: 90, 2: 80, 3: 60, 4: 30, 5: 0}[self.rank]
 
     @property
     def latency_multiplier(self) -> float:
-        return {0: 1.0, 1: 1.2, 2: 0.5, 3: 0.8, 4: 0.1, 5: 0.0}[self.index]
+        return {0: 1.0, 1: 1.2, 2: 0.5, 3: 0.8, 4: 0.1, 5: 0.0}[self.rank]
 
     @property
     def requires_approval_to_exit(self) -> bool:
@@ -105,7 +105,7 @@ class FallbackTier(StrEnum):
     @property
     def next_tier(self) -> FallbackTier | None:
         tiers = list(FallbackTier)
-        return tiers[self.index + 1] if self.index + 1 < len(tiers) else None
+        return tiers[self.rank + 1] if self.rank + 1 < len(tiers) else None
 
 
 class DegradationLevel(StrEnum):

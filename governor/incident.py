@@ -58,6 +58,8 @@ class IncidentReport(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     reported_at: datetime | None = None
     dedup_key: str | None = None
+    manual: bool = False
+    """On-call's deliberate failover (maintenance, a known-bad model): detection records it without re-probing."""
 
 
 class ApprovalInput(BaseModel):

@@ -331,7 +331,7 @@ class ServicePolicy(_Strict):
         tiers = [t.tier for t in chain]
         if not tiers or tiers[0] is not FallbackTier.TIER_0_PRIMARY:
             raise ValueError("the chain must start with tier_0_primary")
-        if tiers != sorted(set(tiers), key=lambda t: t.index):
+        if tiers != sorted(set(tiers), key=lambda t: t.rank):
             raise ValueError(f"chain tiers must be unique and in tier order, got {[t.value for t in tiers]}")
         return chain
 

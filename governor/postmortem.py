@@ -115,8 +115,8 @@ def follow_ups(state: IncidentState, policy: ServicePolicy) -> list[str]:
         items.append("A tier was forced by hand: decide whether the policy's chain should change.")
     if state.outcome == "aborted":
         items.append("The recovery was aborted: record why and what finished it.")
-    worst_tier = max((s.tier for s in state.tiers), key=lambda t: t.index, default=None)
-    if worst_tier is not None and worst_tier.index >= FallbackTier.TIER_3_DEGRADED.index:
+    worst_tier = max((s.tier for s in state.tiers), key=lambda t: t.rank, default=None)
+    if worst_tier is not None and worst_tier.rank >= FallbackTier.TIER_3_DEGRADED.rank:
         items.append(
             f"Users got {worst_tier.value} ({worst_tier.quality_percentage}% quality): "
             "is a better fallback tier affordable?"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey
 
 SERVICE = SearchAttributeKey.for_keyword("GovernorService")
@@ -14,7 +16,17 @@ DEGRADATION = SearchAttributeKey.for_keyword("DegradationLevel")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
 RAMP_PERCENT = SearchAttributeKey.for_int("RampPercent")
 
-ALL = [SERVICE, DEPENDENCY, FAILURE_TYPE, SEVERITY, PHASE, TIER, DEGRADATION, AWAITING_APPROVAL, RAMP_PERCENT]
+ALL: list[SearchAttributeKey[Any]] = [
+    SERVICE,
+    DEPENDENCY,
+    FAILURE_TYPE,
+    SEVERITY,
+    PHASE,
+    TIER,
+    DEGRADATION,
+    AWAITING_APPROVAL,
+    RAMP_PERCENT,
+]
 
 
 def cli_flags() -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -133,13 +133,16 @@ class IncidentRecoveryWorkflow:
         assert self.policy
         self._enter(RecoveryPhase.DETECTION)
         report = self.s.reports[-1]
-        result = await self._act(
-            Activity.CONFIRM_FAILURE,
-            ConfirmFailureInput(policy=self.policy, dependency=self.s.dependency, report=report),
-            ConfirmFailureResult,
-            f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
-            within=timedelta(seconds=120),
-        )
+        if report.manual:
+            result = ConfirmFailureResult(confirmed=True, reason=f"manual report from {report.source}")
+        else:
+            result = await self._act(
+                Activity.CONFIRM_FAILURE,
+                ConfirmFailureInput(policy=self.policy, dependency=self.s.dependency, report=report),
+                ConfirmFailureResult,
+                f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
+                within=timedelta(seconds=120),
+            )
         if not result.confirmed:
             self._audit("false_alarm", details={"reason": result.reason})
             self.s.outcome = "false_alarm"
@@ -329,6 +332,7 @@ class IncidentRecoveryWorkflow:
 
     async def restore(self) -> None:
         """Primary pinned, breaker closed, degradation normal, pages resolved, status operational."""
+        assert self.policy
         self._enter(RecoveryPhase.FULL_RESTORE)
         await self._gateway(
             "restore the normal chain",
@@ -338,6 +342,7 @@ class IncidentRecoveryWorkflow:
             status=StatusChange(component="operational", message=""),
         )
         self._enter_tier(FallbackTier.TIER_0_PRIMARY, "recovered")
+        self.s.degradation_level = self.policy.degradation.level_for(FallbackTier.TIER_0_PRIMARY)
         self.s.ramp_percent = 100
         self.s.recovered_at = workflow.now()
         self.s.outcome = "recovered"
@@ -860,7 +865,7 @@ class IncidentRecoveryWorkflow:
     def _publish(self) -> None:
         """Search attributes and the Markdown 'current details' the Temporal UI shows."""
         s = self.s
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             sa.SERVICE.value_set(s.service),
             sa.DEPENDENCY.value_set(s.dependency),
             sa.PHASE.value_set(str(s.phase)),
@@ -941,6 +946,7 @@ class IncidentRecoveryWorkflow:
                 notify,
                 result_type=NotifyResult,
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=NOTIFY_RETRY,
                 summary=f"notify {notify.audience}: {notify.event}",
             )
@@ -948,7 +954,8 @@ class IncidentRecoveryWorkflow:
             record.error = str(err.cause or err)
             self._audit("notification_failed", details={"key": record.idempotency_key, "error": record.error})
             return
-        record.sent_at = workflow.now()
+        delivered = [d.delivered_at for d in result.deliveries if d.delivered_at is not None]
+        record.sent_at = max(delivered) if delivered else workflow.now()
         record.ok = result.ok
         record.error = "; ".join(f"{d.channel}: {d.error}" for d in result.deliveries if not d.ok)
         if not result.ok:
