@@ -143,6 +143,8 @@ class StackInfo:
     temporal_bin: Path
     python: Path
     pids: dict[str, int] = field(default_factory=dict)
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    """Where the launcher prints; a scenario's own messages read best there too."""
 
     def incident_ui_url(self, workflow_id: str) -> str:
         return f"{self.ui_url}/namespaces/{self.namespace}/workflows/{workflow_id}"
@@ -325,6 +327,7 @@ class Child:
             env={**env, **self.spec.env},
             start_new_session=True,
             preexec_fn=_die_with_parent(),
+            limit=1 << 20,
         )
         with self.log_path.open("a") as log:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
@@ -352,7 +355,10 @@ class Child:
             prefix = f"\033[{self.color}m{prefix}\033[0m"
         with self.log_path.open("a", buffering=1) as log:
             while True:
-                raw = await self.proc.stdout.readline()
+                try:
+                    raw = await self.proc.stdout.readline()
+                except ValueError:  # a line over the 1 MiB limit: asyncio dropped it, keep reading
+                    raw = b"[launcher: an output line over 1 MiB was dropped]\n"
                 if not raw:
                     return
                 line = raw.decode(errors="replace").rstrip("\n")
@@ -420,14 +426,19 @@ async def wait_ready(child: Child, check: Callable[[], Awaitable[bool]], timeout
     """Poll the check until it passes; fail at once if the process dies, or after the timeout."""
     deadline = time.monotonic() + timeout_s
     delay = 0.05
+    last_error = ""
     while True:
         if child.exited.done():
             raise StackError(f"{child.describe_exit(child.exited.result())}")
-        if await check():
-            return
+        try:
+            if await asyncio.wait_for(check(), 5):
+                return
+        except Exception as err:  # not answering yet; kept for the message if it never does
+            last_error = f" (last check: {err!r})"
         if time.monotonic() > deadline:
             raise StackError(
-                f"{child.spec.name} (pid {child.pid}) was not ready after {timeout_s:.0f} s; see {child.log_path}"
+                f"{child.spec.name} (pid {child.pid}) was not ready after {timeout_s:.0f} s{last_error}; "
+                f"see {child.log_path}"
             )
         await asyncio.wait({child.exited}, timeout=delay)
         delay = min(delay * 2, 0.5)
@@ -868,6 +879,7 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
             temporal_bin=plan.temporal_bin,
             python=plan.python,
             pids={c.spec.name: c.pid for c in children},
+            out=out,
         )
         _say(out, f"ready in {time.monotonic() - started_at:.1f} s")
         _say(out, "\n".join(["", *banner(info), ""]))
