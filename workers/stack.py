@@ -984,38 +984,52 @@ async def _stop_all(children: list[Child], timeout_s: float) -> None:
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options `governor up` and `python -m workers.stack` share."""
+    """The options `governor up` and `python -m workers.stack` share; options the parser already has (the CLI's
+    --namespace, --policy-dir) are left to it."""
     d = StackOptions()
-    parser.add_argument("--demo", action="store_true", help="also start the simulated model upstreams")
-    parser.add_argument("--state-dir", type=Path, default=d.state_dir, help="Temporal DB, logs, post-mortems")
-    parser.add_argument("--policy-dir", type=Path, default=d.policy_dir, help="the service policy files")
-    parser.add_argument("--temporal-port", type=int, default=d.temporal_port, help="Temporal gRPC (default 7233)")
-    parser.add_argument("--ui-port", type=int, default=d.ui_port, help="Temporal Web UI (default 8233)")
-    parser.add_argument("--gateway-port", type=int, default=None, help="default: the policy's local gateway, 8080")
-    parser.add_argument("--metrics-port", type=int, default=d.metrics_port, help="worker metrics (default 9464)")
-    parser.add_argument("--namespace", default=d.namespace)
-    parser.add_argument("--no-worker", dest="worker", action="store_false", help="do not start the worker")
-    parser.add_argument("--no-gateway", dest="gateway", action="store_false", help="do not start the gateway")
-    parser.add_argument("--no-intake", dest="intake", action="store_false", help="do not start the failure intake")
-    parser.add_argument("--intake-port", type=int, default=d.intake_port, help="failure intake (default 9095)")
-    parser.add_argument("--quiet", dest="echo", action="store_false", help="children's output to log files only")
+    options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("--demo",), {"action": "store_true", "help": "also start the simulated model upstreams"}),
+        (("--state-dir",), {"type": Path, "help": "Temporal DB, logs, post-mortems (default state/)"}),
+        (("--policy-dir",), {"type": Path, "help": "the service policy files (default policies/)"}),
+        (("--temporal-port",), {"type": int, "help": "Temporal gRPC (default 7233)"}),
+        (("--ui-port",), {"type": int, "help": "Temporal Web UI (default 8233)"}),
+        (("--gateway-port",), {"type": int, "help": "gateway (default: the policy's local gateway, 8080)"}),
+        (("--metrics-port",), {"type": int, "help": "worker metrics (default 9464)"}),
+        (("--intake-port",), {"type": int, "help": "failure intake (default 9095)"}),
+        (("--namespace",), {"help": f"Temporal namespace (default {d.namespace})"}),
+        (("--no-worker",), {"dest": "worker", "action": "store_false", "help": "do not start the worker"}),
+        (("--no-gateway",), {"dest": "gateway", "action": "store_false", "help": "do not start the gateway"}),
+        (("--no-intake",), {"dest": "intake", "action": "store_false", "help": "do not start the failure intake"}),
+        (("--quiet",), {"dest": "echo", "action": "store_false", "help": "children's output to log files only"}),
+    ]
+    taken = set(parser._option_string_actions)
+    for flags, kwargs in options:
+        if not taken.intersection(flags):
+            parser.add_argument(*flags, **kwargs)
 
 
 def options_from_args(args: argparse.Namespace) -> StackOptions:
+    """StackOptions from parsed arguments; anything absent or None keeps its default."""
+    d = StackOptions()
+
+    def get(name: str, default: Any) -> Any:
+        value = getattr(args, name, None)
+        return default if value is None else value
+
     return StackOptions(
-        state_dir=args.state_dir,
-        policy_dir=args.policy_dir,
-        temporal_port=args.temporal_port,
-        ui_port=args.ui_port,
-        gateway_port=args.gateway_port,
-        metrics_port=args.metrics_port,
-        namespace=args.namespace,
-        demo=args.demo,
-        worker=args.worker,
-        gateway=args.gateway,
-        intake=args.intake,
-        intake_port=args.intake_port,
-        echo=args.echo,
+        state_dir=get("state_dir", d.state_dir),
+        policy_dir=get("policy_dir", d.policy_dir),
+        temporal_port=get("temporal_port", d.temporal_port),
+        ui_port=get("ui_port", d.ui_port),
+        gateway_port=get("gateway_port", d.gateway_port),
+        metrics_port=get("metrics_port", d.metrics_port),
+        intake_port=get("intake_port", d.intake_port),
+        namespace=get("namespace", d.namespace),
+        demo=get("demo", d.demo),
+        worker=get("worker", d.worker),
+        gateway=get("gateway", d.gateway),
+        intake=get("intake", d.intake),
+        echo=get("echo", d.echo),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import fcntl
 import io
@@ -25,7 +26,9 @@ from workers.stack import (
     StackError,
     StackInfo,
     StackOptions,
+    add_stack_arguments,
     ensure_search_attributes,
+    options_from_args,
     run_stack,
     terminal_line,
 )
@@ -311,3 +314,13 @@ def test_structlog_json_lines_are_shortened_for_the_terminal() -> None:
     line = '{"event": "worker_started", "level": "info", "timestamp": "2026-01-01T00:00:00Z", "task_queue": "q"}'
     assert terminal_line(line) == "info    worker_started task_queue=q"
     assert terminal_line("plain text") == "plain text"
+
+
+def test_stack_flags_fit_a_cli_that_already_has_connection_flags() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--namespace", default=argparse.SUPPRESS)
+    parser.add_argument("--policy-dir", type=Path)
+    add_stack_arguments(parser)
+    options = options_from_args(parser.parse_args(["--demo", "--temporal-port", "7300", "--no-intake"]))
+    assert (options.demo, options.temporal_port, options.intake, options.worker) == (True, 7300, False, True)
+    assert (options.namespace, options.policy_dir, options.state_dir) == ("default", Path("policies"), Path("state"))
