@@ -10,6 +10,7 @@ responses, streaming bodies, a deadline per attempt. httpx stays the project's c
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -237,10 +238,11 @@ class Pool:
 
     def __init__(self, base_url: str, max_idle: int = 512) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http":
-            raise ValueError(f"upstream {base_url!r}: only http:// upstreams are supported by the hot path")
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"upstream {base_url!r}: the hot path speaks http:// and https:// only")
+        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if self.ssl else 80)
         self.prefix = parts.path.rstrip("/")
         self.host_header = (parts.netloc or self.host).encode()
         self.max_idle = max_idle
@@ -267,7 +269,14 @@ class Pool:
             raise UpstreamTimeout("no time left to connect")
         try:
             _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: _Connection(self), self.host, self.port), timeout
+                self.loop.create_connection(
+                    lambda: _Connection(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                ),
+                timeout,
             )
         except TimeoutError:
             raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out") from None

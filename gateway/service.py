@@ -7,6 +7,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -55,6 +56,11 @@ class Link:
         self.pool: Pool | None = None
         self.breaker: Breaker | None = None
         if spec.tier in UPSTREAM_TIERS:
+            scheme = urlsplit(spec.upstream or "").scheme
+            if scheme not in ("http", "https"):
+                raise ValueError(
+                    f"service {service.name!r}, {self.name}: upstream {spec.upstream!r} must be an http(s):// URL"
+                )
             self.breaker = Breaker(service.breaker_config, on_change=service.breaker_changed(self.name))
         self.static_body: bytes | None = None
         if spec.tier is FallbackTier.TIER_4_STATIC:
