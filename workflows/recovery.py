@@ -82,9 +82,11 @@ NOTIFY_RETRY = RetryPolicy(
 class RollbackNow(Exception):
     """Raised inside the ramp when a step regresses or on-call aborts."""
 
-    def __init__(self, reason: str, metrics: dict[str, float], actor: str = "system") -> None:
+    def __init__(
+        self, reason: str, metrics: dict[str, float], actor: str = "system", needs_human: bool = False
+    ) -> None:
         super().__init__(reason)
-        self.reason, self.metrics, self.actor = reason, metrics, actor
+        self.reason, self.metrics, self.actor, self.needs_human = reason, metrics, actor, needs_human
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -321,7 +323,13 @@ class IncidentRecoveryWorkflow:
                 if self.policy.approvals.is_gated(gate) and not await self._await_gate(
                     gate, f"send {step.percent} % of traffic to the primary"
                 ):
-                    raise RollbackNow(f"on-call rejected {gate}", {}, actor=self.s.decisions[-1].approver)
+                    decision = self.s.decisions[-1]
+                    raise RollbackNow(
+                        f"{decision.approver} rejected {gate}: {decision.reason}",
+                        {},
+                        decision.approver,
+                        needs_human=True,
+                    )
                 await self._set_weight(step.percent)
                 await self._soak(step.percent, step.soak_s)
                 self.s.ramp_step += 1
@@ -420,7 +428,9 @@ class IncidentRecoveryWorkflow:
         await self._pin(fallback, reason=f"rollback: {rb.reason}")
         self._audit("rolled_back", actor=rb.actor, details=record.model_dump(mode="json"))
         self.s.attempt += 1
-        if self.s.attempt > self.policy.rollback.max_attempts:
+        if rb.needs_human:
+            self.s.awaiting_human = True  # on-call said no: only a human decides when to try again
+        elif self.s.attempt > self.policy.rollback.max_attempts:
             self.s.awaiting_human = True
             self._escalate(
                 f"{self.policy.rollback.max_attempts} ramp attempts rolled back; waiting for a human to declare "

@@ -43,7 +43,7 @@ from governor.policy import ServicePolicy, parse_policy
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_policy(**overrides: Any) -> ServicePolicy:
+def policy_for(**overrides: Any) -> ServicePolicy:
     """policies/chat.yaml with test-sized timings and a webhook route for on-call and leadership."""
     data = yaml.safe_load((ROOT / "policies" / "chat.yaml").read_text())
     data["ramp"] = {
@@ -81,7 +81,7 @@ class FakeWorld:
     """Records what the workflow did to the gateway and who it told; answers as scripted."""
 
     def __init__(self, policy: ServicePolicy | None = None) -> None:
-        self.policy = policy or test_policy()
+        self.policy = policy or policy_for()
         self.confirmed = True
         self.classification: Classification | None = Classification(
             failure_type=FailureType.ERROR_SPIKE, severity=Severity.CRITICAL, reason="error rate 30% > 5%"
