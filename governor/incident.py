@@ -165,6 +165,8 @@ class IncidentState(BaseModel):
     degradation_level: DegradationLevel = DegradationLevel.NORMAL
     ramp_percent: int = 0
     ramp_step: int = 0
+    soak_started_at: datetime | None = None
+    soak_passes: int = 0
     attempt: int = 1
     paused: bool = False
     awaiting_human: bool = False
@@ -223,3 +225,5 @@ class RecoveryInput(BaseModel):
     """Carried across continue-as-new; None for a new incident."""
     policy: ServicePolicy | None = None
     """The policy snapshot, carried across continue-as-new so the incident keeps the policy it started with."""
+    history_limit: int = Field(default=10_000, ge=100)
+    """Continue as new past this many history events (well before Temporal's 50k limit) or when the server suggests."""

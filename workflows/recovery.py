@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -70,8 +70,6 @@ with workflow.unsafe.imports_passed_through():
 M = TypeVar("M", bound=BaseModel)
 
 MAX_KEPT_REPORTS = 20
-MAX_HISTORY_EVENTS = 10_000
-"""Continue as new well before Temporal's 50k-event limit, even if the server never suggests it."""
 
 QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
 NOTIFY_RETRY = RetryPolicy(
@@ -99,6 +97,7 @@ class IncidentRecoveryWorkflow:
             dependency=input.dependency,
         )
         self.policy: ServicePolicy | None = input.policy
+        self.history_limit = input.history_limit
         self._notifications: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ run: the runbook
@@ -245,9 +244,12 @@ class IncidentRecoveryWorkflow:
                         (probing is not None and probing.done())
                         or self.s.remediated_by is not None
                         or self.s.forced_tier is not None
+                        or self._history_too_long()
                     ),
                     deadline,
                 )
+                if self._history_too_long():  # a long outage or an alert storm: carry on in a fresh run
+                    await self._continue_as_new()
                 if not done:
                     self._escalate(f"the primary is still down after {escalate_after:.0f} s of remediation")
                     deadline = workflow.now() + timedelta(seconds=escalate_after)
@@ -317,21 +319,24 @@ class IncidentRecoveryWorkflow:
                         "promote", f"skip to 100 % (asked by {actor})", requested_by=actor
                     ):
                         self._audit("promoted", actor=actor, details={"from_percent": self.s.ramp_percent})
-                        self.s.ramp_step = len(steps) - 1
+                        self.s.ramp_step, self.s.soak_started_at = len(steps) - 1, None
                 step = steps[self.s.ramp_step]
-                gate = f"ramp:{step.percent}"
-                if self.policy.approvals.is_gated(gate) and not await self._await_gate(
-                    gate, f"send {step.percent} % of traffic to the primary"
-                ):
-                    decision = self.s.decisions[-1]
-                    raise RollbackNow(
-                        f"{decision.approver} rejected {gate}: {decision.reason}",
-                        {},
-                        decision.approver,
-                        needs_human=True,
-                    )
-                await self._set_weight(step.percent)
+                if self.s.soak_started_at is None:  # a new step (a continued run resumes its soak instead)
+                    gate = f"ramp:{step.percent}"
+                    if self.policy.approvals.is_gated(gate) and not await self._await_gate(
+                        gate, f"send {step.percent} % of traffic to the primary"
+                    ):
+                        decision = self.s.decisions[-1]
+                        raise RollbackNow(
+                            f"{decision.approver} rejected {gate}: {decision.reason}",
+                            {},
+                            decision.approver,
+                            needs_human=True,
+                        )
+                    await self._set_weight(step.percent)
+                    self.s.soak_started_at, self.s.soak_passes = workflow.now(), 0
                 await self._soak(step.percent, step.soak_s)
+                self.s.soak_started_at = None
                 self.s.ramp_step += 1
         except RollbackNow as rb:
             await self._roll_back(rb)
@@ -380,8 +385,9 @@ class IncidentRecoveryWorkflow:
     async def _soak(self, percent: int, soak_s: float) -> None:
         """Sample the primary every interval; pass after the soak time with at least one judged-healthy sample."""
         assert self.policy
-        ramp, started = self.policy.ramp, workflow.now()
-        passes, stalled_told = 0, False
+        ramp = self.policy.ramp
+        started = self.s.soak_started_at or workflow.now()
+        stalled_told = False
         while True:
             await self._wait(
                 lambda: self.s.abort_requested_by is not None or self.s.promote_requested_by is not None,
@@ -404,9 +410,11 @@ class IncidentRecoveryWorkflow:
             self.s.last_judgement = judgement.model_dump(mode="json")
             if judgement.verdict is Verdict.FAIL:
                 raise RollbackNow(judgement.reason, judgement.metrics)
-            passes += judgement.verdict is Verdict.PASS
+            if self._history_too_long():  # the new run picks up this soak where it stands
+                await self._continue_as_new()
+            self.s.soak_passes += judgement.verdict is Verdict.PASS
             elapsed = (workflow.now() - started).total_seconds()
-            if elapsed >= soak_s and passes > 0:
+            if elapsed >= soak_s and self.s.soak_passes > 0:
                 self._audit("ramp_step_passed", details={"percent": percent, **judgement.metrics})
                 return
             if elapsed >= 3 * max(soak_s, ramp.sample_interval_s) and not stalled_told:
@@ -442,7 +450,7 @@ class IncidentRecoveryWorkflow:
             f"{self.s.service}: ramp rolled back at {record.percent} %",
             rb.reason,
         )
-        self.s.ramp_step = 0
+        self.s.ramp_step, self.s.soak_started_at = 0, None
         self.s.phase = RecoveryPhase.REMEDIATION
 
     def _last_fallback_tier(self) -> FallbackTier:
@@ -471,7 +479,13 @@ class IncidentRecoveryWorkflow:
         self._enter_tier(tier, reason)
 
     async def _set_weight(self, percent: int) -> None:
-        await self._gateway(f"primary weight {percent} %", route=RouteChange(primary_weight=percent))
+        # Hand the breaker isolation forced open back to its rules: a forced-open breaker would turn the primary's
+        # share away and leave the step with nothing to judge.
+        await self._gateway(
+            f"primary weight {percent} %",
+            route=RouteChange(primary_weight=percent),
+            breaker=BreakerChange(tier=self.s.failed_tier, mode="auto"),
+        )
         self.s.ramp_percent = percent
         self._audit("ramp_step", details={"percent": percent, "attempt": self.s.attempt})
         self._publish()
@@ -1010,14 +1024,21 @@ class IncidentRecoveryWorkflow:
 
     def _history_too_long(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self.history_limit
 
-    async def _continue_as_new(self) -> None:
+    async def _continue_as_new(self) -> NoReturn:
+        """Carry the state and the policy snapshot into a fresh run; it resumes at the current phase."""
         await self._drain_notifications()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.s.continued += 1
         workflow.continue_as_new(
-            RecoveryInput(service=self.s.service, dependency=self.s.dependency, state=self.s, policy=self.policy)
+            RecoveryInput(
+                service=self.s.service,
+                dependency=self.s.dependency,
+                state=self.s,
+                policy=self.policy,
+                history_limit=self.history_limit,
+            )
         )
 
 

@@ -25,11 +25,11 @@ class Incident:
         self.workflow_id = f"recovery-{self.service}-{self.dependency}-{uuid.uuid4().hex[:8]}"
         self.handle: WorkflowHandle[Any, IncidentState] | None = None
 
-    async def report(self, **fields: Any) -> WorkflowHandle[Any, IncidentState]:
+    async def report(self, history_limit: int = 10_000, **fields: Any) -> WorkflowHandle[Any, IncidentState]:
         report = IncidentReport(service=self.service, dependency=self.dependency, source="test", **fields)
         self.handle = await self.env.client.start_workflow(
             WORKFLOW_NAME,
-            RecoveryInput(service=self.service, dependency=self.dependency),
+            RecoveryInput(service=self.service, dependency=self.dependency, history_limit=history_limit),
             id=self.workflow_id,
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -40,8 +40,9 @@ class Incident:
         return self.handle
 
     async def state(self) -> IncidentState:
-        assert self.handle
-        return await self.handle.query(Names.STATE, result_type=IncidentState)
+        """The latest run's state (a handle pinned to the first run would miss continue-as-new)."""
+        latest = self.env.client.get_workflow_handle(self.workflow_id)
+        return await latest.query(Names.STATE, result_type=IncidentState)
 
     async def until(
         self, predicate: Callable[[IncidentState], bool], step_s: float = 5, limit: int = 400
