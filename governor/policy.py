@@ -420,6 +420,13 @@ def load_policy_dir(directory: str | Path) -> dict[str, ServicePolicy]:
 
 
 def find_policy(directory: str | Path, service: str) -> ServicePolicy:
+    """The service's policy: `{service}.yaml` when it names the service, else a scan of the whole folder."""
+    for suffix in (".yaml", ".yml"):
+        path = Path(directory) / f"{service}{suffix}"
+        if path.is_file():
+            policy = load_policy(path)
+            if policy.service == service:
+                return policy
     policies = load_policy_dir(directory)
     if service not in policies:
         raise PolicyError(

@@ -45,32 +45,22 @@ async def connect(settings: TemporalSettings, runtime: Runtime | None = None) ->
 
 def workflow_classes() -> list[type]:
     from workflows.recovery import IncidentRecoveryWorkflow
+    from workflows.watchdog import WatchdogWorkflow
 
-    classes: list[type] = [IncidentRecoveryWorkflow]
-    try:
-        from workflows.watchdog import WatchdogWorkflow
-    except ImportError:
-        pass
-    else:
-        classes.append(WatchdogWorkflow)
-    return classes
+    return [IncidentRecoveryWorkflow, WatchdogWorkflow]
 
 
 def activity_functions(http: httpx.AsyncClient, settings: WorkerSettings, client: Client) -> list[Any]:
     """Every activity, built once with its dependencies."""
     from activities.notify import NotificationActivities
     from activities.recovery import RecoveryActivities
+    from activities.watch import WatchActivities
 
-    recovery = RecoveryActivities(http, settings)
-    notify = NotificationActivities(http, settings)
-    functions: list[Any] = [*_activity_methods(recovery), *_activity_methods(notify)]
-    try:
-        from activities.watch import WatchActivities
-    except ImportError:
-        pass
-    else:
-        functions += _activity_methods(WatchActivities(http, settings, client))
-    return functions
+    return [
+        *RecoveryActivities(http, settings).all(),
+        NotificationActivities(http, settings).notify,
+        *_activity_methods(WatchActivities(http, settings, client)),
+    ]
 
 
 def _activity_methods(obj: object) -> list[Any]:
