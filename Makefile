@@ -22,4 +22,4 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 run: setup
-	$(VENV)/bin/governor up --demo --auto-approve=$(or $(AUTO_APPROVE),false)
+	$(VENV)/bin/governor up --demo $(if $(filter true,$(AUTO_APPROVE)),--auto-approve,)
