@@ -1,7 +1,8 @@
 """SLO burn-rate detection against Debian's real Prometheus scraping the real gateway's /metrics on 127.0.0.1.
 
 Real windows (1 h / 5 min, 6 h / 30 min) cannot fit in a test, so the rules keep their burn factors (14.4x, 6x) and
-shrink their windows: fast 1 h -> 3 s and 5 min -> 1 s, slow 6 h -> 6 s and 30 min -> 2 s, with a 200 ms scrape.
+shrink their windows: fast 1 h -> 4 s and 5 min -> 2 s, slow 6 h -> 8 s and 30 min -> 4 s, with a 200 ms scrape (a 2 s short window
+keeps several scrapes in it even on a loaded 2-core machine).
 The PromQL, the HTTP API calls and the multi-window logic are the production ones.
 """
 
@@ -32,8 +33,8 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
 TOKEN = "burn-token"
 SHORT_RULES = [
-    BurnRateRule(name="fast", factor=14.4, long_window_s=3, short_window_s=1, severity=Severity.CRITICAL),
-    BurnRateRule(name="slow", factor=6.0, long_window_s=6, short_window_s=2, severity=Severity.HIGH),
+    BurnRateRule(name="fast", factor=14.4, long_window_s=4, short_window_s=2, severity=Severity.CRITICAL),
+    BurnRateRule(name="slow", factor=6.0, long_window_s=8, short_window_s=4, severity=Severity.HIGH),
 ]
 SLO = 99.0  # the primary's sla_target in this test: a 1 % error budget
 
@@ -139,9 +140,9 @@ async def test_fast_burn_fires_from_prometheus_and_the_watchdog_confirms_it(setu
             ratios = await acts.error_ratios(cfg, "chat", "tier_0_primary")
             return ratios if all(r is not None for r in ratios.values()) else None
 
-        ratios = await eventually(healthy_windows, 15)
+        ratios = await eventually(healthy_windows, 40)
         fired, rates = evaluate_burn(ratios, SLO, SHORT_RULES, "primary-llm")
-        assert fired is None and set(rates) == {"1s", "2s", "3s", "6s"} and max(rates.values()) == 0
+        assert fired is None and set(rates) == {"2s", "4s", "8s"} and max(rates.values()) == 0
 
         # a hard error spike on the primary (the gateway still serves every client from the secondary)
         primary.set(error_rate=0.6)
@@ -150,7 +151,7 @@ async def test_fast_burn_fires_from_prometheus_and_the_watchdog_confirms_it(setu
             ratios = await acts.error_ratios(cfg, "chat", "tier_0_primary")
             return evaluate_burn(ratios, SLO, SHORT_RULES, "primary-llm")[0]
 
-        fired = await eventually(burning, 15)
+        fired = await eventually(burning, 40)
         assert fired.failure_type is FailureType.ERROR_SPIKE
         assert fired.severity is Severity.CRITICAL and "fast burn" in fired.reason
         assert fired.metrics["burn_short"] > 14.4
@@ -161,11 +162,11 @@ async def test_fast_burn_fires_from_prometheus_and_the_watchdog_confirms_it(setu
             ActivityEnvironment().run(
                 acts.watch_dependency, WatchInput(policy=policy, dependency="primary-llm", config=config)
             ),
-            timeout=10,
+            timeout=30,
         )
         assert result.transition == "confirmed"
         assert result.hysteresis.suspect is not None and "burn" in result.hysteresis.suspect.reason
-        assert result.last is not None and result.last.burn_rates["1s"] > 14.4
+        assert result.last is not None and result.last.burn_rates["2s"] > 14.4
     finally:
         stop.set()
         statuses = await load
