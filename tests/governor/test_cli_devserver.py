@@ -324,8 +324,9 @@ async def test_controls_on_an_incident_waiting_in_remediation(governed: Governed
     )
     await g.sdk.wait_for(incident, lambda s: s.pending("ramp:10") is not None, timeout=20)
     assert "ramp:10 rejected by bob" in await ok("reject", incident, "--gate", "ramp:10", "--reason", "not yet")
-    state = await g.sdk.wait_for(incident, lambda s: len(s.rollbacks) == 1, timeout=20)
-    assert state.rollbacks[0].reason == "on-call rejected ramp:10" and state.rollbacks[0].actor == "bob"
+    # a rejected gate rolls back and waits for a human before trying again
+    state = await g.sdk.wait_for(incident, lambda s: len(s.rollbacks) == 1 and s.awaiting_human, timeout=20)
+    assert state.rollbacks[0].reason == "bob rejected ramp:10: not yet" and state.rollbacks[0].actor == "bob"
 
     note = next(e for e in state.audit if e.action == "note")
     assert (note.actor, note.details["text"]) == ("bob", "vendor says ETA 20 min")

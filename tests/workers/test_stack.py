@@ -21,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from governor import search_attributes as sa
+from tests.workers.conftest import children_of
 from workers.stack import (
     ProcessSpec,
     StackError,
@@ -52,19 +53,6 @@ def listening() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -86,7 +74,9 @@ def temporal_only(state: Path, **kw: object) -> StackOptions:
     return StackOptions(**{**fields, **kw})  # type: ignore[arg-type]
 
 
-async def test_taken_port_is_named_with_what_to_do_and_nothing_starts(tmp_path: Path, listening: int) -> None:
+async def test_taken_port_is_named_with_what_to_do_and_nothing_starts(
+    tmp_path: Path, listening: int, stray_children
+) -> None:
     options = temporal_only(tmp_path / "state")
     options.temporal_port = listening
     with pytest.raises(StackError) as err:
@@ -96,7 +86,7 @@ async def test_taken_port_is_named_with_what_to_do_and_nothing_starts(tmp_path: 
     assert "pass --temporal-port" in message
     assert "nothing was started" in message
     assert not (tmp_path / "state").exists()
-    assert children_of(os.getpid()) == []
+    assert stray_children() == []
 
 
 async def test_every_taken_port_is_listed(tmp_path: Path, listening: int) -> None:
@@ -121,7 +111,7 @@ async def test_missing_temporal_binary_says_run_make_setup(tmp_path: Path) -> No
     assert not (tmp_path / "state").exists()
 
 
-async def test_a_second_up_on_the_same_state_folder_is_refused(tmp_path: Path) -> None:
+async def test_a_second_up_on_the_same_state_folder_is_refused(tmp_path: Path, stray_children) -> None:
     state = tmp_path / "state"
     state.mkdir()
     with (state / "governor-up.lock").open("w") as held:
@@ -131,20 +121,20 @@ async def test_a_second_up_on_the_same_state_folder_is_refused(tmp_path: Path) -
         with pytest.raises(StackError) as err:
             await run_stack(temporal_only(state))
     assert "in use by another `governor up` (pid 4242)" in str(err.value) and "--state-dir" in str(err.value)
-    assert children_of(os.getpid()) == []
+    assert stray_children() == []
 
 
-async def test_bad_policy_folder_is_refused_before_start(tmp_path: Path) -> None:
+async def test_bad_policy_folder_is_refused_before_start(tmp_path: Path, stray_children) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "chat.yaml").write_text("service: chat\nchain: []\ndependencies: []\n")
     options = temporal_only(tmp_path / "state", gateway=True, policy_dir=tmp_path / "policies")
     with pytest.raises(StackError) as err:
         await run_stack(options)
     assert "chat.yaml" in str(err.value) and "chain" in str(err.value)
-    assert children_of(os.getpid()) == []
+    assert stray_children() == []
 
 
-async def test_start_registers_search_attributes_keeps_history_and_stops_clean(tmp_path: Path) -> None:
+async def test_start_registers_search_attributes_keeps_history_and_stops_clean(tmp_path: Path, stray_children) -> None:
     state = tmp_path / "state"
     seen: dict[str, object] = {}
 
@@ -178,7 +168,7 @@ async def test_start_registers_search_attributes_keeps_history_and_stops_clean(t
     pids = seen["pids"]
     assert isinstance(pids, dict) and set(pids) == {"temporal"}
     assert not any(alive(pid) for pid in pids.values())
-    assert children_of(os.getpid()) == []
+    assert stray_children() == []
     assert (state / "temporal.db").is_file()
     assert "Temporal Server:" in (state / "logs" / "temporal.log").read_text()
     banner = options.out.getvalue()  # type: ignore[union-attr]
@@ -193,10 +183,10 @@ async def test_start_registers_search_attributes_keeps_history_and_stops_clean(t
     await run_stack(temporal_only(state, stop_after_scenario=True), second_run)
     assert seen["status"] is not None and seen["status"].name == "RUNNING"
     assert seen["found"] == ["stack-probe"]
-    assert children_of(os.getpid()) == []
+    assert stray_children() == []
 
 
-async def test_a_dying_child_is_named_and_the_rest_is_stopped(tmp_path: Path) -> None:
+async def test_a_dying_child_is_named_and_the_rest_is_stopped(tmp_path: Path, stray_children) -> None:
     probe = ProcessSpec(
         name="probe",
         argv=[sys.executable, "-c", "import signal; print('probe up', flush=True); signal.pause()"],
@@ -217,7 +207,7 @@ async def test_a_dying_child_is_named_and_the_rest_is_stopped(tmp_path: Path) ->
     assert "probe up" in message  # its last output lines
     assert "stopping the rest" in message
     assert not alive(pids["temporal"])
-    assert children_of(os.getpid()) == []
+    assert stray_children() == []
     assert "probe up" in (tmp_path / "state" / "logs" / "probe.log").read_text()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
 from pathlib import Path
 
@@ -17,17 +16,6 @@ from workers.stack import StackInfo, StackOptions, run_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -58,7 +46,7 @@ def policy_on_ports(folder: Path, gateway: int, primary: int, secondary: int, de
     return folder
 
 
-async def test_demo_stack_serves_traffic_and_stops_every_process(tmp_path: Path) -> None:
+async def test_demo_stack_serves_traffic_and_stops_every_process(tmp_path: Path, stray_children) -> None:
     temporal, ui, gateway, primary, secondary, degraded, metrics, intake = free_ports(8)
     policies = policy_on_ports(tmp_path / "policies", gateway, primary, secondary, degraded)
     out = io.StringIO()
@@ -108,7 +96,7 @@ async def test_demo_stack_serves_traffic_and_stops_every_process(tmp_path: Path)
         "temporal", "upstream-primary", "upstream-secondary", "upstream-degraded", "gateway", "intake", "worker",
     }  # fmt: skip
     assert not [name for name, pid in pids.items() if alive(pid)]
-    assert children_of(os.getpid()) == []
+    assert stray_children() == []
     banner = out.getvalue()
     assert f"http://127.0.0.1:{gateway}/status" in banner
     assert "workflow signal" in banner and "--name approve" in banner
