@@ -31,31 +31,18 @@ from temporalio.testing import WorkflowEnvironment
 from governor import cli
 from governor.actions import (
     Activity,
-    ChannelDelivery,
     ConfirmFailureInput,
     ConfirmFailureResult,
-    Evidence,
-    EvidenceInput,
-    GatewayChange,
-    GatewayChangeResult,
-    LoadPolicyInput,
-    NotifyInput,
-    NotifyResult,
-    PostmortemInput,
-    PostmortemResult,
-    ReadStatsInput,
-    ValidatePrimaryInput,
-    ValidatePrimaryResult,
     WaitForHealthyInput,
     WaitForHealthyResult,
 )
 from governor.client import GovernorClient, IncidentSummary
-from governor.decisions import ValidationResult, Verdict
 from governor.enums import FailureType, FallbackTier, RecoveryPhase, Severity
 from governor.incident import IncidentReport, IncidentState
-from governor.models import Classification, StatsWindow, TierStats
-from governor.policy import ServicePolicy, parse_policy
+from governor.models import Classification
+from governor.policy import parse_policy
 from governor.settings import TemporalSettings
+from tests.workflows.fakes import FakeWorld
 
 pytestmark = pytest.mark.integration
 
@@ -75,32 +62,9 @@ def cli_policy(service: str) -> dict[str, Any]:
     return data
 
 
-def healthy() -> TierStats:
-    return TierStats(requests=500, errors=0, error_rate=0.0, p50_ms=30, p95_ms=60, p99_ms=90, rps=50)
-
-
-class FakeActivities:
-    """The world as the workflow sees it, scripted: every activity answers at once except STUCK's probes."""
-
-    def __init__(self, policy: ServicePolicy) -> None:
-        self.policy = policy
-
-    def all(self) -> list[Callable[..., Any]]:
-        return [
-            self.load_policy,
-            self.confirm_failure,
-            self.apply_gateway_change,
-            self.read_stats,
-            self.gather_evidence,
-            self.wait_for_healthy,
-            self.validate_primary,
-            self.notify,
-            self.write_postmortem,
-        ]
-
-    @activity.defn(name=Activity.LOAD_POLICY)
-    async def load_policy(self, input: LoadPolicyInput) -> ServicePolicy:
-        return self.policy
+class FakeActivities(FakeWorld):
+    """The scripted world of the workflow tests, with two twists: detection classifies what the report says, and
+    STUCK's probes never come back healthy (heartbeats carry the cancellation when on-call declares it fixed)."""
 
     @activity.defn(name=Activity.CONFIRM_FAILURE)
     async def confirm_failure(self, input: ConfirmFailureInput) -> ConfirmFailureResult:
@@ -110,42 +74,12 @@ class FakeActivities:
             classification=Classification(failure_type=ftype, severity=Severity.CRITICAL, reason=f"{ftype} seen"),
         )
 
-    @activity.defn(name=Activity.APPLY_GATEWAY_CHANGE)
-    async def apply_gateway_change(self, input: GatewayChange) -> GatewayChangeResult:
-        return GatewayChangeResult(replicas={g: {} for g in input.gateways})
-
-    @activity.defn(name=Activity.READ_STATS)
-    async def read_stats(self, input: ReadStatsInput) -> StatsWindow:
-        return StatsWindow(window_s=input.window_s, tiers={FallbackTier.TIER_0_PRIMARY.value: healthy()})
-
-    @activity.defn(name=Activity.GATHER_EVIDENCE)
-    async def gather_evidence(self, input: EvidenceInput) -> Evidence:
-        return Evidence(summary=f"{input.dependency} answers 503", dependencies={input.dependency: "unhealthy"})
-
     @activity.defn(name=Activity.WAIT_FOR_HEALTHY)
     async def wait_for_healthy(self, input: WaitForHealthyInput) -> WaitForHealthyResult:
-        if input.dependency.name == STUCK:
-            while True:  # heartbeats carry the workflow's cancellation when on-call declares it remediated
-                activity.heartbeat()
-                await asyncio.sleep(0.2)
+        while input.dependency.name == STUCK:
+            activity.heartbeat()
+            await asyncio.sleep(0.2)
         return WaitForHealthyResult(consecutive_passes=input.passes, probes=input.passes)
-
-    @activity.defn(name=Activity.VALIDATE_PRIMARY)
-    async def validate_primary(self, input: ValidatePrimaryInput) -> ValidatePrimaryResult:
-        return ValidatePrimaryResult(
-            result=ValidationResult(verdict=Verdict.PASS, reason="all checks pass"),
-            sample=healthy(),
-            consecutive_passes=3,
-        )
-
-    @activity.defn(name=Activity.NOTIFY)
-    async def notify(self, input: NotifyInput) -> NotifyResult:
-        return NotifyResult(deliveries=[ChannelDelivery(channel=c.type, ok=True) for c in input.channels])
-
-    @activity.defn(name=Activity.WRITE_POSTMORTEM)
-    async def write_postmortem(self, input: PostmortemInput) -> PostmortemResult:
-        path = f"/nonexistent/{input.state.incident_id}.md"
-        return PostmortemResult(markdown_path=path, json_path=path[:-3] + ".json", markdown="")
 
 
 @dataclass
@@ -200,7 +134,7 @@ async def governed(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPa
     task_queue = f"cli-{uuid.uuid4().hex[:8]}"
     target = dev_env.client.service_client.config.target_host
     sdk = await GovernorClient.connect(TemporalSettings(address=target, task_queue=task_queue))
-    async with build_worker(dev_env.client, task_queue, FakeActivities(policy).all()):
+    async with build_worker(dev_env.client, task_queue, FakeActivities(policy).activities()):
         yield Governed(dev_env, service, task_queue, policy_dir, sdk)
         for dependency in ("primary-llm", "secondary-llm", STUCK):  # leave nothing running on the shared dev server
             with contextlib.suppress(RPCError):
