@@ -399,9 +399,16 @@ class IncidentRecoveryWorkflow:
             if self.s.promote_requested_by is not None:
                 return
             await self._hold_while_paused()
+            # Judge the step on its own traffic only: a window reaching back before the weight was set would
+            # count the outage's errors (or the previous step's traffic) against it.
+            own_s = int((workflow.now() - started).total_seconds())
             window = await self._act(
                 Activity.READ_STATS,
-                ReadStatsInput(gateways=self.policy.gateways, service=self.s.service, window_s=ramp.stats_window_s),
+                ReadStatsInput(
+                    gateways=self.policy.gateways,
+                    service=self.s.service,
+                    window_s=max(1, min(ramp.stats_window_s, own_s)),
+                ),
                 StatsWindow,
                 f"sample the primary at {percent} %",
             )

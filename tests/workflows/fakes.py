@@ -97,6 +97,7 @@ class FakeWorld:
         self.probe_started = 0
         self.postmortems: list[PostmortemInput] = []
         self.rollback_count = 0
+        self.windows: list[int] = []
 
     def activities(self) -> list[Any]:
         return [
@@ -136,6 +137,7 @@ class FakeWorld:
 
     @activity.defn(name=Activity.READ_STATS)
     async def read_stats(self, input: ReadStatsInput) -> StatsWindow:
+        self.windows.append(input.window_s)
         return StatsWindow(window_s=input.window_s, tiers={"tier_0_primary": self.stats(self)})
 
     @activity.defn(name=Activity.GATHER_EVIDENCE)

@@ -219,3 +219,20 @@ async def test_abort_outside_the_ramp_is_refused(incident) -> None:
     assert "applies to the ramp" in str(refused.value.cause)
     world.primary_fixed.set()
     assert (await inc.result()).outcome == "recovered"
+
+
+async def test_each_step_is_judged_on_its_own_traffic_only(incident) -> None:
+    """The stats window never reaches back before the step began (the outage's errors must not roll it back)."""
+    world = FakeWorld(
+        policy_for(
+            ramp={
+                "steps": [{"percent": 10, "soak_s": 40}, {"percent": 100, "soak_s": 0}],
+                "sample_interval_s": 10,
+                "stats_window_s": 30,
+            }
+        )
+    )
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    assert (await inc.result()).outcome == "recovered"
+    assert world.windows[:4] == [10, 20, 30, 30]
