@@ -107,7 +107,13 @@ class IncidentRecoveryWorkflow:
             self.policy = await self._act(
                 Activity.LOAD_POLICY, LoadPolicyInput(service=self.s.service), ServicePolicy, "load the service policy"
             )
-            self.policy.dependency(self.s.dependency)  # fails fast on a report for a dependency the policy lacks
+            if self.s.dependency not in {d.name for d in self.policy.dependencies}:
+                known = ", ".join(d.name for d in self.policy.dependencies)
+                raise ApplicationError(
+                    f"service {self.s.service!r} has no dependency {self.s.dependency!r} in its policy (known: {known})",
+                    type="UnknownDependency",
+                    non_retryable=True,
+                )
         await workflow.wait_condition(lambda: self.s.report_count > 0)
         phases: dict[RecoveryPhase, Callable[[], Any]] = {
             RecoveryPhase.DETECTION: self.detect,

@@ -61,3 +61,17 @@ async def test_alert_storm_joins_one_incident(incident) -> None:
     world.primary_fixed.set()
     state = await inc.result()
     assert state.outcome == "recovered" and state.report_count == 31
+
+
+async def test_report_for_a_dependency_the_policy_lacks_fails_with_a_clear_error(incident) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    inc = await incident()
+    inc.dependency = "no-such-db"
+    await inc.report(failure_type=FailureType.DEPENDENCY_DOWN)
+    try:
+        await inc.result()
+    except WorkflowFailureError as err:
+        assert "has no dependency 'no-such-db'" in str(err.cause) and "primary-llm" in str(err.cause)
+    else:
+        raise AssertionError("the workflow should have failed")
