@@ -144,6 +144,15 @@ def parse_metric(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"a metric is NAME=NUMBER, e.g. error_rate=0.12 (got {text!r})") from None
 
 
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def parse_positive(text: str) -> int:
     try:
         value = int(text)
@@ -367,6 +376,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _UpParser(_Parser):
+    """`governor up`'s parser: the launcher's flags (workers.stack.add_stack_arguments) are added when `up` is parsed
+    or its help shown, so the other commands never import the launcher and the Temporal SDK it pulls in."""
+
+    _stack_flags = False
+
+    def _add_stack_flags(self) -> None:
+        if not self._stack_flags:
+            from workers.stack import add_stack_arguments
+
+            add_stack_arguments(self)
+            self._stack_flags = True
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._add_stack_flags()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._add_stack_flags()
+        return super().format_help()
+
+
 def _shared(suppress: bool) -> _Parser:
     """Options accepted before or after the subcommand (the subcommand's copy must not reset the global one)."""
     p = _Parser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
@@ -509,6 +540,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("postmortem", "print the incident's post-mortem")
     p.add_argument("incident", metavar="INCIDENT")
     p.add_argument("--output", type=Path, help="write to this file instead of stdout")
+
+    # -- running it -------------------------------------------------------------------------------------------------
+    p = add("watch", "start a watchdog per dependency of every policy, or hand running ones the edited policy")
+    p.add_argument("--service", help="only this service's policy")
+
+    up_help = (
+        "run the whole stack on this machine (Temporal dev server, worker, gateway, intake, watchdogs); "
+        "--demo plays a live incident"
+    )
+    sub._parser_class = _UpParser  # the launcher's own flags join on first use (see _UpParser)
+    p = sub.add_parser("up", help=up_help, description=up_help, parents=[shared])
+    sub._parser_class = _Parser
+    p.add_argument(
+        "--auto-approve",
+        nargs="?",
+        const=True,
+        default=False,
+        type=parse_bool,
+        metavar="BOOL",
+        help=f"with --demo: {DEMO_BOT} approves the gates after a few seconds (default: wait for a human)",
+    )
+    p.add_argument(
+        "--exit-after-demo",
+        action="store_true",
+        help="with --demo: stop the stack when the incident is over; exit 0 only if it recovered (CI, benchmarks)",
+    )
     return parser
 
 
@@ -1083,6 +1140,74 @@ async def cmd_postmortem(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_watch(args: argparse.Namespace) -> int:
+    from temporalio.service import RPCError
+
+    from workflows.watchdog import start_or_update_watchdogs
+
+    policies = load_policy_dir(_policy_dir(args))
+    if args.service is not None:
+        if args.service not in policies:
+            raise UserError(f"{_policy_dir(args)} has no policy for service {args.service!r}")
+        policies = {args.service: policies[args.service]}
+    if not policies:
+        raise UserError(f"{_policy_dir(args)} has no policy file (*.yaml)")
+    gc = await _connect(args)
+    try:
+        ids = await start_or_update_watchdogs(gc.temporal, policies, gc.task_queue)
+    except RPCError as err:
+        raise UserError(f"cannot start the watchdogs: {err.message}", EXIT_UNAVAILABLE) from None
+    _emit(args, {"watchdogs": ids}, lambda: "watching: " + ", ".join(ids))
+    return EXIT_OK
+
+
+DEMO_BOT = "demo-bot"
+
+
+async def cmd_up(args: argparse.Namespace) -> int:
+    """`governor up`: the embedded stack (workers/stack.py); with --demo the live incident of demo/scenario.py."""
+    import time
+
+    from workers.stack import PROJECT_ROOT, StackError, options_from_args, run_stack
+
+    started = time.monotonic()
+    options = options_from_args(args)
+    if getattr(args, "task_queue", None):
+        options.task_queue = args.task_queue
+    demo = bool(getattr(args, "demo", False))
+    if not getattr(args, "policy_dir", None):
+        options.policy_dir = PROJECT_ROOT / "demo" / "policies" if demo else _policy_dir(args)
+    if not demo and (args.auto_approve or args.exit_after_demo):
+        raise UserError("--auto-approve and --exit-after-demo only apply with --demo")
+    results: list[Any] = []
+    try:
+        if demo:
+            from demo.scenario import DemoSettings, prepare_demo
+
+            settings = DemoSettings(auto_approve=args.auto_approve, unattended=args.exit_after_demo, started_at=started)
+            await run_stack(options, prepare_demo(options, settings, results))
+        else:
+            await run_stack(options, _start_watchdogs)
+    except StackError as err:
+        red = "\033[31m%s\033[0m" if sys.stderr.isatty() else "%s"
+        print(red % f"governor: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if demo and args.exit_after_demo and not (results and results[-1].recovered):
+        print("governor: the demo stopped before the incident recovered", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+async def _start_watchdogs(info: Any) -> None:
+    """Without --demo: watch every dependency of every policy (what `governor watch` does)."""
+    from workflows.watchdog import start_or_update_watchdogs
+
+    if not info.policies:
+        return
+    ids = await start_or_update_watchdogs(info.client, info.policies, info.task_queue)
+    print(f"watchdogs watching: {', '.join(ids)}", file=info.out, flush=True)
+
+
 SYNC_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "setup": cmd_setup,
     "validate": cmd_validate,
@@ -1098,6 +1223,8 @@ ASYNC_COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "recover": cmd_recover,
     "audit": cmd_audit,
     "postmortem": cmd_postmortem,
+    "watch": cmd_watch,
+    "up": cmd_up,
     **{c: cmd_control for c in ("approve", "reject", "pause", "resume", "abort", "promote", "force-tier", "note")},
 }
 
