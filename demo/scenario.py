@@ -67,10 +67,14 @@ class DemoSettings:
     """How long the primary stays down once the traffic is on the fallback tier."""
     regression_error_rate: float = 0.2
     """Errors injected on the primary at 25 %: above the rollback bar (5 %), below the breaker's 50 %."""
+    remind_every_s: float = 20.0
+    """Without auto_approve: how often to remind that a gate still waits for a human."""
     fix_after_s: float = 2.0
     """After the rollback, how long until "the fix" is deployed (the fault cleared)."""
     settle_s: float = 4.0
     """After the post-mortem: how long to watch the clients on the restored primary before the summary."""
+    parts_echoed: bool = True
+    """Whether the launcher shows the parts' output; if not, the demo says where their logs are."""
     unattended: bool = False
     """Bounded waits, and raise DemoFailed unless the incident ends recovered with a post-mortem."""
     step_timeout_s: float = 180.0
@@ -265,10 +269,13 @@ def describe_entry(action: str, actor: str, details: dict[str, Any], previous: s
     if action == "breaker_opened":
         return f"The gateway's breaker for {d.get('tier')} is forced open: no request goes there"
     if action == "tier":
+        if new == previous:
+            return f"Traffic stays on {new}: {d.get('reason', '')}"
         return f"Traffic is now served by {new} (was {previous}): {d.get('reason', '')}"
     if action == "evidence_gathered":
-        summary = str(d.get("summary", "")).strip().splitlines()
-        return f"Evidence gathered: {summary[0] if summary else ''}"
+        # The summary's first line is its title; the second says which dependencies answer.
+        lines = [line.strip(" -") for line in str(d.get("summary", "")).strip().splitlines()]
+        return f"Evidence gathered: {lines[1] if len(lines) > 1 else ''}".rstrip(": ")
     if action == "primary_healthy":
         return f"The primary passed {d.get('consecutive_passes')} health checks in a row"
     if action == "remediation_declared":
@@ -522,6 +529,10 @@ class Demo:
             f"gateway's last {DEMO_WATCHDOG.stats_window_s} s of traffic; 3 bad looks in a row open an incident",
         )
         await self._until("the watchdogs' first probes", self._watchdogs_probing)
+        if not self.settings.parts_echoed:
+            self.say(
+                f"The parts' own logs are in {self.info.log_dir}/ (`governor up --demo --verbose` shows them here)"
+            )
 
     async def _watchdogs_probing(self) -> bool:
         for dep in self.policy.dependencies:
@@ -636,6 +647,7 @@ class Demo:
         fixing: asyncio.Task[None] | None = None
         rollbacks_seen = 0
         progress = (0, time.monotonic())
+        reminded = time.monotonic()
         try:
             while True:
                 state = await self._next_state()
@@ -665,6 +677,16 @@ class Demo:
                             f"Waiting for on-call to approve {gate.gate} ({', '.join(gate.approvers)}):",
                             *self.approve_hints(gate.gate),
                             strong=True,
+                        )
+                waiting = [g for g in state.pending_gates if not (s.auto_approve and s.approver in g.approvers)]
+                if waiting and time.monotonic() - reminded > s.remind_every_s:
+                    reminded = time.monotonic()
+                    gate = waiting[0]
+                    age = (datetime.now(UTC) - gate.requested_at).total_seconds()
+                    if age > s.remind_every_s / 2:
+                        self.say(
+                            f"Still waiting for {gate.gate} ({age:.0f} s; escalates at {gate.deadline:%H:%M:%S} UTC). "
+                            + self.recent_traffic()
                         )
                 if (
                     result.regression_at is None
@@ -761,7 +783,7 @@ class Demo:
         lines = [
             f"client requests        {traffic.requests} sent, {traffic.failed} failed (non-2xx or no answer)",
             f"served by              {served}",
-            f"tier over time         {runs}",
+            f"main tier over time    {runs}",
             f"fault -> detection     {secs(result.detected_after_s)} (a watchdog's report reached the governor)",
             f"fault -> fallback      {secs(result.fallback_after_s)} (traffic pinned to the fallback tier)",
             f"fault -> recovered     {secs(result.recovered_after_s)} (primary serves all traffic again)",
@@ -771,6 +793,9 @@ class Demo:
             f"rollbacks              {rollbacks}",
             f"outcome                {state.outcome}",
             f"post-mortem            {state.postmortem_path or '-'}",
+            "",
+            "What the clients got, 5 s a row, from 5 s before the fault (share of requests per tier):",
+            *traffic.render(bucket_s=5, since=result.fault_at.timestamp() - 5),
         ]
         if result.first_incident_after_start_s is not None:
             lines.insert(0, f"cold start -> incident {result.first_incident_after_start_s:.1f} s")

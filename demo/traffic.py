@@ -120,18 +120,23 @@ class TrafficReport:
                 runs.append((tier, s.second, s.second))
         return runs
 
-    def render(self, since: float | None = None) -> str:
-        """A per-second table: time, requests, failed, requests per tier."""
-        tiers = sorted({t for s in self.seconds for t in s.tiers})
-        head = f"{'TIME':<9} {'REQ':>4} {'FAILED':>6}  " + "  ".join(f"{t:>16}" for t in tiers)
-        lines = [head]
+    def render(self, bucket_s: int = 1, since: float | None = None) -> list[str]:
+        """The timeline as table rows, `bucket_s` seconds a row: time, requests, failed, each tier's share."""
+        tiers = sorted({t for s in self.seconds for t in s.tiers}, key=lambda t: (t.startswith("http"), t))
+        rows = [f"{'TIME':<9} {'REQ':>5} {'FAILED':>6}  " + "  ".join(f"{t:>16}" for t in tiers)]
+        buckets: dict[int, list[SecondStats]] = {}
         for s in self.seconds:
-            if since is not None and s.second < since:
-                continue
-            clock = time.strftime("%H:%M:%S", time.localtime(s.second))
-            cells = "  ".join(f"{s.tiers.get(t, 0):>16}" for t in tiers)
-            lines.append(f"{clock:<9} {s.requests:>4} {s.failed:>6}  {cells}")
-        return "\n".join(lines)
+            if since is None or s.second >= since:
+                buckets.setdefault(s.second - (s.second - int(since or 0)) % bucket_s, []).append(s)
+        for start, group in sorted(buckets.items()):
+            total = sum(s.requests for s in group)
+            counts: Counter[str] = Counter()
+            for s in group:
+                counts.update(s.tiers)
+            clock = time.strftime("%H:%M:%S", time.localtime(start))
+            cells = "  ".join(f"{counts[t] / total:>16.0%}" if total else f"{'-':>16}" for t in tiers)
+            rows.append(f"{clock:<9} {total:>5} {sum(s.failed for s in group):>6}  {cells}")
+        return rows
 
 
 def read_traffic(path: Path) -> TrafficReport:
