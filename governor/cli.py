@@ -562,6 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --demo: {DEMO_BOT} approves the gates after a few seconds (default: wait for a human)",
     )
     p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="with --demo: show every part's output here too (it always goes to <state>/logs/)",
+    )
+    p.add_argument(
         "--exit-after-demo",
         action="store_true",
         help="with --demo: stop the stack when the incident is over; exit 0 only if it recovered (CI, benchmarks)",
@@ -1185,6 +1190,9 @@ async def cmd_up(args: argparse.Namespace) -> int:
             from demo.scenario import DemoSettings, prepare_demo
 
             settings = DemoSettings(auto_approve=args.auto_approve, unattended=args.exit_after_demo, started_at=started)
+            # The demo tells its story in sentences; the parts' logs would drown it (they stay in <state>/logs/).
+            options.echo = options.echo and args.verbose
+            settings.parts_echoed = options.echo
             await run_stack(options, prepare_demo(options, settings, results))
         else:
             await run_stack(options, _start_watchdogs)
