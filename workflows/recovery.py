@@ -876,8 +876,12 @@ class IncidentRecoveryWorkflow:
         self._publish()
 
     def _enter_tier(self, tier: FallbackTier, reason: str) -> None:
+        """Record a tier change; re-pinning the tier already serving (a rollback) is not a change."""
         now = workflow.now()
         previous = self.s.tier
+        if self.s.tiers and self.s.tiers[-1].left_at is None and self.s.tiers[-1].tier is tier:
+            self._publish()
+            return
         if self.s.tiers and self.s.tiers[-1].left_at is None:
             self.s.tiers[-1].left_at = now
         self.s.tiers.append(TierSpan(tier=tier, entered_at=now, reason=reason))
