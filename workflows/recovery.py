@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -99,6 +99,8 @@ class IncidentRecoveryWorkflow:
         self.policy: ServicePolicy | None = input.policy
         self.history_limit = input.history_limit
         self._notifications: list[asyncio.Task[None]] = []
+        self._published: dict[str, Any] = {}
+        """Search attribute values already upserted in this run."""
 
     # ------------------------------------------------------------------ run: the runbook
     @workflow.run
@@ -904,22 +906,31 @@ class IncidentRecoveryWorkflow:
         self._publish()
 
     def _publish(self) -> None:
-        """Search attributes and the Markdown 'current details' the Temporal UI shows."""
+        """Search attributes and the Markdown 'current details' the Temporal UI shows.
+
+        Only attributes whose value changed are upserted: each upsert is a history event, and an incident publishes
+        at every step.
+        """
         s = self.s
-        updates: list[SearchAttributeUpdate[Any]] = [
-            sa.SERVICE.value_set(s.service),
-            sa.DEPENDENCY.value_set(s.dependency),
-            sa.PHASE.value_set(str(s.phase)),
-            sa.TIER.value_set(str(s.tier)),
-            sa.DEGRADATION.value_set(str(s.degradation_level)),
-            sa.AWAITING_APPROVAL.value_set(s.awaiting_approval),
-            sa.RAMP_PERCENT.value_set(s.ramp_percent),
-        ]
+        values: dict[str, tuple[SearchAttributeKey[Any], Any]] = {
+            sa.SERVICE.name: (sa.SERVICE, s.service),
+            sa.DEPENDENCY.name: (sa.DEPENDENCY, s.dependency),
+            sa.PHASE.name: (sa.PHASE, str(s.phase)),
+            sa.TIER.name: (sa.TIER, str(s.tier)),
+            sa.DEGRADATION.name: (sa.DEGRADATION, str(s.degradation_level)),
+            sa.AWAITING_APPROVAL.name: (sa.AWAITING_APPROVAL, s.awaiting_approval),
+            sa.RAMP_PERCENT.name: (sa.RAMP_PERCENT, s.ramp_percent),
+        }
         if s.failure_type is not None:
-            updates.append(sa.FAILURE_TYPE.value_set(str(s.failure_type)))
+            values[sa.FAILURE_TYPE.name] = (sa.FAILURE_TYPE, str(s.failure_type))
         if s.severity is not None:
-            updates.append(sa.SEVERITY.value_set(str(s.severity)))
-        workflow.upsert_search_attributes(updates)
+            values[sa.SEVERITY.name] = (sa.SEVERITY, str(s.severity))
+        updates: list[SearchAttributeUpdate[Any]] = [
+            key.value_set(value) for name, (key, value) in values.items() if self._published.get(name) != value
+        ]
+        if updates:
+            workflow.upsert_search_attributes(updates)
+            self._published.update({name: value for name, (_, value) in values.items()})
         workflow.set_current_details(_details_markdown(s))
 
     def _escalate(self, why: str) -> None:
