@@ -16,7 +16,7 @@ system-deps:
 setup: system-deps $(VENV)/.installed
 
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --tb=native
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
