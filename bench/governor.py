@@ -1011,18 +1011,22 @@ def table(runs: list[Run]) -> str:
 ANALYSIS = """### Analysis of the 2026-11-30 runs
 
 Hand-written from the runs above, the dev server's persistence metrics and py-spy; rerunning the benchmark keeps it,
-so check it against new numbers.
+so check it against new numbers. workflows/recovery.py changed during these runs (bfea40e: only changed search
+attributes are upserted, 15 upserts per lifecycle instead of 16): the row marked "before bfea40e" ran the older code,
+every other governor row the current one. A run of the current code on the file while other work took half a core
+(667 s, fallback p95 256 s) was discarded and rerun.
 
 - **Targets.** Fallback <= 2 s p95 at 1,000 concurrent incidents: **not met** in any setup, by 47x (SQLite in
-  memory, 94 s) to 120x (the embedded stack's SQLite file, 240 s; WAL 139 s). The bare workflow misses it as well
+  memory, 94 s) to 113x (the embedded stack's SQLite file, 226 s; WAL 139 s). The bare workflow misses it as well
   (178 / 74 / 59 s): the limit is the embedded Temporal stack on 2 shared cores, not the governor. Lifecycle cost
-  <= 1.5x: **met on total run time** at 1,000 (1.24x file, 1.31x WAL, 1.19x memory); per-incident p50 1.22x / 1.44x
+  <= 1.5x: **met on total run time** at 1,000 (1.26x file, 1.31x WAL, 1.19x memory); per-incident p50 1.22x / 1.44x
   / 1.54x (memory over). Runs of one setup differ by up to a quarter on this shared machine (200 incidents, WAL:
   governor fallback p95 25.0 s in one run, 14.8 s in another), so a ratio near 1.5 is at the edge either way.
 - **Where the time goes: SQLite in the dev server.** The dev server has one history shard and one SQLite writer;
   every workflow task, activity start and completion, timer and visibility write is its own transaction, one at a
-  time. At 1,000 on the file the server used 465 s of CPU (0.86 core) and the worker 194 s (0.36 core) over 543 s,
-  with 85 s of iowait: the machine waited for the journal's fsyncs rather than computing. WAL took the run to 332 s;
+  time. At 1,000 on the file the server used 493 s of CPU (0.89 core) and the worker 201 s (0.36 core) over 552 s,
+  with 88 s of iowait: the machine waited for the journal's fsyncs rather than computing (the server's calls into
+  SQLite add up to 1,384 s, 476 s of them updating executions and 168 s rewriting visibility rows). WAL took the run to 332 s;
   WAL with synchronous=NORMAL took 200 incidents from 55-63 s to 41 s; in memory (260 s) the 2 cores are the limit.
 - **Not the worker.** The governor's own Python (workflows/recovery.py) is about 14 % of the worker's busy samples,
   publishing search attributes and current details 3 %, the audit chain 2 %; the rest is the SDK (activations in the
@@ -1033,7 +1037,7 @@ so check it against new numbers.
   instead of 1.45x, its fallback p95 equals the bare one (16.3 vs 16.4 s), and the server's SQLite call time drops
   from 136 s to 64 s (bare 60 s). The rest: 1.10x the history events and 1.6x the history bytes (the whole
   IncidentState goes to write_postmortem and is the workflow's result; activity summaries).
-- **Fallback latency grows with N** (p95 18 s at 100, 240 s at 1,000 on the file): every incident's tasks share one
+- **Fallback latency grows with N** (p95 18 s at 100, 226 s at 1,000 on the file): every incident's tasks share one
   task queue in arrival order, so the pins of the last-reported incidents wait behind the ramps and notifications of
   the first ones, and the pin comes after 4 workflow tasks and 4 activities (load_policy, confirm_failure, open
   breaker, pin). Under the 1,000-incident storm on the file each history also shows 5-6 workflow task timeouts
@@ -1048,9 +1052,11 @@ What would fix it:
    1.6x the throughput and 1.7x lower fallback p95 at 1,000 incidents) and `--sqlite-pragma synchronous=normal`
    (measured at 200: another 1.3-1.5x; a power cut may lose the last transactions, not corrupt the file). Storms of
    hundreds of incidents need the docker-compose deployment (PostgreSQL, several history shards, more workers).
-2. workflows/recovery.py, small: upsert only the search attributes that changed, skip the call when none did, and
-   let `_enter_tier` leave publishing to the `_enter`/`_publish` that follows it in the same workflow task: 16 -> 13
-   upserts per lifecycle, about a fifth of their cost (not measured).
+2. workflows/recovery.py, small: with only changed attributes upserted (bfea40e), two workflow tasks still upsert
+   twice (the tier when pinning, then the next phase; the primary tier when restoring, then post_mortem). Let
+   `_enter_tier` leave publishing to the `_enter` that follows it in the same workflow task, and call `_publish()` at
+   the end of `_apply_forced_tier` (its one caller without a following `_enter`): 15 -> 13 upserts per lifecycle,
+   an estimated seventh of their cost (not measured).
 3. workflows/recovery.py, larger: fewer round trips before the pin: load_policy and confirm_failure as local
    activities, breaker and pin in one gateway change (GatewayChange carries both): 1 activity and 1-2 workflow tasks
    before the pin instead of 4 and 4 (a history change: `workflow.patched` and a new replay history); and Temporal
