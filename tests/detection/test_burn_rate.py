@@ -23,7 +23,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.watch import WatchActivities
 from demo.upstream import run_upstream
-from gateway.app import run_gateway
+from gateway.app import GatewaySettings, run_gateway
+from gateway.breaker import BreakerConfig
 from governor.detection import BurnRateConfig, BurnRateRule, WatchdogConfig, WatchInput, evaluate_burn
 from governor.enums import FailureType, Severity
 from governor.policy import ServicePolicy, load_policy
@@ -115,7 +116,11 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[ServicePolicy, str, httpx
         data["chain"][1]["upstream"] = secondary.url
         data["chain"][3]["upstream"] = secondary.url
         policy = ServicePolicy.model_validate(data)
-        async with run_gateway({"chat": policy}, TOKEN) as gw:
+        # Breakers that never open: at 60 % errors a real one opens within a second and stops the primary's
+        # traffic, and Prometheus would then see no primary requests to compute a burn rate from (the breaker's
+        # own behaviour is tested in tests/gateway).
+        never_open = GatewaySettings(breaker=BreakerConfig(failure_threshold=10**9, failure_rate=1.0, min_calls=10**9))
+        async with run_gateway({"chat": policy}, TOKEN, settings=never_open) as gw:
             policy = policy.model_copy(update={"gateways": [gw.url]})
             with prometheus(f"127.0.0.1:{gw.port}", tmp_path) as prom:
 
