@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from activities.probes import error_kind_of, probe_dependency
 from governor.enums import HealthStatus
 from governor.policy import DependencySpec, Thresholds
+from tests.ports import free_port
 
 THRESHOLDS = Thresholds()
 
@@ -41,13 +41,6 @@ async def serve(status: int = 200, body: str = '{"status": "ok"}', hang: bool = 
     finally:
         never.set()
         await runner.cleanup()
-
-
-def free_port() -> int:
-    """A port nothing listens on: bound, then released."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dep(url: str, **kw: object) -> DependencySpec:

@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import string
 import time
 from collections import Counter
@@ -34,18 +33,6 @@ CHROMIUM_ARGS = [
 CHAT = {"model": "demo", "messages": [{"role": "user", "content": "is the assistant up?"}]}
 
 T = TypeVar("T")
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports nothing listens on (bound together, then released)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def write_policy(folder: Path, gateway: int, primary: int, secondary: int, degraded: int) -> Path:

@@ -25,7 +25,8 @@ from playwright.async_api import Browser, Locator, Page, expect
 from governor.client import GovernorClient, static_summary
 from governor.enums import DegradationLevel, FailureType, FallbackTier, RecoveryPhase, Severity
 from governor.incident import IncidentReport, IncidentState, Names
-from tests.browser.helpers import Shots, Traffic, eventually, free_ports, running, write_policy
+from tests.browser.helpers import Shots, Traffic, eventually, running, write_policy
+from tests.ports import free_ports
 from workers.stack import StackError, StackInfo, StackOptions, run_stack
 
 pytestmark = pytest.mark.browser

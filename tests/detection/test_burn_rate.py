@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from governor.detection import BurnRateConfig, BurnRateRule, WatchdogConfig, Wat
 from governor.enums import FailureType, Severity
 from governor.policy import ServicePolicy, load_policy
 from governor.settings import WorkerSettings
+from tests.ports import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
@@ -38,12 +38,6 @@ SHORT_RULES = [
     BurnRateRule(name="slow", factor=6.0, long_window_s=8, short_window_s=4, severity=Severity.HIGH),
 ]
 SLO = 99.0  # the primary's sla_target in this test: a 1 % error budget
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ went through, the rollback in its audit trail, and the post-mortem on disk.
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -17,23 +16,13 @@ import pytest
 
 from demo.scenario import DEMO_APPROVER, DEMO_POLICY_DIR, DemoResult, DemoSettings, prepare_demo
 from governor.enums import FallbackTier, RecoveryPhase
+from tests.ports import free_ports
 from workers.stack import StackError, StackOptions, run_stack
 
 pytestmark = pytest.mark.e2e
 
 PRIMARY = FallbackTier.TIER_0_PRIMARY.value
 SECONDARY = FallbackTier.TIER_1_SECONDARY.value
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def demo_policy_on(folder: Path, ports: dict[int, int]) -> Path:

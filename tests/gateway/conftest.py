@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +23,6 @@ STATIC_BODY = {
     "object": "chat.completion",
     "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "limited mode"}}],
 }
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released): connections to it are refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chat_policy(primary: str, secondary: str, degraded: str, **overrides: Any) -> ServicePolicy:

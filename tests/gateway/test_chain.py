@@ -10,7 +10,8 @@ import aiohttp
 
 from demo.upstream import run_upstream
 from gateway.app import run_gateway
-from tests.gateway.conftest import CHAT, STATIC_BODY, TOKEN, Stack, chat_policy, free_port, stack
+from tests.gateway.conftest import CHAT, STATIC_BODY, TOKEN, Stack, chat_policy, stack
+from tests.ports import free_port
 
 
 def content(body: bytes) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 import aiohttp
 
 from demo.upstream import run_upstream
-from tests.gateway.conftest import CHAT, free_port
+from tests.gateway.conftest import CHAT
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,16 +27,11 @@ from governor.client import GovernorClient, Reported
 from governor.enums import FailureType, Severity
 from governor.incident import IncidentReport, incident_id
 from governor.policy import ServicePolicy, load_policy
+from tests.ports import free_port
 from workers.intake import RunningIntake, run_intake
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:

@@ -21,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from governor import search_attributes as sa
+from tests.ports import free_port
 from tests.workers.conftest import children_of
 from workers.stack import (
     ProcessSpec,
@@ -36,12 +37,6 @@ from workers.stack import (
 
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
