@@ -269,8 +269,6 @@ def describe_entry(action: str, actor: str, details: dict[str, Any], previous: s
     if action == "breaker_opened":
         return f"The gateway's breaker for {d.get('tier')} is forced open: no request goes there"
     if action == "tier":
-        if new == previous:
-            return f"Traffic stays on {new}: {d.get('reason', '')}"
         return f"Traffic is now served by {new} (was {previous}): {d.get('reason', '')}"
     if action == "evidence_gathered":
         # The summary's first line is its title; the second says which dependencies answer.
