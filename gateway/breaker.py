@@ -12,11 +12,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from governor.enums import CircuitState
+from governor.gateway_api import BreakerMode
 
-BreakerMode = Literal["auto", "open", "closed"]
+__all__ = ["DENY", "PASS", "PROBE", "Breaker", "BreakerConfig", "BreakerMode"]
+
 
 DENY, PASS, PROBE = 0, 1, 2
 

@@ -11,17 +11,27 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from gateway.breaker import Breaker, BreakerConfig
+from gateway.breaker import Breaker, BreakerConfig, BreakerMode
 from gateway.cache import ResponseCache
 from gateway.client import Pool
 from gateway.stats import TierWindow
 from governor.enums import CircuitState, DegradationLevel, FallbackTier, FeatureFlag
+from governor.gateway_api import (
+    BreakerSnapshot,
+    CacheState,
+    DegradationState,
+    ServiceState,
+    StatsWindow,
+    StatusComponent,
+    StatusState,
+    TierStats,
+)
 from governor.policy import ServicePolicy, TierSpec
 
 log = structlog.get_logger("gateway")
 
 UPSTREAM_TIERS = frozenset({FallbackTier.TIER_0_PRIMARY, FallbackTier.TIER_1_SECONDARY, FallbackTier.TIER_3_DEGRADED})
-STATUS_COMPONENT_VALUES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
+STATUS_COMPONENT_VALUES = tuple(c.value for c in StatusComponent)
 PRIMARY = FallbackTier.TIER_0_PRIMARY
 
 
@@ -92,7 +102,7 @@ class ServiceRuntime:
         self.level = DegradationLevel.NORMAL
         self.flag_overrides: dict[str, FeatureFlag] = {}
         self.flags = policy.degradation.flags_for(self.level)
-        self.component = "operational"
+        self.component = StatusComponent.OPERATIONAL
         self.message = ""
         self.status_updated_at = utcnow()
         self.flags_updated_at = self.status_updated_at
@@ -139,11 +149,11 @@ class ServiceRuntime:
             self.primary_weight = fields["primary_weight"]
         return before != (self.pinned_tier, self.primary_weight)
 
-    def set_breaker(self, tier: FallbackTier, mode: str) -> bool:
+    def set_breaker(self, tier: FallbackTier, mode: BreakerMode) -> bool:
         link = self.link(tier)
         assert link is not None and link.breaker is not None
         before = link.breaker.mode
-        link.breaker.set_mode(mode)  # type: ignore[arg-type]
+        link.breaker.set_mode(mode)
         return before != mode
 
     def set_degradation(self, level: DegradationLevel, overrides: dict[str, FeatureFlag]) -> bool:
@@ -155,7 +165,7 @@ class ServiceRuntime:
             self.flags_updated_at = utcnow()
         return changed
 
-    def set_status(self, component: str, message: str) -> bool:
+    def set_status(self, component: StatusComponent, message: str) -> bool:
         changed = (component, message) != (self.component, self.message)
         self.component, self.message = component, message
         if changed:
@@ -164,30 +174,34 @@ class ServiceRuntime:
 
     # --- views
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "service": self.name,
-            "pinned_tier": self.pinned_tier.value if self.pinned_tier else None,
-            "primary_weight": self.primary_weight,
-            "chain": [link.name for link in self.links],
-            "breakers": {link.name: link.breaker.snapshot() for link in self.links if link.breaker is not None},
-            "degradation": {
-                "level": self.level.value,
-                "flags": {k: v.value for k, v in self.flags.items()},
-                "overrides": {k: v.value for k, v in self.flag_overrides.items()},
-                "message": self.level.user_message,
+    def state(self) -> ServiceState:
+        return ServiceState(
+            service=self.name,
+            pinned_tier=self.pinned_tier,
+            primary_weight=self.primary_weight,
+            chain=[link.name for link in self.links],
+            breakers={
+                link.name: BreakerSnapshot.model_validate(link.breaker.snapshot())
+                for link in self.links
+                if link.breaker is not None
             },
-            "status": {"component": self.component, "message": self.message, "updated_at": self.status_updated_at},
-            "incident": self.incident,
-            "cache": None
+            degradation=DegradationState(
+                level=self.level,
+                flags=dict(self.flags),
+                overrides=dict(self.flag_overrides),
+                message=self.level.user_message,
+            ),
+            status=StatusState(component=self.component, message=self.message, updated_at=self.status_updated_at),
+            incident=self.incident,
+            cache=None
             if self.cache is None
-            else {"entries": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses},
-        }
+            else CacheState(entries=len(self.cache), hits=self.cache.hits, misses=self.cache.misses),
+        )
 
-    def stats(self, window_s: int) -> dict[str, Any]:
-        tiers = {link.name: link.window.window(window_s) for link in self.links}
-        tiers[FallbackTier.TIER_5_ERROR.value] = self.error_window.window(window_s)
-        return {"service": self.name, "window_s": window_s, "tiers": tiers}
+    def stats(self, window_s: int) -> StatsWindow:
+        tiers = {link.name: TierStats.model_validate(link.window.window(window_s)) for link in self.links}
+        tiers[FallbackTier.TIER_5_ERROR.value] = TierStats.model_validate(self.error_window.window(window_s))
+        return StatsWindow(service=self.name, window_s=window_s, tiers=tiers)
 
     def retry_after_s(self, hinted: list[float]) -> int:
         """When a client should try again: the soonest upstream hint or breaker half-open, else 5 s."""

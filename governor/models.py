@@ -76,6 +76,9 @@ class TierStats(BaseModel):
 
 
 class StatsWindow(BaseModel):
+    """GET /admin/services/{service}/stats: every tier's window (and `tier_5_error`, the explicit 503s)."""
+
+    service: str = ""
     window_s: float
     tiers: dict[str, TierStats] = Field(default_factory=dict)
 
