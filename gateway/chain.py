@@ -20,8 +20,9 @@ from gateway.cache import cache_key
 from gateway.client import UpstreamError
 from gateway.http import JSON_CT, SSE_CT, BadInput, Receive, Scope, Send, error, json_bytes, read_body, respond
 from gateway.metrics import GatewayMetrics
-from gateway.service import Link, ServiceRuntime
+from gateway.service import EXPECT_OFF, EXPECT_SET, Link, ServiceRuntime
 from governor.enums import DegradationLevel, FallbackTier
+from governor.models import OPERATOR_CAUSE
 
 log = structlog.get_logger("gateway")
 
@@ -43,6 +44,8 @@ HOP_BY_HOP = frozenset(
 RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
 MAX_CACHED_STREAM = 1 << 20
 ERROR_TIER = FallbackTier.TIER_5_ERROR.value
+CHAT_KEYS = ("choices",)
+CHAT_SUFFIX = "/chat/completions"
 
 Tried = list[dict[str, str]]
 
@@ -68,6 +71,7 @@ class ChainWalk:
             )
             return
         method: str = scope["method"]
+        chat = path.endswith(CHAT_SUFFIX)
         qs: bytes = scope["query_string"]
         if qs:
             path = path + "?" + qs.decode("latin-1")
@@ -87,7 +91,7 @@ class ChainWalk:
                 tier = link.tier
                 if link.breaker is not None:
                     if await self._try_upstream(
-                        svc, link, method, path, fwd, body, stream, deadline, send, tried, hints
+                        svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints
                     ):
                         return
                 elif tier is FallbackTier.TIER_2_CACHE:
@@ -108,15 +112,23 @@ class ChainWalk:
         ticket: int,
         elapsed: float,
         outcome: str,
+        cause: str,
         tried: Tried,
         reason: str | None = None,
-        rate_limited: bool = False,
+        retry_after_s: float = 0.0,
     ) -> None:
-        """The one place a failed upstream attempt is written down: window, breaker, metrics, reason header."""
-        link.window.record(elapsed, error=True, rate_limited=rate_limited)
-        link.breaker.record(False, ticket == PROBE)  # type: ignore[union-attr]
+        """The one place a failed upstream attempt is written down: window and breaker (with its cause), metrics
+        (by outcome), the reason header."""
+        link.window.record(elapsed, error=True, rate_limited=cause == "rate_limited", cause=cause)
+        link.breaker.record(False, ticket == PROBE, cause, retry_after_s)  # type: ignore[union-attr]
         self.metrics.count_attempt(svc.name, link.name, outcome, elapsed)
         tried.append({"tier": link.name, "reason": reason or outcome})
+
+    def _skipped(self, svc: ServiceRuntime, link: Link, reason: str, cause: str, tried: Tried) -> None:
+        """A request this tier did not try, counted for the tier and the failure cause behind the skip."""
+        link.window.skip(reason, cause)
+        self.metrics.count_skipped(svc.name, link.name, reason, cause)
+        tried.append({"tier": link.name, "reason": reason})
 
     async def _try_upstream(
         self,
@@ -127,6 +139,7 @@ class ChainWalk:
         fwd: list[tuple[bytes, bytes]],
         body: bytes,
         stream: bool,
+        chat: bool,
         deadline: float,
         send: Send,
         tried: Tried,
@@ -136,7 +149,10 @@ class ChainWalk:
         assert breaker is not None
         ticket = breaker.allow()
         if ticket == DENY:
-            tried.append({"tier": link.name, "reason": "breaker_open"})
+            if breaker.mode == "open":
+                self._skipped(svc, link, "breaker_forced_open", OPERATOR_CAUSE, tried)
+            else:
+                self._skipped(svc, link, "breaker_open", breaker.open_cause or "unknown", tried)
             return False
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -144,7 +160,8 @@ class ChainWalk:
         if attempt_deadline <= t0:
             if ticket == PROBE:
                 breaker.probes = max(0, breaker.probes - 1)
-            tried.append({"tier": link.name, "reason": "deadline_exceeded"})
+            self._skipped(svc, link, "deadline", "deadline", tried)
+            tried[-1]["reason"] = "deadline_exceeded"
             return False
         if link.cap_tokens is not None:
             body = _cap_tokens(body, link.cap_tokens)
@@ -162,21 +179,21 @@ class ChainWalk:
             if resp is not None:
                 resp.release()
             window.in_flight -= 1
-            self._fell_through(svc, link, ticket, loop.time() - t0, err.kind, tried)
+            self._fell_through(svc, link, ticket, loop.time() - t0, err.kind, err.kind, tried)
             return False
         elapsed = loop.time() - t0
         window.in_flight -= 1
-        if status >= 500 or status == 429:
-            limited = status == 429
-            if limited:
-                ra = resp.header(b"retry-after")
-                if ra is not None and ra.strip().isdigit():
-                    hints.append(float(ra))
-            outcome = "rate_limited" if limited else f"http_{status}"
-            self._fell_through(svc, link, ticket, elapsed, outcome, tried, rate_limited=limited)
+        if status == 429:
+            retry_after = _retry_after_s(resp.header(b"retry-after"))
+            if retry_after:
+                hints.append(retry_after)
+            self._fell_through(svc, link, ticket, elapsed, "rate_limited", "rate_limited", tried, None, retry_after)
             return False
-        if 200 <= status < 300 and (ctype.startswith(JSON_CT) or b"+json" in ctype) and not _is_json(data):
-            self._fell_through(svc, link, ticket, elapsed, "bad_body", tried)
+        if status >= 500:
+            self._fell_through(svc, link, ticket, elapsed, f"http_{status}", "http_5xx", tried)
+            return False
+        if 200 <= status < 300 and (problem := _body_problem(link, data, ctype, chat)) is not None:
+            self._fell_through(svc, link, ticket, elapsed, "bad_body", "bad_body", tried, f"bad_body: {problem}")
             return False
         # A usable answer: 2xx, or a client error (4xx) passed through unchanged; the upstream itself is healthy.
         window.record(elapsed)
@@ -222,7 +239,7 @@ class ChainWalk:
         except UpstreamError as err:
             window.in_flight -= 1
             reason = f"stream_failed_before_first_event: {err.kind}"
-            self._fell_through(svc, link, ticket, loop.time() - t0, f"stream_{err.kind}", tried, reason)
+            self._fell_through(svc, link, ticket, loop.time() - t0, f"stream_{err.kind}", err.kind, tried, reason)
             return False
         ttfb = loop.time() - t0
         headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
@@ -265,8 +282,9 @@ class ChainWalk:
         finally:
             window.in_flight -= 1
         await send({"type": "http.response.body", "body": b""})
-        window.record(ttfb, error=failed is not None)
-        breaker.record(failed is None, ticket == PROBE)
+        cause = None if failed is None else failed.kind
+        window.record(ttfb, error=failed is not None, cause=cause)
+        breaker.record(failed is None, ticket == PROBE, cause)
         self.metrics.count_attempt(svc.name, link.name, "ok" if failed is None else f"stream_{failed.kind}", ttfb)
         self.metrics.count_served(svc.name, link.name)
         if failed is None and kept is not None and 200 <= resp.status < 300:
@@ -346,11 +364,49 @@ def _wants_stream(body: bytes) -> bool:
     return isinstance(parsed, dict) and parsed.get("stream") is True
 
 
-def _is_json(data: bytes) -> bool:
-    """A cheap shape check for bodies that claim to be JSON: a complete object or array (the HTTP framing already
-    guarantees we have every byte). Catches HTML error pages, empty bodies and binary garbage without a full parse."""
-    stripped = data.strip()
-    return (stripped[:1] == b"{" and stripped[-1:] == b"}") or (stripped[:1] == b"[" and stripped[-1:] == b"]")
+def _body_problem(link: Link, data: bytes, ctype: bytes, chat: bool) -> str | None:
+    """Why a 2xx body is not what the endpoint promises (None: it is). A full JSON parse, never first/last byte.
+
+    Strict (the tier's `expect`, or a chat completion path by default): a JSON object with the expected keys, not
+    an event stream the client did not ask for. Otherwise only a body that says it is JSON must parse. Never an
+    error object (`{"error": ...}`) either way."""
+    mode = link.expect_mode
+    keys: tuple[str, ...]
+    if mode == EXPECT_OFF:
+        return None
+    if mode == EXPECT_SET:
+        keys, strict = link.expect_keys, True
+    elif chat:
+        keys, strict = CHAT_KEYS, True
+    else:
+        keys, strict = (), False
+    if strict and ctype.startswith(SSE_CT):
+        return "event_stream_not_asked_for"
+    if not strict and not (ctype.startswith(JSON_CT) or b"+json" in ctype):
+        return None
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return "not_json"
+    if isinstance(parsed, dict):
+        if parsed.get("error") is not None:
+            return "error_object"
+        for key in keys:
+            if key not in parsed:
+                return f"no_{key}"
+        return None
+    return "not_a_json_object" if strict else None
+
+
+def _retry_after_s(value: bytes | None) -> float:
+    """Retry-After in seconds (the delay form; an HTTP date or garbage counts as none)."""
+    if value is None:
+        return 0.0
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds < float("inf") else 0.0
 
 
 def _cap_tokens(body: bytes, cap: int) -> bytes:

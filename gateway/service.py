@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import deque
@@ -33,6 +34,8 @@ log = structlog.get_logger("gateway")
 UPSTREAM_TIERS = frozenset({FallbackTier.TIER_0_PRIMARY, FallbackTier.TIER_1_SECONDARY, FallbackTier.TIER_3_DEGRADED})
 STATUS_COMPONENT_VALUES = tuple(c.value for c in StatusComponent)
 PRIMARY = FallbackTier.TIER_0_PRIMARY
+# How a tier's 2xx bodies are checked (TierSpec.expect): by the endpoint's default, not at all, or the policy's keys.
+EXPECT_AUTO, EXPECT_OFF, EXPECT_SET = 0, 1, 2
 
 
 def utcnow() -> str:
@@ -45,6 +48,8 @@ class Link:
     __slots__ = (
         "breaker",
         "cap_tokens",
+        "expect_keys",
+        "expect_mode",
         "name",
         "name_b",
         "pool",
@@ -72,6 +77,14 @@ class Link:
                     f"service {service.name!r}, {self.name}: upstream {spec.upstream!r} must be an http(s):// URL"
                 )
             self.breaker = Breaker(service.breaker_config, on_change=service.breaker_changed(self.name))
+        expect = spec.expect
+        self.expect_keys: tuple[str, ...]
+        if expect is None:
+            self.expect_mode, self.expect_keys = EXPECT_AUTO, ()
+        elif not expect.require_json:
+            self.expect_mode, self.expect_keys = EXPECT_OFF, ()
+        else:
+            self.expect_mode, self.expect_keys = EXPECT_SET, tuple(expect.json_keys)
         self.static_body: bytes | None = None
         if spec.tier is FallbackTier.TIER_4_STATIC:
             import json
@@ -90,7 +103,7 @@ class ServiceRuntime:
     def __init__(self, policy: ServicePolicy, breaker_config: BreakerConfig) -> None:
         self.policy = policy
         self.name = policy.service
-        self.breaker_config = breaker_config
+        self.breaker_config = dataclasses.replace(breaker_config, max_retry_after_s=policy.breaker.max_retry_after_s)
         self.deadline_s = policy.deadline_ms / 1000
         self.links = [Link(self, spec) for spec in policy.chain]
         self.index = {link.tier: i for i, link in enumerate(self.links)}
