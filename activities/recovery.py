@@ -42,7 +42,8 @@ from governor.actions import (
     WaitForHealthyInput,
     WaitForHealthyResult,
 )
-from governor.decisions import BASE_SEVERITY, classify_probe, classify_stats, run_recovery_checks
+from governor.decisions import BASE_SEVERITY, classify_probe, run_recovery_checks
+from governor.detection import classify_traffic
 from governor.enums import HealthStatus
 from governor.gateway_api import unapplied
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
@@ -240,7 +241,9 @@ class RecoveryActivities:
                 others_answer = any(o.ok for o in others)
             probe_class = classify_probe(failing, others_answer=others_answer)
         stats_class = (
-            classify_stats(stats, policy.thresholds, policy.recovery_checks.min_samples) if stats is not None else None
+            classify_traffic(stats, policy.thresholds, policy.recovery_checks.min_samples)
+            if stats is not None
+            else None
         )
         classification = _merge_classifications(probe_class, stats_class)
 
@@ -262,7 +265,7 @@ class RecoveryActivities:
             log.warning("probes pass and gateway stats unreadable; the activity will retry", error=str(stats_error))
             raise stats_error
 
-        if not dep.health_url and (stats is None or stats.requests < policy.recovery_checks.min_samples):
+        if not dep.health_url and (stats is None or stats.observed < policy.recovery_checks.min_samples):
             # Nothing we can observe: trust a report that says what failed rather than ignore it.
             if report.failure_type is not None:
                 severity = report.severity or BASE_SEVERITY[report.failure_type]

@@ -45,6 +45,9 @@ class ProbeResult(BaseModel):
 SkipReason = Literal["breaker_open", "breaker_forced_open", "deadline"]
 OPERATOR_CAUSE = "operator"
 """The cause of a skip by a breaker the governor forced open: its own action, never a failure of the tier."""
+DEADLINE_CAUSE = "deadline"
+"""The cause of a skip because the request's deadline was spent on earlier tiers: not this tier's failure."""
+NOT_BLAMED = frozenset({OPERATOR_CAUSE, DEADLINE_CAUSE})
 
 
 class TierStats(BaseModel):
@@ -72,17 +75,18 @@ class TierStats(BaseModel):
     """Skips by the failure cause behind them: the cause that opened the breaker, `deadline`, or `operator`."""
 
     def failure_causes(self) -> dict[str, int]:
-        """Every failed attempt and every skipped request of the tier, by cause; the governor's own skips excluded."""
+        """Every failed attempt and every skipped request of the tier, by cause (skips for the governor's own breaker
+        or a deadline spent elsewhere excluded)."""
         counts = dict(self.causes)
         for cause, n in self.skipped_causes.items():
-            if cause != OPERATOR_CAUSE:
+            if cause not in NOT_BLAMED:
                 counts[cause] = counts.get(cause, 0) + n
         return counts
 
     @property
     def observed(self) -> int:
-        """Requests that reached this tier: attempts plus skips (the governor's own skips excluded)."""
-        return self.requests + self.skipped - self.skipped_causes.get(OPERATOR_CAUSE, 0)
+        """Requests that reached this tier: attempts plus the skips it is blamed for (see `failure_causes`)."""
+        return self.requests + self.skipped - sum(self.skipped_causes.get(c, 0) for c in NOT_BLAMED)
 
     @staticmethod
     def merge(parts: list[TierStats]) -> TierStats:
