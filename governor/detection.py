@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from governor.decisions import BASE_SEVERITY, classify_probe, classify_stats
 from governor.enums import FailureType, FallbackTier, Severity
 from governor.incident import IncidentReport
-from governor.models import Classification, ProbeResult, TierStats
+from governor.models import NOT_BLAMED, Classification, ProbeResult, TierStats
 from governor.policy import ServicePolicy, Thresholds
 
 WATCHDOG_WORKFLOW_NAME = "WatchdogWorkflow"
@@ -81,6 +81,9 @@ class BurnRateConfig(BaseModel):
     good_outcomes: str = "ok|client_error|hit|miss"
     """Outcomes that spend no error budget (a regex); every other outcome (timeout, http_5xx, rate_limited,
     connect_error, bad_body, ...) is an error."""
+    skipped_metric: str | None = "governor_gateway_tier_skipped_total"
+    """The gateway's counter of requests a tier skipped (labelled `reason` and `cause`): each one an error, except
+    the governor's own forced breaker and deadlines spent elsewhere, so an open breaker never hides a burn."""
     rules: list[BurnRateRule] = Field(default_factory=page_rules)
     every_s: float = Field(default=15.0, gt=0)
     """Query Prometheus at most this often (its data moves at scrape speed anyway)."""
@@ -361,7 +364,11 @@ def error_ratio_query(config: BurnRateConfig, service: str, tier: FallbackTier, 
     w = window_label(window_s)
     errors = f'sum(rate({config.requests_metric}{{{sel},outcome!~"{config.good_outcomes}"}}[{w}]))'
     total = f"sum(rate({config.requests_metric}{{{sel}}}[{w}]))"
-    return f"({errors} or vector(0)) / {total}"
+    if config.skipped_metric is None:
+        return f"({errors} or vector(0)) / {total}"
+    blamed = f'{sel},cause!~"{"|".join(sorted(NOT_BLAMED))}"'
+    skipped = f"(sum(rate({config.skipped_metric}{{{blamed}}}[{w}])) or vector(0))"
+    return f"(({errors} or vector(0)) + {skipped}) / (({total} or vector(0)) + {skipped})"
 
 
 def burn_rate(error_ratio: float, slo_target_pct: float) -> float:
