@@ -245,3 +245,20 @@ async def test_a_breaker_forced_open_by_the_governor_is_not_a_failure(stack: Sta
     assert result.transition is None and not result.hysteresis.failing
     assert result.last is not None and result.last.stats is not None
     assert result.last.stats.skipped_by == {"breaker_forced_open": 30}
+
+
+async def test_timeouts_in_the_stats_are_timeout(stack: Stack) -> None:
+    data = stack.policy.model_dump(mode="json")
+    data["chain"][0]["timeout_ms"] = 150  # the gateway gives the primary 150 ms; it answers in 300
+    policy = ServicePolicy.model_validate(data)
+    async with run_gateway({"chat": policy}, TOKEN) as gw:
+        slow = Stack(
+            stack.primary, stack.secondary, gw.url, policy.model_copy(update={"gateways": [gw.url]}), stack.http
+        )
+        slow.primary.set(latency_ms=300)
+        assert set(await drive_one_by_one(slow, 30)) == {200}
+        result, _ = await watch(slow, policy=stats_only(slow))
+    assert result.last is not None and result.last.stats is not None
+    assert result.last.stats.failure_causes() == {"timeout": 30}
+    suspect = result.hysteresis.suspect
+    assert result.transition == "confirmed" and suspect is not None and suspect.failure_type is FailureType.TIMEOUT

@@ -9,6 +9,7 @@ import time
 from gateway.breaker import DENY, PROBE, Breaker, BreakerConfig
 from governor.enums import CircuitState
 from tests.gateway.conftest import Stack, stack
+from tests.gateway.test_bad_bodies import bad_answers, load
 from tests.gateway.test_breakers_and_routing import Clock
 
 
@@ -117,3 +118,15 @@ async def test_the_policy_bounds_a_huge_retry_after() -> None:
         assert state["breakers"]["tier_0_primary"]["retry_in_s"] <= 1.0
         s.primary.set(rate_limit=False)
         assert 0.9 <= await calls_until_primary_answers(s, opened, limit_s=10) < 3600
+
+
+async def test_a_concurrent_429_storm_is_counted_whole_and_no_client_sees_it() -> None:
+    async with stack() as s:
+        s.primary.set(rate_limit=True, retry_after_s=30)
+        answers = await load(s, 300, concurrency=20)
+        assert bad_answers(answers) == []
+        _, window = await s.admin("GET", "/services/chat/stats?window=60")
+        primary = window["tiers"]["tier_0_primary"]
+        attempts = s.primary.counters.rate_limited
+        assert primary["causes"] == {"rate_limited": attempts}
+        assert primary["skipped_causes"] == {"rate_limited": 300 - attempts}  # every request, attempted or skipped
