@@ -48,8 +48,8 @@ from governor.incident import WORKFLOW_NAME, incident_id
 from governor.logging import configure_logging
 from governor.policy import ServicePolicy, load_policy
 from governor.settings import WorkerSettings
+from governor.watchdogs import start_or_update_watchdogs
 from workers.worker import activity_functions, build_worker
-from workflows.watchdog import start_or_update_watchdogs
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"

@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client, WorkflowExecutionStatus
     from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.exceptions import ApplicationError
 
     from governor import search_attributes as sa
@@ -73,7 +72,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForHealthyInput,
         WaitForHealthyResult,
     )
-    from governor.client import GovernorClient
+    from governor.client import GovernorClient, connect
     from governor.decisions import (
         ValidationResult,
         Verdict,
@@ -86,6 +85,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.incident import WORKFLOW_NAME, IncidentReport, IncidentState, Names, RecoveryInput
     from governor.models import Classification, StatsWindow, TierStats
     from governor.policy import ServicePolicy, load_policy
+    from governor.settings import TemporalSettings
 
 BARE_WORKFLOW = "BareRecoveryWorkflow"
 DEPENDENCY = "primary-llm"
@@ -400,7 +400,7 @@ async def serve_worker(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.no_upserts:  # the sandbox passes temporalio through, so the workflow sees this module attribute
         workflow.upsert_search_attributes = lambda *a, **kw: None  # type: ignore[assignment]
-    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
+    client = await connect(TemporalSettings(address=args.address))
     world = BenchWorld(bench_policy())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -595,7 +595,7 @@ class Processes:
         deadline = time.monotonic() + 60
         while True:
             try:
-                client = await Client.connect(self.address, data_converter=pydantic_data_converter)
+                client = await connect(TemporalSettings(address=self.address))
                 await client.count_workflows()
                 return client
             except Exception:

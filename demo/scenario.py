@@ -19,338 +19,80 @@ import asyncio
 import contextlib
 import json
 import shlex
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import IO, Any, Protocol
 
 import httpx
-from aiohttp import web
+from temporalio.client import Client
 
-from demo.traffic import READY_EVENT, TrafficReport, read_traffic
+from demo.narration import Narrator
+from demo.pager import Pager, pager_ports
+from demo.settings import (
+    DEMO_APPROVER,
+    DEMO_POLICY_DIR,
+    DEMO_SERVICE,
+    DEMO_WATCHDOG,
+    DemoFailed,
+    DemoResult,
+    DemoSettings,
+    traffic_file,
+)
+from demo.traffic import TrafficReport, read_traffic
 from governor.client import ControlRefused, GovernorClient
-from governor.detection import WatchdogConfig, watchdog_id
+from governor.detection import watchdog_id
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentState, Names, incident_id
 from governor.policy import ServicePolicy
+from governor.watchdogs import start_or_update_watchdogs
 
-if TYPE_CHECKING:
-    from workers.stack import ProcessSpec, StackInfo, StackOptions
-
-DEMO_POLICY_DIR = Path(__file__).resolve().parent / "policies"
-DEMO_SERVICE = "chat"
-DEMO_APPROVER = "demo-bot"
-DEMO_WATCHDOG = WatchdogConfig(interval_s=0.25, suspect_interval_s=0.2, stats_window_s=5, min_samples=10)
-"""Watchdogs for the demo: probe 4 times a second, judge the gateway's last 5 s (the demo sends 40 req/s)."""
-
-
-class DemoFailed(RuntimeError):
-    """An unattended demo did not end with a recovered incident and its post-mortem; the message says where it stopped."""
-
-
-@dataclass
-class DemoSettings:
-    """How the demo plays. The defaults are `governor up --demo`'s."""
-
-    auto_approve: bool = False
-    approver: str = DEMO_APPROVER
-    approve_after_s: float = 3.0
-    """With auto_approve: how long a gate stays pending before demo-bot approves it (so it can be seen)."""
-    rps: float = 40.0
-    baseline_s: float = 5.0
-    """Healthy traffic before the fault."""
-    outage_s: float = 12.0
-    """How long the primary stays down once the traffic is on the fallback tier."""
-    regression_error_rate: float = 0.2
-    """Errors injected on the primary at 25 %: above the rollback bar (5 %), below the breaker's 50 %."""
-    remind_every_s: float = 20.0
-    """Without auto_approve: how often to remind that a gate still waits for a human."""
-    fix_after_s: float = 2.0
-    """After the rollback, how long until "the fix" is deployed (the fault cleared)."""
-    settle_s: float = 4.0
-    """After the post-mortem: how long to watch the clients on the restored primary before the summary."""
-    parts_echoed: bool = True
-    """Whether the launcher shows the parts' output; if not, the demo says where their logs are."""
-    unattended: bool = False
-    """Bounded waits, and raise DemoFailed unless the incident ends recovered with a post-mortem."""
-    step_timeout_s: float = 180.0
-    """Unattended: the longest any single step may take."""
-    started_at: float | None = None
-    """time.monotonic() when `governor up` started, to report the time from a cold start to the first incident."""
-    traffic_file: Path | None = None
-    """Where the traffic process writes its per-second timeline; default <state>/demo/traffic.jsonl."""
+__all__ = [
+    "DEMO_APPROVER",
+    "DEMO_POLICY_DIR",
+    "DEMO_SERVICE",
+    "DEMO_WATCHDOG",
+    "Demo",
+    "DemoFailed",
+    "DemoResult",
+    "DemoSettings",
+    "Stack",
+    "play",
+    "scenario",
+]
 
 
-@dataclass
-class DemoResult:
-    """What happened, for the summary and the end-to-end test."""
+class Stack(Protocol):
+    """What the demo needs of the running stack (workers.stack.Stack has it); the demo imports no launcher."""
 
-    incident: IncidentState
-    traffic: TrafficReport
-    fault_at: datetime
-    primary_back_at: datetime | None = None
-    regression_at: datetime | None = None
-    fixed_at: datetime | None = None
-    first_incident_after_start_s: float | None = None
-    pages: list[dict[str, Any]] = field(default_factory=list)
-    postmortem: Path | None = None
+    state_dir: Path
+    log_dir: Path
+    policies: dict[str, ServicePolicy]
+    client: Client
+    namespace: str
+    task_queue: str
+    temporal_address: str
+    temporal_bin: Path
+    python: Path
+    gateway_url: str | None
+    status_url: str | None
+    gateway_token: str
+    upstreams: dict[str, str]
+    out: IO[str]
 
-    @property
-    def recovered(self) -> bool:
-        s = self.incident
-        return s.phase is RecoveryPhase.POST_MORTEM and s.outcome == "recovered" and s.postmortem_path is not None
-
-    def seconds_after_fault(self, at: datetime | None) -> float | None:
-        return None if at is None else (at - self.fault_at).total_seconds()
-
-    @property
-    def detected_after_s(self) -> float | None:
-        """Fault -> the first report (a watchdog's) reached the governor."""
-        s = self.incident
-        first = next((e.at for e in s.audit if e.action == "reported"), None)
-        return self.seconds_after_fault(first)
-
-    @property
-    def fallback_after_s(self) -> float | None:
-        """Fault -> the traffic was pinned to a fallback tier."""
-        span = next((t for t in self.incident.tiers if t.tier is not FallbackTier.TIER_0_PRIMARY), None)
-        return self.seconds_after_fault(span.entered_at if span else None)
-
-    @property
-    def recovered_after_s(self) -> float | None:
-        return self.seconds_after_fault(self.incident.recovered_at)
-
-    @property
-    def closed_after_s(self) -> float | None:
-        return self.seconds_after_fault(self.incident.closed_at)
+    def incident_ui_url(self, workflow_id: str) -> str: ...
 
 
-# --------------------------------------------------------------------------------------------------- the stack side
-
-
-def traffic_file(state_dir: Path) -> Path:
-    return state_dir.resolve() / "demo" / "traffic.jsonl"
-
-
-def demo_processes(options: StackOptions, gateway_url: str, settings: DemoSettings) -> list[ProcessSpec]:
-    """The client traffic generator, supervised by the launcher like every other part."""
-    from workers.stack import ProcessSpec
-
-    out = settings.traffic_file or traffic_file(options.state_dir)
-    python = str(options.bin_dir / "python") if options.bin_dir else sys.executable
-    return [
-        ProcessSpec(
-            name="traffic",
-            argv=[
-                python,
-                "-m",
-                "demo.traffic",
-                "--url",
-                f"{gateway_url}/{DEMO_SERVICE}/v1/chat/completions",
-                "--rps",
-                f"{settings.rps:g}",
-                "--out",
-                str(out),
-            ],
-            module="demo.traffic",
-            ready_line=READY_EVENT,
-        )
-    ]
-
-
-def pager_ports(policy: ServicePolicy) -> list[int]:
-    """The local ports of the policy's webhook routes: the demo pager listens there."""
-    ports = []
-    for channels in policy.notifications.routes.values():
-        for channel in channels:
-            if channel.type != "webhook" or not channel.url:
-                continue
-            parts = urlsplit(channel.url)
-            if parts.hostname in {"127.0.0.1", "localhost"} and parts.port and parts.port not in ports:
-                ports.append(parts.port)
-    return ports
-
-
-def prepare_demo(
-    options: StackOptions, settings: DemoSettings, results: list[DemoResult] | None = None
-) -> Callable[[StackInfo], Awaitable[None]]:
-    """Wire the demo into the launcher's options as `governor up --demo` does (demo upstreams, the traffic process,
-    stop after the scenario when unattended) and return the scenario hook. Raises StackError before anything starts
-    when the policy cannot be read or the pager's port is taken."""
-    from workers.stack import StackError, load_policies, policy_gateway_port, port_is_free
-
-    options.demo = True
-    options.stop_after_scenario = settings.unattended
-    policies = load_policies(options)
-    gateway_port = options.gateway_port or policy_gateway_port(policies) or 8080
-    gateway_url = f"http://{options.host}:{gateway_port}"
-    options.extra_processes = [*options.extra_processes, *demo_processes(options, gateway_url, settings)]
-    taken = [port for policy in policies.values() for port in pager_ports(policy) if not port_is_free(port)]
-    if taken:
-        raise StackError(
-            f"cannot start the demo, nothing was started: port {taken[0]} is taken (the demo pager, where "
-            f"{options.policy_dir}/*.yaml sends on-call webhooks): stop what uses it"
-        )
-    return scenario(settings, results)
-
-
-def scenario(settings: DemoSettings, results: list[DemoResult] | None = None) -> Callable[[StackInfo], Awaitable[None]]:
+def scenario(settings: DemoSettings, results: list[DemoResult] | None = None) -> Callable[[Stack], Awaitable[None]]:
     """The hook for `run_stack(options, scenario)`; each finished run's DemoResult is appended to `results`."""
 
-    async def run(info: StackInfo) -> None:
+    async def run(info: Stack) -> None:
         result = await play(info, settings)
         if results is not None:
             results.append(result)
 
     return run
-
-
-# --------------------------------------------------------------------------------------------------- narration
-
-
-class Narrator:
-    """Prints timestamped sentences, and the incident's audit trail as it grows."""
-
-    def __init__(self, out: IO[str], t0: float) -> None:
-        self.out = out
-        self.t0 = t0
-        self.tty = out.isatty()
-        self.seen = 0
-
-    def say(self, text: str, *more: str, strong: bool = False) -> None:
-        clock = datetime.now().strftime("%H:%M:%S")
-        elapsed = time.monotonic() - self.t0
-        head = f"demo {clock} +{elapsed:5.1f}s |"
-        if self.tty:
-            head = f"\033[1;32m{head}\033[0m"
-            if strong:
-                text = f"\033[1m{text}\033[0m"
-        lines = [f"{head} {text}", *(f"{' ' * 21}| {m}" for m in more)]
-        print("\n".join(lines), file=self.out, flush=True)
-
-    def audit(self, state: IncidentState) -> None:
-        for entry in state.audit[self.seen :]:
-            sentence = describe_entry(entry.action, entry.actor, entry.details, entry.previous_state, entry.new_state)
-            if sentence:
-                self.say(sentence, strong=entry.action in {"phase", "rolled_back", "approved", "closed"})
-        self.seen = len(state.audit)
-
-
-PHASE_SENTENCES = {
-    "detection": "confirming the report by probing the primary again",
-    "isolation": "opening the primary's circuit breaker in the gateway",
-    "fallback_active": "falling back to the highest healthy tier and degrading features as policy says",
-    "diagnosis": "gathering evidence (probes, gateway stats and state)",
-    "remediation": "waiting until the primary is healthy again (probing it every second)",
-    "validation": "running the recovery checks against the primary before it gets traffic",
-    "gradual_restore": "giving the primary its traffic back step by step, watching its error rate",
-    "full_restore": "primary pinned, breaker closed, degradation back to normal, status operational",
-    "post_mortem": "writing the post-mortem",
-}
-
-
-def describe_entry(action: str, actor: str, details: dict[str, Any], previous: str, new: str) -> str | None:
-    """One audit entry as a sentence for the demo's narration (None: not worth a line)."""
-    d = details
-    if action == "phase":
-        return f"Phase {new}: {PHASE_SENTENCES.get(new, '')}"
-    if action == "reported":
-        return f"{actor} reported {d.get('failure_type') or 'a failure'}: {d.get('message') or ''}".rstrip(": ")
-    if action == "report_joined":
-        return f"another report from {actor} ({d.get('failure_type')}) joined the open incident (no twin incident)"
-    if action == "failure_confirmed":
-        return f"Failure confirmed: {d.get('failure_type')} ({d.get('severity')}): {d.get('reason')}"
-    if action == "false_alarm":
-        return f"The failure did not reproduce: closed as a false alarm ({d.get('reason')})"
-    if action == "breaker_opened":
-        return f"The gateway's breaker for {d.get('tier')} is forced open: no request goes there"
-    if action == "tier":
-        return f"Traffic is now served by {new} (was {previous}): {d.get('reason', '')}"
-    if action == "evidence_gathered":
-        # The summary's first line is its title; the second says which dependencies answer.
-        lines = [line.strip(" -") for line in str(d.get("summary", "")).strip().splitlines()]
-        return f"Evidence gathered: {lines[1] if len(lines) > 1 else ''}".rstrip(": ")
-    if action == "primary_healthy":
-        return f"The primary passed {d.get('consecutive_passes')} health checks in a row"
-    if action == "remediation_declared":
-        return f"{actor} declared the primary remediated"
-    if action == "validation":
-        return f"Validation {d.get('verdict')}: {d.get('reason')}"
-    if action == "approval_requested":
-        return f"Approval needed for {d.get('gate')}: {d.get('context')}"
-    if action in {"approved", "rejected"}:
-        return f"{actor} {action} {d.get('gate')}: {d.get('reason')}"
-    if action == "ramp_step":
-        return f"Ramp: {d.get('percent')} % of traffic to the primary (attempt {d.get('attempt')})"
-    if action == "ramp_step_passed":
-        rate = d.get("error_rate")
-        rate_text = f"{rate:.1%}" if isinstance(rate, int | float) else "?"
-        return f"Ramp step {d.get('percent'):g} % passed: primary error rate {rate_text}, {d.get('requests', 0):g} requests"
-    if action == "rolled_back":
-        return f"ROLLBACK at {d.get('percent')} %: {d.get('reason')}; traffic goes back to the fallback tier"
-    if action == "restored":
-        return "Fully restored: the primary serves all traffic again"
-    if action == "closed":
-        return f"Incident closed: {d.get('outcome')}"
-    if action == "escalated":
-        return f"Escalated: {d.get('reason')}"
-    if action in {"notification_failed", "activity_failed"}:
-        return f"{action.replace('_', ' ')}: {d.get('error')}"
-    if action == "refused":
-        return f"Refused {d.get('control')} from {actor}: {d.get('reason')}"
-    if action == "note":
-        return f"Note from {actor}: {d.get('text')}"
-    if action in {"pause", "resume", "abort", "promote", "force_tier", "declare_remediated", "promoted", "tier_forced"}:
-        return f"{actor}: {action.replace('_', ' ')} {d.get('reason') or d.get('tier') or ''}".rstrip()
-    return f"{action} ({actor})"
-
-
-# --------------------------------------------------------------------------------------------------- the pager
-
-
-class Pager:
-    """A local webhook receiver standing in for PagerDuty and Slack: prints and keeps what it is sent."""
-
-    def __init__(self, narrator: Narrator) -> None:
-        self.narrator = narrator
-        self.pages: list[dict[str, Any]] = []
-        self.runners: list[web.AppRunner] = []
-
-    async def start(self, ports: list[int]) -> None:
-        app = web.Application()
-        app.router.add_post("/pager/{audience}", self.receive)
-        for port in ports:
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, "127.0.0.1", port).start()
-            except OSError as err:
-                await runner.cleanup()
-                raise DemoFailed(
-                    f"the demo pager cannot listen on 127.0.0.1:{port} ({err.strerror}): stop what uses it, or "
-                    f"move the webhook routes in {DEMO_POLICY_DIR}/chat.yaml"
-                ) from None
-            self.runners.append(runner)
-
-    async def receive(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "not JSON"}, status=400)
-        audience = request.match_info["audience"]
-        key = body.get("idempotency_key")
-        if not any(p.get("idempotency_key") == key for p in self.pages):
-            self.pages.append(body)
-            self.narrator.say(f"Pager ({audience}) got: {body.get('title')}", str(body.get("message", ""))[:200])
-        return web.json_response({"ok": True})
-
-    async def stop(self) -> None:
-        for runner in self.runners:
-            await runner.cleanup()
 
 
 # --------------------------------------------------------------------------------------------------- the scenario
@@ -364,7 +106,7 @@ def finished(state: IncidentState) -> bool:
 class Demo:
     """One run of the scenario on a running stack."""
 
-    def __init__(self, info: StackInfo, settings: DemoSettings) -> None:
+    def __init__(self, info: Stack, settings: DemoSettings) -> None:
         self.info = info
         self.settings = settings
         self.policy = info.policies.get(DEMO_SERVICE) or next(iter(info.policies.values()))
@@ -507,8 +249,6 @@ class Demo:
 
     async def setup(self) -> None:
         """Start from a clean slate: no stale incident, no fault left on, the watchdogs running."""
-        from workflows.watchdog import start_or_update_watchdogs
-
         stale = await self.governor.list_incidents(service=self.service, dependency=self.dependency)
         for summary in stale:
             await self.info.client.get_workflow_handle(summary.incident_id).terminate(
@@ -800,6 +540,6 @@ class Demo:
         self.say("The demo is over. Summary:", *lines, strong=True)
 
 
-async def play(info: StackInfo, settings: DemoSettings) -> DemoResult:
+async def play(info: Stack, settings: DemoSettings) -> DemoResult:
     """Play the demo on a running stack (the `run_stack` scenario hook calls this)."""
     return await Demo(info, settings).play()

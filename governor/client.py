@@ -38,6 +38,7 @@ from temporalio.common import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from governor import search_attributes as sa
@@ -190,7 +191,9 @@ def static_summary(report: IncidentReport) -> str:
     return f"{report.service}: {what} on {report.dependency}{severity}"
 
 
-def _tls_config(settings: TemporalSettings) -> bool | TLSConfig | None:
+def tls_config(settings: TemporalSettings) -> bool | TLSConfig | None:
+    """The one TLS rule: client certificate and/or CA files -> mTLS config; `tls` -> TLS with the system roots;
+    else None, which lets the SDK decide (TLS on when an API key is set, as Temporal Cloud needs)."""
     files = {"tls_cert": settings.tls_cert, "tls_key": settings.tls_key, "tls_ca": settings.tls_ca}
     read: dict[str, bytes | None] = {}
     for name, path in files.items():
@@ -214,6 +217,33 @@ def _tls_config(settings: TemporalSettings) -> bool | TLSConfig | None:
     return True if settings.tls else None
 
 
+async def connect(
+    settings: TemporalSettings | None = None,
+    *,
+    rpc_timeout: timedelta | None = DEFAULT_RPC_TIMEOUT,
+    runtime: Runtime | None = None,
+) -> Client:
+    """The one way the governor builds a Temporal client (the SDK, the worker, the launcher, the CLI, the benches and
+    the tests): address, namespace, API key and TLS from the settings (GOVERNOR_TEMPORAL_* by default) and the pydantic
+    data converter every workflow and activity payload needs. Raises GovernorConfigError or GovernorUnavailable."""
+    settings = settings or TemporalSettings()
+    tls = tls_config(settings)
+    try:
+        return await Client.connect(
+            settings.address,
+            namespace=settings.namespace,
+            api_key=settings.api_key,
+            tls=tls,
+            data_converter=pydantic_data_converter,
+            connect_timeout=rpc_timeout,
+            runtime=runtime,
+        )
+    except RuntimeError as err:
+        raise GovernorUnavailable(
+            f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): {err}"
+        ) from None
+
+
 class GovernorClient:
     """The governor's view of Temporal: one incident workflow per service and dependency."""
 
@@ -234,22 +264,9 @@ class GovernorClient:
         *,
         rpc_timeout: timedelta = DEFAULT_RPC_TIMEOUT,
     ) -> Self:
-        """Connect with the pydantic data converter; settings default to the GOVERNOR_TEMPORAL_* environment."""
+        """Connect (see `connect`); settings default to the GOVERNOR_TEMPORAL_* environment."""
         settings = settings or TemporalSettings()
-        tls = _tls_config(settings)
-        try:
-            client = await Client.connect(
-                settings.address,
-                namespace=settings.namespace,
-                api_key=settings.api_key,
-                tls=tls,
-                data_converter=pydantic_data_converter,
-                connect_timeout=rpc_timeout,
-            )
-        except RuntimeError as err:
-            raise GovernorUnavailable(
-                f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): {err}"
-            ) from None
+        client = await connect(settings, rpc_timeout=rpc_timeout)
         return cls(client, task_queue=settings.task_queue, rpc_timeout=rpc_timeout)
 
     async def __aenter__(self) -> Self:

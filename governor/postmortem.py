@@ -14,28 +14,14 @@ from governor.audit import verify_chain
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentState
 from governor.policy import ServicePolicy
+from governor.timefmt import format_duration
+from governor.timefmt import format_time as _ts
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return max(0.0, (end - start).total_seconds())
-
-
-def format_duration(seconds: float | None) -> str:
-    """`1h 02m 03s`, `4m 05s`, `12.3s`; `n/a` when unknown."""
-    if seconds is None:
-        return "n/a"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
-
-
-def _ts(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "n/a"
 
 
 def _cell(value: Any, limit: int = 160) -> str:

@@ -26,13 +26,15 @@ class TemporalSettings(BaseSettings):
 
 
 class WorkerSettings(BaseSettings):
-    """GOVERNOR_POLICY_DIR, GOVERNOR_GATEWAY_TOKEN, GOVERNOR_METRICS_PORT, GOVERNOR_POSTMORTEM_DIR, GOVERNOR_LOG_FORMAT."""
+    """GOVERNOR_POLICY_DIR, GOVERNOR_GATEWAY_TOKEN, GOVERNOR_METRICS_HOST/_PORT, GOVERNOR_POSTMORTEM_DIR, GOVERNOR_LOG_FORMAT."""
 
     model_config = SettingsConfigDict(env_prefix="GOVERNOR_", extra="ignore")
 
     policy_dir: Path = Path("policies")
     gateway_token: str = Field(default="dev-token", min_length=1)
     metrics_port: int | None = 9464
+    metrics_host: str = "127.0.0.1"
+    """Where the worker serves its Prometheus metrics; loopback unless configured (GOVERNOR_METRICS_HOST)."""
     postmortem_dir: Path = Path("state/postmortems")
     log_format: str = "auto"
     log_level: str = "INFO"

@@ -1,7 +1,8 @@
 """The worker process: runs the recovery and watchdog workflows and every activity on one task queue.
 
 Settings come from the environment (governor.settings); logs are structlog JSON carrying the incident id;
-Temporal's SDK metrics are served for Prometheus on GOVERNOR_METRICS_PORT; SIGINT/SIGTERM shut down cleanly.
+Temporal's SDK metrics are served for Prometheus on GOVERNOR_METRICS_HOST:GOVERNOR_METRICS_PORT
+(127.0.0.1:9464 unless configured); SIGINT/SIGTERM shut down cleanly.
 """
 
 from __future__ import annotations
@@ -13,34 +14,15 @@ from typing import Any
 
 import httpx
 import structlog
-from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from governor.client import connect
 from governor.logging import configure_logging
 from governor.settings import TemporalSettings, WorkerSettings
 
 log = structlog.get_logger("governor.worker")
-
-
-async def connect(settings: TemporalSettings, runtime: Runtime | None = None) -> Client:
-    """A Temporal client with the pydantic data converter, TLS and API key as configured."""
-    tls: TLSConfig | bool = settings.tls
-    if settings.tls_cert or settings.tls_ca:
-        tls = TLSConfig(
-            client_cert=settings.tls_cert.read_bytes() if settings.tls_cert else None,
-            client_private_key=settings.tls_key.read_bytes() if settings.tls_key else None,
-            server_root_ca_cert=settings.tls_ca.read_bytes() if settings.tls_ca else None,
-        )
-    return await Client.connect(
-        settings.address,
-        namespace=settings.namespace,
-        api_key=settings.api_key,
-        tls=tls if settings.api_key is None else (tls or True),
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-    )
 
 
 def workflow_classes() -> list[type]:
@@ -90,9 +72,11 @@ async def run_worker(temporal: TemporalSettings, settings: WorkerSettings, stop:
     runtime = None
     if settings.metrics_port:
         runtime = Runtime(
-            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.metrics_port}"))
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=f"{settings.metrics_host}:{settings.metrics_port}")
+            )
         )
-    client = await connect(temporal, runtime)
+    client = await connect(temporal, runtime=runtime)
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
         worker = build_worker(client, temporal.task_queue, activity_functions(http, settings, client))
         log.info(
@@ -101,7 +85,7 @@ async def run_worker(temporal: TemporalSettings, settings: WorkerSettings, stop:
             namespace=temporal.namespace,
             task_queue=temporal.task_queue,
             policy_dir=str(settings.policy_dir),
-            metrics_port=settings.metrics_port,
+            metrics=f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else None,
         )
         async with worker:
             await stop.wait()

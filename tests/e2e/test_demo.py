@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from demo.scenario import DEMO_APPROVER, DEMO_POLICY_DIR, DemoResult, DemoSettings, prepare_demo
+from cli.stack_cmds import prepare_demo
+from demo.scenario import DEMO_APPROVER, DEMO_POLICY_DIR, DemoResult, DemoSettings
 from governor.enums import FallbackTier, RecoveryPhase
 from tests.ports import free_ports
 from workers.stack import StackError, StackOptions, run_stack

@@ -10,8 +10,9 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from cli.main import run
+from cli.parser import build_parser
 from demo.scenario import DEMO_POLICY_DIR
-from governor.cli import build_parser, run
 from governor.detection import watchdog_id
 
 

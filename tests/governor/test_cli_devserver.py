@@ -28,7 +28,8 @@ from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from governor import cli
+from cli import common
+from cli import main as cli_main
 from governor.actions import (
     Activity,
     ConfirmFailureInput,
@@ -109,7 +110,7 @@ class Governed:
         """Run the CLI in-process: (exit code, stdout, stderr)."""
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = await cli.run([*self.flags, *argv])
+            code = await cli_main.run([*self.flags, *argv])
         return code, out.getvalue(), err.getvalue()
 
     async def listed(self, check: Callable[[list[IncidentSummary]], bool], **filters: Any) -> list[IncidentSummary]:
@@ -179,10 +180,10 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
     code, _, err = await g.governor(
         "approve", incident, "--gate", "ramp:10", "--reason", "looks fine", "--as", "mallory"
     )
-    assert code == cli.EXIT_REFUSED
+    assert code == common.EXIT_REFUSED
     assert err.strip() == "refused: 'mallory' may not approve ramp:10 (approvers: alice, bob)"
     code, _, err = await g.governor("approve", incident, "--gate", "ramp:50", "--reason", "x", "--as", "alice")
-    assert code == cli.EXIT_REFUSED and "gate 'ramp:50' is not pending (pending: ramp:10)" in err
+    assert code == common.EXIT_REFUSED and "gate 'ramp:50' is not pending (pending: ramp:10)" in err
 
     monkeypatch.setenv("GOVERNOR_USER", "alice")  # identity from the environment this time
     code, out, _ = await g.governor(
@@ -205,10 +206,10 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
     assert "| ramp:10 | approved | alice |" in out
 
     code, _, err = await g.governor("pause", incident, "--reason", "too late")
-    assert code == cli.EXIT_REFUSED and "closed" in err
+    assert code == common.EXIT_REFUSED and "closed" in err
 
     code, _, err = await g.governor("show", f"recovery-{g.service}-nothing")
-    assert code == cli.EXIT_UNKNOWN_INCIDENT
+    assert code == common.EXIT_UNKNOWN_INCIDENT
     assert f"no incident 'recovery-{g.service}-nothing' in namespace 'default'" in err and "Traceback" not in err
 
 
@@ -228,7 +229,7 @@ async def test_controls_on_an_incident_waiting_in_remediation(governed: Governed
 
     async def refused(*argv: str) -> str:
         code, _, err = await g.governor(*argv, "--as", "bob")
-        assert code == cli.EXIT_REFUSED, err
+        assert code == common.EXIT_REFUSED, err
         return err.strip()
 
     assert "pause accepted from bob" in await ok("pause", incident, "--reason", "checking the vendor")
@@ -289,7 +290,7 @@ async def test_installed_entry_point_exits_3_for_an_unknown_incident(governed: G
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "governor.cli",
+        "cli.main",
         "show",
         "recovery-nowhere-nothing",
         stdout=asyncio.subprocess.PIPE,
@@ -298,5 +299,5 @@ async def test_installed_entry_point_exits_3_for_an_unknown_incident(governed: G
         cwd=ROOT,
     )
     _, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == cli.EXIT_UNKNOWN_INCIDENT
+    assert proc.returncode == common.EXIT_UNKNOWN_INCIDENT
     assert "no incident 'recovery-nowhere-nothing'" in stderr.decode() and "Traceback" not in stderr.decode()

@@ -12,9 +12,9 @@ from governor.client import (
     GovernorClient,
     GovernorConfigError,
     GovernorUnavailable,
-    _tls_config,
     incidents_query,
     static_summary,
+    tls_config,
 )
 from governor.enums import FailureType, Severity
 from governor.incident import IncidentReport
@@ -53,25 +53,25 @@ def test_static_summary_reads_like_the_design() -> None:
 
 
 def test_tls_from_settings(tmp_path: Path) -> None:
-    assert _tls_config(TemporalSettings()) is None  # the SDK turns TLS on by itself when an API key is set
-    assert _tls_config(TemporalSettings(tls=True)) is True
+    assert tls_config(TemporalSettings()) is None  # the SDK turns TLS on by itself when an API key is set
+    assert tls_config(TemporalSettings(tls=True)) is True
     ca = tmp_path / "ca.pem"
     ca.write_bytes(b"CA")
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_bytes(b"CERT")
     key.write_bytes(b"KEY")
-    tls = _tls_config(TemporalSettings(tls_ca=ca, tls_cert=cert, tls_key=key))
+    tls = tls_config(TemporalSettings(tls_ca=ca, tls_cert=cert, tls_key=key))
     assert isinstance(tls, TLSConfig)
     assert (tls.server_root_ca_cert, tls.client_cert, tls.client_private_key) == (b"CA", b"CERT", b"KEY")
 
 
 def test_tls_errors_name_the_setting(tmp_path: Path) -> None:
     with pytest.raises(GovernorConfigError, match="GOVERNOR_TEMPORAL_TLS_CA"):
-        _tls_config(TemporalSettings(tls_ca=tmp_path / "missing.pem"))
+        tls_config(TemporalSettings(tls_ca=tmp_path / "missing.pem"))
     cert = tmp_path / "c.pem"
     cert.write_bytes(b"CERT")
     with pytest.raises(GovernorConfigError, match="both tls_cert and tls_key"):
-        _tls_config(TemporalSettings(tls_cert=cert))
+        tls_config(TemporalSettings(tls_cert=cert))
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -305,7 +305,7 @@ def test_stack_flags_fit_a_cli_that_already_has_connection_flags() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--namespace", default=argparse.SUPPRESS)
     parser.add_argument("--policy-dir", type=Path)
-    add_stack_arguments(parser)
+    add_stack_arguments(parser, exclude=("--namespace", "--policy-dir"))
     options = options_from_args(parser.parse_args(["--demo", "--temporal-port", "7300", "--no-intake"]))
     assert (options.demo, options.temporal_port, options.intake, options.worker) == (True, 7300, False, True)
     assert (options.namespace, options.policy_dir, options.state_dir) == ("default", Path("policies"), Path("state"))

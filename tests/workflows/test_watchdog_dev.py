@@ -26,7 +26,8 @@ from governor.detection import WatchdogConfig, WatchdogNames, WatchdogState, wat
 from governor.incident import incident_id
 from governor.policy import ServicePolicy, load_policy
 from governor.settings import WorkerSettings
-from workflows.watchdog import WatchdogWorkflow, start_or_update_watchdogs
+from governor.watchdogs import start_or_update_watchdogs
+from workflows.watchdog import WatchdogWorkflow
 
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
 FAST = WatchdogConfig(interval_s=0.1, suspect_interval_s=0.05, confirm_after=3, heartbeat_timeout_s=1)

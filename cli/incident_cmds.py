@@ -1,0 +1,300 @@
+"""Incident commands: status, list, show, simulate, failover, recover, the controls, audit, postmortem, watch.
+
+They talk to Temporal through the client SDK (governor.client); a control the workflow refuses exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from temporalio.service import RPCError
+
+from cli.common import (
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_UNKNOWN_INCIDENT,
+    UserError,
+    connect,
+    emit,
+    maybe_policy,
+    policy_dir,
+    primary_dependency,
+    resolve_identity,
+    resolve_incident,
+)
+from cli.render import (
+    render_incident,
+    render_result,
+    render_table,
+    render_timeline_summary,
+    summary_rows,
+)
+from governor.enums import FallbackTier, RecoveryPhase
+from governor.incident import IncidentReport, IncidentState
+from governor.policy import PolicyError, ServicePolicy, load_policy_dir
+from governor.postmortem import postmortem_json, render_postmortem
+from governor.watchdogs import start_or_update_watchdogs
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    gc = await connect(args)
+    incidents = await gc.list_incidents(
+        service=args.service,
+        phase=args.phase,
+        awaiting_approval=True if args.awaiting else None,
+        open_only=not args.all,
+        limit=args.limit + 1,
+    )
+    more = len(incidents) > args.limit
+    incidents = incidents[: args.limit]
+    headers = ["incident", "failure", "severity", "phase", "tier", "ramp", "approval", "status", "started"]
+
+    def text() -> str:
+        if not incidents:
+            return "no open incidents" if not args.all else "no incidents"
+        table = render_table(headers, summary_rows(incidents))
+        return table + (f"\n(first {args.limit} shown; narrow with --service/--phase or raise --limit)" if more else "")
+
+    emit(args, incidents, text)
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    gc = await connect(args)
+    incidents = await gc.list_incidents(limit=None)
+    directory = policy_dir(args)
+    services = sorted(load_policy_dir(directory)) if directory.is_dir() else []
+    rows: list[dict[str, Any]] = []
+    for i in incidents:
+        tier = i.tier or FallbackTier.TIER_0_PRIMARY
+        rows.append(
+            {
+                "service": i.service,
+                "dependency": i.dependency,
+                "incident_id": i.incident_id,
+                "phase": i.phase.value if i.phase else None,
+                "tier": tier.value,
+                "quality": tier.quality_percentage,
+                "degradation": i.degradation_level.value if i.degradation_level else None,
+                "ramp_percent": i.ramp_percent,
+                "awaiting_approval": i.awaiting_approval,
+            }
+        )
+    with_incident = {i.service for i in incidents}
+    for service in services:
+        if service not in with_incident:
+            rows.append(
+                {
+                    "service": service,
+                    "dependency": None,
+                    "incident_id": None,
+                    "phase": None,
+                    "tier": FallbackTier.TIER_0_PRIMARY.value,
+                    "quality": 100,
+                    "degradation": "normal",
+                    "ramp_percent": None,
+                    "awaiting_approval": False,
+                }
+            )
+    rows.sort(key=lambda r: (r["service"] or "", r["dependency"] or ""))
+
+    def text() -> str:
+        head = f"{len(incidents)} open incident(s); {len(services)} service(s) with a policy in {directory}"
+        table = render_table(
+            ["service", "dependency", "incident", "phase", "tier", "quality", "degradation", "ramp", "approval"],
+            [
+                [
+                    r["service"],
+                    r["dependency"],
+                    r["incident_id"],
+                    r["phase"],
+                    r["tier"],
+                    f"{r['quality']}%",
+                    r["degradation"],
+                    f"{r['ramp_percent']}%" if r["ramp_percent"] is not None else None,
+                    "WAITING" if r["awaiting_approval"] else "",
+                ]
+                for r in rows
+            ],
+        )
+        return head + ("\n" + table if rows else "")
+
+    emit(args, {"open_incidents": len(incidents), "services": rows}, text)
+    return EXIT_OK
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    gc = await connect(args)
+    state = await gc.state(resolve_incident(args.incident))
+    emit(args, state, lambda: render_incident(state))
+    return EXIT_OK
+
+
+async def cmd_simulate(args: argparse.Namespace) -> int:
+    policy = maybe_policy(args, args.service)
+    dependency = args.dependency or (primary_dependency(policy) if policy else None)
+    if dependency is None:
+        raise UserError(f"no policy for {args.service!r} in {policy_dir(args)}: pass --dependency")
+    if policy is not None:
+        try:
+            policy.dependency(dependency)
+        except KeyError as err:
+            raise UserError(str(err.args[0])) from None
+    report = IncidentReport(
+        service=args.service,
+        dependency=dependency,
+        failure_type=args.failure_type,
+        severity=args.severity,
+        source="governor simulate",
+        message=args.message or f"simulated {args.failure_type.value}",
+        metrics=dict(args.metric),
+        reported_at=datetime.now().astimezone(),
+    )
+    gc = await connect(args)
+    reported = await gc.report_failure(report)
+    verb = {True: "opened", False: "joined open incident", None: "reported to"}[reported.started]
+    emit(
+        args,
+        reported,
+        f"{verb} {reported.incident_id} ({args.failure_type.value})\n  follow it: governor show {reported.incident_id}",
+    )
+    return EXIT_OK
+
+
+async def _one_open(gc: Any, service: str, dependency: str | None) -> Any | None:
+    found = await gc.find_open(service, dependency)
+    if len(found) > 1:
+        ids = ", ".join(i.incident_id for i in found)
+        raise UserError(f"{service} has {len(found)} open incidents ({ids}): pass --dependency")
+    return found[0] if found else None
+
+
+async def cmd_failover(args: argparse.Namespace) -> int:
+    who = resolve_identity(args.actor)
+    policy = maybe_policy(args, args.service)
+    if policy is not None and args.tier not in policy.tiers:
+        chain = ", ".join(t.value for t in policy.tiers)
+        raise UserError(f"{args.tier.value} is not in {args.service}'s chain ({chain})")
+    gc = await connect(args)
+    current = await _one_open(gc, args.service, args.dependency)
+    messages: list[str] = []
+    if current is None:
+        dependency = args.dependency or (primary_dependency(policy) if policy else None)
+        if dependency is None:
+            raise UserError(f"no open incident and no policy for {args.service!r}: pass --dependency")
+        reported = await gc.report_failure(
+            IncidentReport(
+                service=args.service,
+                dependency=dependency,
+                source=f"governor failover ({who})",
+                message=f"manual failover to {args.tier.value} by {who}: {args.reason}",
+                reported_at=datetime.now().astimezone(),
+                manual=True,
+            )
+        )
+        target = reported.incident_id
+        messages.append(f"reported a manual failure: {target}")
+        # The workflow confirms a report before it accepts a tier (force_tier is refused during detection).
+        await gc.wait_for(
+            target,
+            lambda s: s.phase is not RecoveryPhase.DETECTION or s.closed_at is not None,
+            timeout=args.timeout or 60,
+        )
+    else:
+        target = current.incident_id
+    result = await gc.force_tier(target, args.tier, who, args.reason)
+    messages.append(render_result(target, f"force_tier {args.tier.value}", result))
+    emit(args, {"incident_id": target, "result": result.model_dump(mode="json")}, "\n".join(messages))
+    return EXIT_OK
+
+
+async def cmd_recover(args: argparse.Namespace) -> int:
+    who = resolve_identity(args.actor)
+    gc = await connect(args)
+    current = await _one_open(gc, args.service, args.dependency)
+    if current is None:
+        which = f"{args.service}/{args.dependency}" if args.dependency else args.service
+        raise UserError(f"no open incident for {which} (see `governor list`)", EXIT_UNKNOWN_INCIDENT)
+    result = await gc.declare_remediated(current.incident_id, who, args.reason)
+    emit(
+        args,
+        {"incident_id": current.incident_id, "result": result.model_dump(mode="json")},
+        render_result(current.incident_id, "declare_remediated", result),
+    )
+    return EXIT_OK
+
+
+async def cmd_control(args: argparse.Namespace) -> int:
+    who = resolve_identity(args.actor)
+    incident = resolve_incident(args.incident)
+    gc = await connect(args)
+    command = args.command
+    if command in {"approve", "reject"}:
+        result = await getattr(gc, command)(incident, args.gate, who, args.reason)
+        label = f"{command} {args.gate}"
+    elif command == "force-tier":
+        result = await gc.force_tier(incident, args.tier, who, args.reason)
+        label = f"force_tier {args.tier.value}"
+    elif command == "note":
+        result = await gc.note(incident, who, " ".join(args.text))
+        label = "note"
+    else:
+        result = await getattr(gc, command)(incident, who, args.reason)
+        label = command
+    emit(
+        args,
+        {"incident_id": incident, "result": result.model_dump(mode="json")},
+        render_result(incident, label, result),
+    )
+    return EXIT_OK
+
+
+def postmortem_text(state: IncidentState, policy: ServicePolicy | None) -> tuple[str, dict[str, Any] | None, str]:
+    """(Markdown, JSON or None, why it is timeline-only or ''): the full post-mortem needs the service's policy."""
+    if policy is None:
+        why = f"no policy for service {state.service!r} in the policy folder (the full report needs it)"
+        return render_timeline_summary(state), None, why
+    return render_postmortem(state, policy), postmortem_json(state, policy), ""
+
+
+async def cmd_postmortem(args: argparse.Namespace) -> int:
+    gc = await connect(args)
+    state = await gc.state(resolve_incident(args.incident))
+    try:
+        policy = maybe_policy(args, state.service)
+    except PolicyError as err:
+        print(f"note: ignoring the policy folder: {err}", file=sys.stderr)
+        policy = None  # the post-mortem reads the incident; a broken policy folder must not hide it
+    markdown, data, partial = postmortem_text(state, policy)
+    if partial:
+        print(f"note: {partial}; printing the timeline only", file=sys.stderr)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(markdown)
+        print(f"wrote {args.output}")
+    elif args.json:
+        full = {"incident_id": state.incident_id, "timeline_only": bool(partial), "markdown": markdown}
+        emit(args, data if data is not None else full, "")
+    else:
+        print(markdown, end="" if markdown.endswith("\n") else "\n")
+    return EXIT_OK
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    policies = load_policy_dir(policy_dir(args))
+    if args.service is not None:
+        if args.service not in policies:
+            raise UserError(f"{policy_dir(args)} has no policy for service {args.service!r}")
+        policies = {args.service: policies[args.service]}
+    if not policies:
+        raise UserError(f"{policy_dir(args)} has no policy file (*.yaml)")
+    gc = await connect(args)
+    try:
+        ids = await start_or_update_watchdogs(gc.temporal, policies, gc.task_queue)
+    except RPCError as err:
+        raise UserError(f"cannot start the watchdogs: {err.message}", EXIT_UNAVAILABLE) from None
+    emit(args, {"watchdogs": ids}, lambda: "watching: " + ", ".join(ids))
+    return EXIT_OK

