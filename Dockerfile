@@ -20,6 +20,7 @@ RUN mkdir -p governor workflows activities workers gateway demo \
     && pip uninstall -y fallback-governor \
     && rm -rf governor workflows activities workers gateway demo build
 
+COPY cli ./cli
 COPY governor ./governor
 COPY workflows ./workflows
 COPY activities ./activities
