@@ -22,7 +22,7 @@ from gateway.http import JSON_CT, SSE_CT, BadInput, Receive, Scope, Send, error,
 from gateway.metrics import GatewayMetrics
 from gateway.service import EXPECT_OFF, EXPECT_SET, Link, ServiceRuntime
 from governor.enums import DegradationLevel, FallbackTier
-from governor.models import OPERATOR_CAUSE
+from governor.models import DEADLINE_CAUSE, OPERATOR_CAUSE
 
 log = structlog.get_logger("gateway")
 
@@ -124,11 +124,13 @@ class ChainWalk:
         self.metrics.count_attempt(svc.name, link.name, outcome, elapsed)
         tried.append({"tier": link.name, "reason": reason or outcome})
 
-    def _skipped(self, svc: ServiceRuntime, link: Link, reason: str, cause: str, tried: Tried) -> None:
+    def _skipped(
+        self, svc: ServiceRuntime, link: Link, reason: str, cause: str, tried: Tried, shown: str | None = None
+    ) -> None:
         """A request this tier did not try, counted for the tier and the failure cause behind the skip."""
         link.window.skip(reason, cause)
         self.metrics.count_skipped(svc.name, link.name, reason, cause)
-        tried.append({"tier": link.name, "reason": reason})
+        tried.append({"tier": link.name, "reason": shown or reason})
 
     async def _try_upstream(
         self,
@@ -160,8 +162,7 @@ class ChainWalk:
         if attempt_deadline <= t0:
             if ticket == PROBE:
                 breaker.probes = max(0, breaker.probes - 1)
-            self._skipped(svc, link, "deadline", "deadline", tried)
-            tried[-1]["reason"] = "deadline_exceeded"
+            self._skipped(svc, link, "deadline", DEADLINE_CAUSE, tried, "deadline_exceeded")
             return False
         if link.cap_tokens is not None:
             body = _cap_tokens(body, link.cap_tokens)

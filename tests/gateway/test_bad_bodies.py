@@ -152,3 +152,18 @@ def test_a_bad_expectation_in_the_policy_is_refused() -> None:
     data["chain"][0]["expect"] = {"json_key": ["choices"]}
     with pytest.raises(PolicyError, match="json_key"):
         parse_policy(data, "test")
+
+
+async def test_a_spent_deadline_is_counted_on_the_tiers_it_skipped_but_not_blamed_on_them() -> None:
+    async with stack(deadline_ms=300) as s:
+        s.primary.set(latency_ms=500)  # the primary eats the whole deadline
+        status, headers, _ = await s.chat()
+        assert (status, headers["X-Governor-Tier"]) == (200, "tier_4_static")
+        assert "tier_1_secondary=deadline_exceeded" in headers["X-Governor-Reason"]
+        secondary = await stats(s, "tier_1_secondary")
+        assert (secondary["requests"], secondary["skipped_by"], secondary["skipped_causes"]) == (
+            0,
+            {"deadline": 1},
+            {"deadline": 1},
+        )
+        assert (await stats(s))["causes"] == {"timeout": 1}
