@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from governor.audit import AuditEntry
+from governor.controls import Control
 from governor.enums import (
     DegradationLevel,
     FailureType,
@@ -25,20 +26,8 @@ WORKFLOW_NAME = "IncidentRecoveryWorkflow"
 DEFAULT_TASK_QUEUE = "fallback-governor"
 
 
-class Names:
-    """Signal, update and query names: the Temporal UI and `temporal workflow signal|update` use these."""
-
-    REPORT = "report"
-    APPROVE = "approve"
-    REJECT = "reject"
-    PAUSE = "pause"
-    RESUME = "resume"
-    ABORT = "abort"
-    PROMOTE = "promote"
-    FORCE_TIER = "force_tier"
-    DECLARE_REMEDIATED = "declare_remediated"
-    NOTE = "note"
-    STATE = "state"
+Names = Control
+"""The controls' names (kept under their old name for the CLI, the SDK and saved histories)."""
 
 
 def incident_id(service: str, dependency: str) -> str:
