@@ -9,7 +9,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from governor import search_attributes as sa
-    from governor.audit import append_entry
+    from governor.audit import AuditAction, append_entry
     from governor.details import details_markdown, search_attribute_values
     from governor.enums import FallbackTier, RecoveryPhase
     from governor.incident import IncidentState, PhaseSpan, TierSpan
@@ -28,7 +28,7 @@ class Bookkeeping:
     _published: dict[str, Any]
     """Search attribute values already upserted in this run."""
 
-    def _audit(self, action: str, actor: str = "system", details: dict[str, Any] | None = None) -> None:
+    def _audit(self, action: AuditAction, actor: str = "system", details: dict[str, Any] | None = None) -> None:
         append_entry(
             self.s.audit, at=workflow.now(), action=action, actor=actor, details=details, new_state=str(self.s.phase)
         )
@@ -43,7 +43,7 @@ class Bookkeeping:
         previous = str(self.s.phases[-1].phase) if self.s.phases else ""
         self.s.phases.append(PhaseSpan(phase=phase, entered_at=now))
         self.s.phase = phase
-        append_entry(self.s.audit, at=now, action="phase", previous_state=previous, new_state=str(phase))
+        append_entry(self.s.audit, at=now, action=AuditAction.PHASE, previous_state=previous, new_state=str(phase))
         workflow.logger.info("phase %s", phase, extra={"incident_id": self.s.incident_id})
         self._publish()
 
@@ -61,7 +61,7 @@ class Bookkeeping:
         append_entry(
             self.s.audit,
             at=now,
-            action="tier",
+            action=AuditAction.TIER,
             previous_state=str(previous),
             new_state=str(tier),
             details={"reason": reason},

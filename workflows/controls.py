@@ -6,27 +6,53 @@ in the audit trail and changes nothing else; a refused update is answered by its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from governor.controls import actor_of, refusal
+    from governor.audit import AuditAction
+    from governor.controls import Control, actor_of, refusal
     from governor.incident import (
-        ApprovalInput,
-        ControlInput,
+        ControlInputError,
         ControlResult,
         Decision,
-        ForceTierInput,
         IncidentReport,
         IncidentState,
         Names,
-        NoteInput,
+        claimed_actor,
+        parse_control_input,
     )
 
 from workflows.bookkeeping import Bookkeeping
 
 MAX_KEPT_REPORTS = 20
+
+
+def _signal_handler(control: Control, description: str) -> Callable[..., None]:
+    """One control's signal: any input (none, null, wrong types, huge) is taken raw and checked inside."""
+
+    def handler(self, *args: Any) -> None:
+        self._signal(control, args)
+
+    handler.__name__ = handler.__qualname__ = f"{control}_signal"
+    return workflow.signal(name=control, description=description)(handler)
+
+
+def _update_handler(control: Control, description: str) -> Any:
+    """One control's update and its validator (which refuses bad input and rule breaks before history is written)."""
+
+    def handler(self, *args: Any) -> ControlResult:
+        return self._update(control, args)
+
+    def validator(self, *args: Any) -> None:
+        self._validate(control, args)
+
+    handler.__name__ = handler.__qualname__ = f"{control}_update"
+    update = workflow.update(name=control, description=description)(handler)
+    update.validator(validator)
+    return update
 
 
 class Controls(Bookkeeping):
@@ -41,14 +67,14 @@ class Controls(Bookkeeping):
                 Decision(gate=arg.gate, approved=approved, approver=arg.approver, reason=arg.reason, at=now)
             )
             self._audit(
-                "approved" if approved else "rejected",
+                AuditAction.APPROVED if approved else AuditAction.REJECTED,
                 actor=arg.approver,
                 details={"gate": arg.gate, "reason": arg.reason},
             )
             message = f"{arg.gate} {'approved' if approved else 'rejected'} by {arg.approver}"
         elif name == Names.NOTE:
             s.notes.append({"at": now.isoformat(), "author": arg.author, "text": arg.text})
-            self._audit("note", actor=arg.author, details={"text": arg.text})
+            self._audit(AuditAction.NOTE, actor=arg.author, details={"text": arg.text})
             message = "note added"
         else:
             actor = arg.actor
@@ -67,7 +93,7 @@ class Controls(Bookkeeping):
             details = {"reason": arg.reason}
             if name == Names.FORCE_TIER:
                 details["tier"] = str(arg.tier)
-            self._audit(name, actor=actor, details=details)
+            self._audit(AuditAction(name), actor=actor, details=details)
             message = f"{name} accepted from {actor}"
         self._publish()
         return message
@@ -82,195 +108,121 @@ class Controls(Bookkeeping):
             pending_gates=[g.gate for g in self.s.pending_gates],
         )
 
-    def _signal(self, name: str, arg: Any) -> None:
-        """A signal cannot answer; a refused one is recorded in the audit trail and changes nothing else."""
+    def _signal(self, name: Control, args: tuple[Any, ...]) -> None:
+        """A signal cannot answer: a refused one (bad input or against the rules) is audited and changes nothing else.
+
+        Never raises: a signal handler that raised would fail the workflow task on every retry.
+        """
+        try:
+            arg = parse_control_input(name, args)
+        except ControlInputError as err:
+            self._refused(name, claimed_actor(args[0] if args else None), str(err))
+            return
         reason = refusal(name, arg, self.s, self.policy)
         if reason is not None:
-            self._audit("refused", actor=actor_of(arg), details={"control": name, "reason": reason})
-            if self.policy is not None:
-                self._publish()
+            self._refused(name, actor_of(arg), reason)
             return
         self._apply(name, arg)
 
-    def _validate(self, name: str, arg: Any) -> None:
+    def _refused(self, name: Control, actor: str, reason: str) -> None:
+        self._audit(AuditAction.REFUSED, actor=actor, details={"control": str(name), "reason": reason})
+        if self.policy is not None:
+            self._publish()
+
+    def _validate(self, name: Control, args: tuple[Any, ...]) -> None:
+        """An update's validator: refuse (the caller gets the reason) before anything is written to history."""
+        arg = parse_control_input(name, args)  # ControlInputError is a ValueError: the update is rejected
         reason = refusal(name, arg, self.s, self.policy)
         if reason is not None:
             raise ValueError(reason)
 
-    # signals ----------------------------------------------------------
+    def _update(self, name: Control, args: tuple[Any, ...]) -> ControlResult:
+        return self._result(True, self._apply(name, parse_control_input(name, args)))
+
     @workflow.signal(
-        name=Names.REPORT,
+        name=Control.REPORT,
         description='A failure report joins this incident. JSON: {"service": "chat", "dependency": "primary-llm", "failure_type": "error_spike", "source": "ui", "message": "..."}',
     )
-    def report(self, report: IncidentReport) -> None:
+    def report(self, *args: Any) -> None:
+        try:
+            report = parse_control_input(Control.REPORT, args)
+        except ControlInputError as err:
+            self._refused(Control.REPORT, claimed_actor(args[0] if args else None), str(err))
+            return
+        assert isinstance(report, IncidentReport)
         self.s.report_count += 1
         if len(self.s.reports) < MAX_KEPT_REPORTS:
             self.s.reports.append(report)
             self._audit(
-                "reported" if self.s.report_count == 1 else "report_joined",
+                AuditAction.REPORTED if self.s.report_count == 1 else AuditAction.REPORT_JOINED,
                 actor=report.source,
                 details={"failure_type": str(report.failure_type or ""), "message": report.message},
             )
 
-    @workflow.signal(
-        name=Names.APPROVE,
-        description='Approve a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "error rate flat"}',
+    approve_signal = _signal_handler(
+        Control.APPROVE,
+        'Approve a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "error rate flat"}',
     )
-    def approve_signal(self, arg: ApprovalInput) -> None:
-        self._signal(Names.APPROVE, arg)
-
-    @workflow.signal(
-        name=Names.REJECT,
-        description='Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
+    reject_signal = _signal_handler(
+        Control.REJECT, 'Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}'
     )
-    def reject_signal(self, arg: ApprovalInput) -> None:
-        self._signal(Names.REJECT, arg)
-
-    @workflow.signal(
-        name=Names.PAUSE, description='Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
+    pause_signal = _signal_handler(
+        Control.PAUSE, 'Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
     )
-    def pause_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.PAUSE, arg)
-
-    @workflow.signal(
-        name=Names.RESUME, description='Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
+    resume_signal = _signal_handler(
+        Control.RESUME, 'Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
     )
-    def resume_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.RESUME, arg)
-
-    @workflow.signal(
-        name=Names.ABORT,
-        description='Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
+    abort_signal = _signal_handler(
+        Control.ABORT,
+        'Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
     )
-    def abort_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.ABORT, arg)
-
-    @workflow.signal(
-        name=Names.PROMOTE,
-        description='Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}',
+    promote_signal = _signal_handler(
+        Control.PROMOTE, 'Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}'
     )
-    def promote_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.PROMOTE, arg)
-
-    @workflow.signal(
-        name=Names.FORCE_TIER,
-        description='Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
+    force_tier_signal = _signal_handler(
+        Control.FORCE_TIER,
+        'Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
     )
-    def force_tier_signal(self, arg: ForceTierInput) -> None:
-        self._signal(Names.FORCE_TIER, arg)
-
-    @workflow.signal(
-        name=Names.DECLARE_REMEDIATED,
-        description='The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "rolled back deploy"}',
+    declare_remediated_signal = _signal_handler(
+        Control.DECLARE_REMEDIATED,
+        'The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "rolled back deploy"}',
     )
-    def declare_remediated_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.DECLARE_REMEDIATED, arg)
+    note_signal = _signal_handler(Control.NOTE, 'Add a note to the incident. JSON: {"author": "alice", "text": "..."}')
 
-    @workflow.signal(
-        name=Names.NOTE, description='Add a note to the incident. JSON: {"author": "alice", "text": "..."}'
+    # updates: same rules, but a refusal answers the caller and leaves no trace
+    approve_update = _update_handler(
+        Control.APPROVE,
+        "Approve a pending gate; refused with a reason if the gate is not pending or the approver is not allowed. "
+        'JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
     )
-    def note_signal(self, arg: NoteInput) -> None:
-        self._signal(Names.NOTE, arg)
-
-    # updates: same rules, but a refusal answers the caller and leaves no trace ------------------
-    @workflow.update(
-        name=Names.APPROVE,
-        description='Approve a pending gate; refused with a reason if the gate is not pending or the approver is not allowed. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
+    reject_update = _update_handler(
+        Control.REJECT, 'Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}'
     )
-    def approve_update(self, arg: ApprovalInput) -> ControlResult:
-        return self._result(True, self._apply(Names.APPROVE, arg))
-
-    @approve_update.validator
-    def _v_approve(self, arg: ApprovalInput) -> None:
-        self._validate(Names.APPROVE, arg)
-
-    @workflow.update(
-        name=Names.REJECT,
-        description='Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
+    pause_update = _update_handler(
+        Control.PAUSE, 'Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
     )
-    def reject_update(self, arg: ApprovalInput) -> ControlResult:
-        return self._result(True, self._apply(Names.REJECT, arg))
-
-    @reject_update.validator
-    def _v_reject(self, arg: ApprovalInput) -> None:
-        self._validate(Names.REJECT, arg)
-
-    @workflow.update(
-        name=Names.PAUSE, description='Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
+    resume_update = _update_handler(
+        Control.RESUME, 'Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
     )
-    def pause_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.PAUSE, arg))
-
-    @pause_update.validator
-    def _v_pause(self, arg: ControlInput) -> None:
-        self._validate(Names.PAUSE, arg)
-
-    @workflow.update(
-        name=Names.RESUME, description='Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
+    abort_update = _update_handler(
+        Control.ABORT,
+        'Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
     )
-    def resume_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.RESUME, arg))
-
-    @resume_update.validator
-    def _v_resume(self, arg: ControlInput) -> None:
-        self._validate(Names.RESUME, arg)
-
-    @workflow.update(
-        name=Names.ABORT,
-        description='Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
+    promote_update = _update_handler(
+        Control.PROMOTE, 'Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}'
     )
-    def abort_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.ABORT, arg))
-
-    @abort_update.validator
-    def _v_abort(self, arg: ControlInput) -> None:
-        self._validate(Names.ABORT, arg)
-
-    @workflow.update(
-        name=Names.PROMOTE,
-        description='Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}',
+    force_tier_update = _update_handler(
+        Control.FORCE_TIER,
+        'Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
     )
-    def promote_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.PROMOTE, arg))
-
-    @promote_update.validator
-    def _v_promote(self, arg: ControlInput) -> None:
-        self._validate(Names.PROMOTE, arg)
-
-    @workflow.update(
-        name=Names.FORCE_TIER,
-        description='Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
+    declare_remediated_update = _update_handler(
+        Control.DECLARE_REMEDIATED,
+        'The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "..."}',
     )
-    def force_tier_update(self, arg: ForceTierInput) -> ControlResult:
-        return self._result(True, self._apply(Names.FORCE_TIER, arg))
-
-    @force_tier_update.validator
-    def _v_force_tier(self, arg: ForceTierInput) -> None:
-        self._validate(Names.FORCE_TIER, arg)
-
-    @workflow.update(
-        name=Names.DECLARE_REMEDIATED,
-        description='The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "..."}',
-    )
-    def declare_remediated_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.DECLARE_REMEDIATED, arg))
-
-    @declare_remediated_update.validator
-    def _v_declare_remediated(self, arg: ControlInput) -> None:
-        self._validate(Names.DECLARE_REMEDIATED, arg)
-
-    @workflow.update(
-        name=Names.NOTE, description='Add a note to the incident. JSON: {"author": "alice", "text": "..."}'
-    )
-    def note_update(self, arg: NoteInput) -> ControlResult:
-        return self._result(True, self._apply(Names.NOTE, arg))
-
-    @note_update.validator
-    def _v_note(self, arg: NoteInput) -> None:
-        self._validate(Names.NOTE, arg)
+    note_update = _update_handler(Control.NOTE, 'Add a note to the incident. JSON: {"author": "alice", "text": "..."}')
 
     @workflow.query(
-        name=Names.STATE,
+        name=Control.STATE,
         description="The whole incident: phase, tier, degradation, ramp, pending gates, timeline and audit trail.",
     )
     def state(self) -> IncidentState:

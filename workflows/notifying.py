@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, NotifyInput, NotifyResult
+    from governor.audit import AuditAction
     from governor.decisions import audiences_for, status_component
     from governor.enums import NotificationAudience
     from governor.incident import NotificationRecord
@@ -31,7 +32,7 @@ class Notifying(Bookkeeping):
 
     def _escalate(self, why: str) -> None:
         assert self.policy
-        self._audit("escalated", details={"reason": why})
+        self._audit(AuditAction.ESCALATED, details={"reason": why})
         self._notify(
             f"escalation:{len(self.s.audit)}",
             self.policy.notifications.escalation,
@@ -100,14 +101,14 @@ class Notifying(Bookkeeping):
             )
         except ActivityError as err:
             record.error = str(err.cause or err)
-            self._audit("notification_failed", details={"key": record.idempotency_key, "error": record.error})
+            self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
             return
         delivered = [d.delivered_at for d in result.deliveries if d.delivered_at is not None]
         record.sent_at = max(delivered) if delivered else workflow.now()
         record.ok = result.ok
         record.error = "; ".join(f"{d.channel}: {d.error}" for d in result.deliveries if not d.ok)
         if not result.ok:
-            self._audit("notification_failed", details={"key": record.idempotency_key, "error": record.error})
+            self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
 
     async def _drain_notifications(self) -> None:
         pending = [t for t in self._notifications if not t.done()]

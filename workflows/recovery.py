@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForHealthyInput,
         WaitForHealthyResult,
     )
+    from governor.audit import AuditAction
     from governor.decisions import Verdict, judge_ramp_step, pick_tier, status_component
     from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase, Severity
     from governor.incident import (
@@ -137,7 +138,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
                 within=timedelta(seconds=120),
             )
         if not result.confirmed:
-            self._audit("false_alarm", details={"reason": result.reason})
+            self._audit(AuditAction.FALSE_ALARM, details={"reason": result.reason})
             self.s.outcome = "false_alarm"
             self._close()
             return
@@ -149,7 +150,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         self.s.detected_at = workflow.now()
         self.s.failed_tier = self.policy.failed_tier(self.s.dependency)
         self._audit(
-            "failure_confirmed",
+            AuditAction.FAILURE_CONFIRMED,
             details={
                 "failure_type": str(self.s.failure_type),
                 "severity": str(self.s.severity),
@@ -166,7 +167,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             f"open breaker {self.s.failed_tier}",
             breaker=BreakerChange(tier=self.s.failed_tier, mode="open"),
         )
-        self._audit("breaker_opened", details={"tier": str(self.s.failed_tier)})
+        self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(self.s.failed_tier)})
         self.s.phase = RecoveryPhase.FALLBACK_ACTIVE
 
     async def fall_back(self) -> None:
@@ -200,7 +201,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             "dependencies": evidence.dependencies,
             "probes": [p.model_dump(mode="json") for p in evidence.probes[:10]],
         }
-        self._audit("evidence_gathered", details={"summary": evidence.summary})
+        self._audit(AuditAction.EVIDENCE_GATHERED, details={"summary": evidence.summary})
         self.s.phase = RecoveryPhase.REMEDIATION
 
     async def remediate(self) -> None:
@@ -252,13 +253,13 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             if probing is not None and not probing.done():
                 probing.cancel()
         if self.s.remediated_by is not None:
-            self._audit("remediation_declared", actor=self.s.remediated_by)
+            self._audit(AuditAction.REMEDIATION_DECLARED, actor=self.s.remediated_by)
             self.s.remediated_by = None
         else:
             assert probing is not None
             healthy = probing.result()
             self._audit(
-                "primary_healthy",
+                AuditAction.PRIMARY_HEALTHY,
                 details={"consecutive_passes": healthy.consecutive_passes, "probes": healthy.probes},
             )
         self.s.awaiting_human = False
@@ -280,7 +281,9 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             within=timedelta(minutes=5),
         )
         self.s.validation = result.result.model_dump(mode="json")
-        self._audit("validation", details={"verdict": str(result.result.verdict), "reason": result.result.reason})
+        self._audit(
+            AuditAction.VALIDATION, details={"verdict": str(result.result.verdict), "reason": result.result.reason}
+        )
         if result.result.verdict is not Verdict.PASS:
             self.s.phase = RecoveryPhase.REMEDIATION
             return
@@ -308,7 +311,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
                     if not self.policy.approvals.is_gated("promote") or await self._await_gate(
                         "promote", f"skip to 100 % (asked by {actor})", requested_by=actor
                     ):
-                        self._audit("promoted", actor=actor, details={"from_percent": self.s.ramp_percent})
+                        self._audit(AuditAction.PROMOTED, actor=actor, details={"from_percent": self.s.ramp_percent})
                         self.s.ramp_step, self.s.soak_started_at = len(steps) - 1, None
                 step = steps[self.s.ramp_step]
                 if self.s.soak_started_at is None:  # a new step (a continued run resumes its soak instead)
@@ -349,7 +352,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         self.s.ramp_percent = 100
         self.s.recovered_at = workflow.now()
         self.s.outcome = "recovered"
-        self._audit("restored", details={"attempts": self.s.attempt})
+        self._audit(AuditAction.RESTORED, details={"attempts": self.s.attempt})
         notified = {n.audience for n in self.s.notifications}
         self._notify(
             "resolved", sorted(notified), f"{self.s.service} recovered", "Primary restored; incident resolved."
@@ -361,7 +364,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         self._enter(RecoveryPhase.POST_MORTEM)
         await self._drain_notifications()
         self.s.closed_at = workflow.now()
-        self._audit("closed", details={"outcome": self.s.outcome})
+        self._audit(AuditAction.CLOSED, details={"outcome": self.s.outcome})
         result = await self._act(
             Activity.WRITE_POSTMORTEM,
             PostmortemInput(state=self.s, policy=self.policy),
@@ -412,7 +415,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             self.s.soak_passes += judgement.verdict is Verdict.PASS
             elapsed = (workflow.now() - started).total_seconds()
             if elapsed >= soak_s and self.s.soak_passes > 0:
-                self._audit("ramp_step_passed", details={"percent": percent, **judgement.metrics})
+                self._audit(AuditAction.RAMP_STEP_PASSED, details={"percent": percent, **judgement.metrics})
                 return
             if elapsed >= 3 * max(soak_s, ramp.sample_interval_s) and not stalled_told:
                 stalled_told = True
@@ -431,7 +434,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         self.s.rollbacks.append(record)
         fallback = self._last_fallback_tier()
         await self._pin(fallback, reason=f"rollback: {rb.reason}")
-        self._audit("rolled_back", actor=rb.actor, details=record.model_dump(mode="json"))
+        self._audit(AuditAction.ROLLED_BACK, actor=rb.actor, details=record.model_dump(mode="json"))
         self.s.attempt += 1
         if rb.needs_human:
             self.s.awaiting_human = True  # on-call said no: only a human decides when to try again
@@ -484,7 +487,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             breaker=BreakerChange(tier=self.s.failed_tier, mode="auto"),
         )
         self.s.ramp_percent = percent
-        self._audit("ramp_step", details={"percent": percent, "attempt": self.s.attempt})
+        self._audit(AuditAction.RAMP_STEP, details={"percent": percent, "attempt": self.s.attempt})
         self._publish()
 
     async def _apply_forced_tier(self) -> None:
@@ -492,7 +495,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             return
         tier, self.s.forced_tier = self.s.forced_tier, None
         await self._pin(tier, reason="forced by on-call")
-        self._audit("tier_forced", details={"tier": str(tier)})
+        self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 
     async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:
         assert self.policy
@@ -520,7 +523,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             context=context,
         )
         self.s.pending_gates.append(pending)
-        self._audit("approval_requested", actor=requested_by, details={"gate": gate, "context": context})
+        self._audit(AuditAction.APPROVAL_REQUESTED, actor=requested_by, details={"gate": gate, "context": context})
         self._publish()
         self._notify(
             f"approval_requested:{gate}",
@@ -567,7 +570,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 # Bad configuration: say so in the incident, tell on-call, and fail loudly rather than guess.
-                self._audit("activity_failed", details={"activity": name, "error": str(cause)})
+                self._audit(AuditAction.ACTIVITY_FAILED, details={"activity": name, "error": str(cause)})
                 if self.policy is not None:
                     self._notify(
                         f"failed:{name}", [NotificationAudience.ONCALL], f"{self.s.service}: {name} failed", str(cause)
