@@ -5,11 +5,49 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 GENESIS = "0" * 64
+
+
+class AuditAction(StrEnum):
+    """What an audit entry records. Stored as its string value, so older trails (and their hashes) still verify."""
+
+    PHASE = "phase"
+    TIER = "tier"
+    REPORTED = "reported"
+    REPORT_JOINED = "report_joined"
+    FAILURE_CONFIRMED = "failure_confirmed"
+    FALSE_ALARM = "false_alarm"
+    BREAKER_OPENED = "breaker_opened"
+    EVIDENCE_GATHERED = "evidence_gathered"
+    PRIMARY_HEALTHY = "primary_healthy"
+    REMEDIATION_DECLARED = "remediation_declared"
+    VALIDATION = "validation"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RAMP_STEP = "ramp_step"
+    RAMP_STEP_PASSED = "ramp_step_passed"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    RESTORED = "restored"
+    CLOSED = "closed"
+    ESCALATED = "escalated"
+    NOTIFICATION_FAILED = "notification_failed"
+    ACTIVITY_FAILED = "activity_failed"
+    TIER_FORCED = "tier_forced"
+    NOTE = "note"
+    REFUSED = "refused"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    PROMOTE = "promote"
+    FORCE_TIER = "force_tier"
+    DECLARE_REMEDIATED = "declare_remediated"
 
 
 class AuditEntry(BaseModel):

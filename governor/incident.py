@@ -5,12 +5,14 @@ Plain pydantic models (no Temporal import), shared by the workflow, the client S
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from governor.audit import AuditEntry
+from governor.controls import Control
 from governor.enums import (
     DegradationLevel,
     FailureType,
@@ -25,20 +27,8 @@ WORKFLOW_NAME = "IncidentRecoveryWorkflow"
 DEFAULT_TASK_QUEUE = "fallback-governor"
 
 
-class Names:
-    """Signal, update and query names: the Temporal UI and `temporal workflow signal|update` use these."""
-
-    REPORT = "report"
-    APPROVE = "approve"
-    REJECT = "reject"
-    PAUSE = "pause"
-    RESUME = "resume"
-    ABORT = "abort"
-    PROMOTE = "promote"
-    FORCE_TIER = "force_tier"
-    DECLARE_REMEDIATED = "declare_remediated"
-    NOTE = "note"
-    STATE = "state"
+Names = Control
+"""The controls' names (kept under their old name for the CLI, the SDK and saved histories)."""
 
 
 def incident_id(service: str, dependency: str) -> str:
@@ -49,47 +39,111 @@ def incident_id(service: str, dependency: str) -> str:
 class IncidentReport(BaseModel):
     """A failure report from a service, a watchdog, Alertmanager or on-call."""
 
-    service: str = Field(min_length=1)
-    dependency: str = Field(min_length=1)
+    service: str = Field(min_length=1, max_length=200)
+    dependency: str = Field(min_length=1, max_length=200)
     failure_type: FailureType | None = None
     severity: Severity | None = None
-    source: str = "client"
-    message: str = ""
-    metrics: dict[str, float] = Field(default_factory=dict)
+    source: str = Field(default="client", max_length=200)
+    message: str = Field(default="", max_length=4000)
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     reported_at: datetime | None = None
-    dedup_key: str | None = None
+    dedup_key: str | None = Field(default=None, max_length=500)
     manual: bool = False
     """On-call's deliberate failover (maintenance, a known-bad model): detection records it without re-probing."""
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+"""Who sent a control: not blank, at most 128 characters."""
+Reason = Annotated[str, StringConstraints(max_length=2000)]
+GateName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+MAX_CONTROL_BYTES = 16 * 1024
+"""A control's input as JSON may be at most this long; larger input is refused before it is parsed."""
 
 
 class ApprovalInput(BaseModel):
     """Approve or reject one pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}."""
 
-    gate: str
-    approver: str
-    reason: str = ""
+    gate: GateName
+    approver: Name
+    reason: Reason = ""
 
 
 class ControlInput(BaseModel):
     """pause / resume / abort / promote / declare_remediated. JSON: {"actor": "alice", "reason": "..."}."""
 
-    actor: str
-    reason: str = ""
+    actor: Name
+    reason: Reason = ""
 
 
 class ForceTierInput(BaseModel):
     """Manual override. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}."""
 
     tier: FallbackTier
-    actor: str
-    reason: str = ""
+    actor: Name
+    reason: Reason = ""
 
 
 class NoteInput(BaseModel):
     """Add a note to the incident. JSON: {"author": "alice", "text": "..."}."""
 
-    author: str
-    text: str = Field(min_length=1)
+    author: Name
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+
+
+class ControlInputError(ValueError):
+    """A control's input that cannot be used; the message names what is wrong."""
+
+
+def parse_control_input(control: Control | str, args: tuple[Any, ...] | list[Any]) -> BaseModel:
+    """A control's raw arguments (as decoded from the payloads, any shape) parsed into its input model.
+
+    Raises ControlInputError naming what is wrong: no input, more than one, not a JSON object, too large, or the
+    fields that do not validate (the input's values are never echoed, so a huge one cannot bloat the audit).
+    """
+    control = Control(control)
+    model = CONTROL_INPUTS[control]
+    example = (model.__doc__ or "").split("JSON: ", 1)[-1].rstrip(".")
+    if not args:
+        raise ControlInputError(f"{control} needs input: {example}; got none")
+    if len(args) > 1:
+        raise ControlInputError(f"{control} takes one JSON object: {example}; got {len(args)} inputs")
+    raw = args[0]
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump(mode="json")
+    if not isinstance(raw, dict):
+        got = "null" if raw is None else type(raw).__name__
+        if isinstance(raw, str | bytes | list):
+            got += f" of length {len(raw)}"
+        raise ControlInputError(f"{control} needs a JSON object: {example}; got {got}")
+    try:
+        size = len(json.dumps(raw, default=str))
+    except (TypeError, ValueError) as err:
+        raise ControlInputError(f"{control} input is not JSON: {err}") from None
+    if size > MAX_CONTROL_BYTES:
+        fields = sorted(raw, key=lambda k: len(json.dumps(raw[k], default=str)), reverse=True)
+        raise ControlInputError(
+            f"{control} input is {size} bytes (limit {MAX_CONTROL_BYTES}); largest field: {str(fields[0])[:64]!r}"
+        )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'input'}: {e['msg']}" for e in err.errors(include_input=False)
+        )
+        raise ControlInputError(f"{control} input is invalid: {problems[:1000]}") from None
+
+
+def claimed_actor(raw: Any) -> str:
+    """Who a refused control's input says it is from (for the audit), without trusting its shape."""
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    if isinstance(raw, dict):
+        for key in ("approver", "actor", "author", "source"):
+            value = raw.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:64]
+    return "unknown"
 
 
 class PendingGate(BaseModel):
@@ -227,3 +281,18 @@ class RecoveryInput(BaseModel):
     """The policy snapshot, carried across continue-as-new so the incident keeps the policy it started with."""
     history_limit: int = Field(default=10_000, ge=100)
     """Continue as new past this many history events (well before Temporal's 50k limit) or when the server suggests."""
+
+
+CONTROL_INPUTS: dict[Control, type[BaseModel]] = {
+    Control.REPORT: IncidentReport,
+    Control.APPROVE: ApprovalInput,
+    Control.REJECT: ApprovalInput,
+    Control.PAUSE: ControlInput,
+    Control.RESUME: ControlInput,
+    Control.ABORT: ControlInput,
+    Control.PROMOTE: ControlInput,
+    Control.FORCE_TIER: ForceTierInput,
+    Control.DECLARE_REMEDIATED: ControlInput,
+    Control.NOTE: NoteInput,
+}
+"""Each control's input model (what `parse_control_input` validates against)."""

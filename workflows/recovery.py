@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from governor import search_attributes as sa
     from governor.actions import (
         Activity,
         BreakerChange,
@@ -30,8 +29,6 @@ with workflow.unsafe.imports_passed_through():
         GatewayChange,
         GatewayChangeResult,
         LoadPolicyInput,
-        NotifyInput,
-        NotifyResult,
         PostmortemInput,
         PostmortemResult,
         ReadStatsInput,
@@ -42,39 +39,27 @@ with workflow.unsafe.imports_passed_through():
         WaitForHealthyInput,
         WaitForHealthyResult,
     )
-    from governor.audit import append_entry
-    from governor.decisions import Verdict, audiences_for, judge_ramp_step, pick_tier, status_component
+    from governor.audit import AuditAction
+    from governor.decisions import Verdict, judge_ramp_step, pick_tier, status_component
     from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase, Severity
     from governor.incident import (
         WORKFLOW_NAME,
-        ApprovalInput,
-        ControlInput,
-        ControlResult,
-        Decision,
-        ForceTierInput,
-        IncidentReport,
         IncidentState,
-        Names,
-        NoteInput,
-        NotificationRecord,
         PendingGate,
-        PhaseSpan,
         RecoveryInput,
         RollbackRecord,
-        TierSpan,
         incident_id,
     )
     from governor.models import StatsWindow, TierStats
     from governor.policy import ServicePolicy
 
+from workflows.controls import Controls
+from workflows.notifying import Notifying
+from workflows.waits import EscalatingWait, wait_until
+
 M = TypeVar("M", bound=BaseModel)
 
-MAX_KEPT_REPORTS = 20
-
 QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=5
-)
 
 
 class RollbackNow(Exception):
@@ -88,7 +73,7 @@ class RollbackNow(Exception):
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow:
+class IncidentRecoveryWorkflow(Controls, Notifying):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
@@ -153,7 +138,7 @@ class IncidentRecoveryWorkflow:
                 within=timedelta(seconds=120),
             )
         if not result.confirmed:
-            self._audit("false_alarm", details={"reason": result.reason})
+            self._audit(AuditAction.FALSE_ALARM, details={"reason": result.reason})
             self.s.outcome = "false_alarm"
             self._close()
             return
@@ -165,7 +150,7 @@ class IncidentRecoveryWorkflow:
         self.s.detected_at = workflow.now()
         self.s.failed_tier = self.policy.failed_tier(self.s.dependency)
         self._audit(
-            "failure_confirmed",
+            AuditAction.FAILURE_CONFIRMED,
             details={
                 "failure_type": str(self.s.failure_type),
                 "severity": str(self.s.severity),
@@ -182,7 +167,7 @@ class IncidentRecoveryWorkflow:
             f"open breaker {self.s.failed_tier}",
             breaker=BreakerChange(tier=self.s.failed_tier, mode="open"),
         )
-        self._audit("breaker_opened", details={"tier": str(self.s.failed_tier)})
+        self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(self.s.failed_tier)})
         self.s.phase = RecoveryPhase.FALLBACK_ACTIVE
 
     async def fall_back(self) -> None:
@@ -216,7 +201,7 @@ class IncidentRecoveryWorkflow:
             "dependencies": evidence.dependencies,
             "probes": [p.model_dump(mode="json") for p in evidence.probes[:10]],
         }
-        self._audit("evidence_gathered", details={"summary": evidence.summary})
+        self._audit(AuditAction.EVIDENCE_GATHERED, details={"summary": evidence.summary})
         self.s.phase = RecoveryPhase.REMEDIATION
 
     async def remediate(self) -> None:
@@ -244,24 +229,22 @@ class IncidentRecoveryWorkflow:
         escalate_after = self.policy.remediation.escalate_after_s or (
             60.0 * (self.s.failure_type.typical_recovery_minutes if self.s.failure_type else 5)
         )
-        deadline = workflow.now() + timedelta(seconds=escalate_after)
+        waiting = EscalatingWait(
+            timedelta(seconds=escalate_after),
+            lambda: self._escalate(f"the primary is still down after {escalate_after:.0f} s of remediation"),
+        )
         try:
             while True:
-                done = await self._wait(
+                await waiting.until(
                     lambda: (
                         (probing is not None and probing.done())
                         or self.s.remediated_by is not None
                         or self.s.forced_tier is not None
                         or self._history_too_long()
-                    ),
-                    deadline,
+                    )
                 )
                 if self._history_too_long():  # a long outage or an alert storm: carry on in a fresh run
                     await self._continue_as_new()
-                if not done:
-                    self._escalate(f"the primary is still down after {escalate_after:.0f} s of remediation")
-                    deadline = workflow.now() + timedelta(seconds=escalate_after)
-                    continue
                 if self.s.forced_tier is not None:
                     await self._apply_forced_tier()
                     continue
@@ -270,13 +253,13 @@ class IncidentRecoveryWorkflow:
             if probing is not None and not probing.done():
                 probing.cancel()
         if self.s.remediated_by is not None:
-            self._audit("remediation_declared", actor=self.s.remediated_by)
+            self._audit(AuditAction.REMEDIATION_DECLARED, actor=self.s.remediated_by)
             self.s.remediated_by = None
         else:
             assert probing is not None
             healthy = probing.result()
             self._audit(
-                "primary_healthy",
+                AuditAction.PRIMARY_HEALTHY,
                 details={"consecutive_passes": healthy.consecutive_passes, "probes": healthy.probes},
             )
         self.s.awaiting_human = False
@@ -298,7 +281,9 @@ class IncidentRecoveryWorkflow:
             within=timedelta(minutes=5),
         )
         self.s.validation = result.result.model_dump(mode="json")
-        self._audit("validation", details={"verdict": str(result.result.verdict), "reason": result.result.reason})
+        self._audit(
+            AuditAction.VALIDATION, details={"verdict": str(result.result.verdict), "reason": result.result.reason}
+        )
         if result.result.verdict is not Verdict.PASS:
             self.s.phase = RecoveryPhase.REMEDIATION
             return
@@ -326,7 +311,7 @@ class IncidentRecoveryWorkflow:
                     if not self.policy.approvals.is_gated("promote") or await self._await_gate(
                         "promote", f"skip to 100 % (asked by {actor})", requested_by=actor
                     ):
-                        self._audit("promoted", actor=actor, details={"from_percent": self.s.ramp_percent})
+                        self._audit(AuditAction.PROMOTED, actor=actor, details={"from_percent": self.s.ramp_percent})
                         self.s.ramp_step, self.s.soak_started_at = len(steps) - 1, None
                 step = steps[self.s.ramp_step]
                 if self.s.soak_started_at is None:  # a new step (a continued run resumes its soak instead)
@@ -367,7 +352,7 @@ class IncidentRecoveryWorkflow:
         self.s.ramp_percent = 100
         self.s.recovered_at = workflow.now()
         self.s.outcome = "recovered"
-        self._audit("restored", details={"attempts": self.s.attempt})
+        self._audit(AuditAction.RESTORED, details={"attempts": self.s.attempt})
         notified = {n.audience for n in self.s.notifications}
         self._notify(
             "resolved", sorted(notified), f"{self.s.service} recovered", "Primary restored; incident resolved."
@@ -379,7 +364,7 @@ class IncidentRecoveryWorkflow:
         self._enter(RecoveryPhase.POST_MORTEM)
         await self._drain_notifications()
         self.s.closed_at = workflow.now()
-        self._audit("closed", details={"outcome": self.s.outcome})
+        self._audit(AuditAction.CLOSED, details={"outcome": self.s.outcome})
         result = await self._act(
             Activity.WRITE_POSTMORTEM,
             PostmortemInput(state=self.s, policy=self.policy),
@@ -397,7 +382,7 @@ class IncidentRecoveryWorkflow:
         started = self.s.soak_started_at or workflow.now()
         stalled_told = False
         while True:
-            await self._wait(
+            await wait_until(
                 lambda: self.s.abort_requested_by is not None or self.s.promote_requested_by is not None,
                 workflow.now() + timedelta(seconds=ramp.sample_interval_s),
             )
@@ -430,7 +415,7 @@ class IncidentRecoveryWorkflow:
             self.s.soak_passes += judgement.verdict is Verdict.PASS
             elapsed = (workflow.now() - started).total_seconds()
             if elapsed >= soak_s and self.s.soak_passes > 0:
-                self._audit("ramp_step_passed", details={"percent": percent, **judgement.metrics})
+                self._audit(AuditAction.RAMP_STEP_PASSED, details={"percent": percent, **judgement.metrics})
                 return
             if elapsed >= 3 * max(soak_s, ramp.sample_interval_s) and not stalled_told:
                 stalled_told = True
@@ -449,7 +434,7 @@ class IncidentRecoveryWorkflow:
         self.s.rollbacks.append(record)
         fallback = self._last_fallback_tier()
         await self._pin(fallback, reason=f"rollback: {rb.reason}")
-        self._audit("rolled_back", actor=rb.actor, details=record.model_dump(mode="json"))
+        self._audit(AuditAction.ROLLED_BACK, actor=rb.actor, details=record.model_dump(mode="json"))
         self.s.attempt += 1
         if rb.needs_human:
             self.s.awaiting_human = True  # on-call said no: only a human decides when to try again
@@ -502,7 +487,7 @@ class IncidentRecoveryWorkflow:
             breaker=BreakerChange(tier=self.s.failed_tier, mode="auto"),
         )
         self.s.ramp_percent = percent
-        self._audit("ramp_step", details={"percent": percent, "attempt": self.s.attempt})
+        self._audit(AuditAction.RAMP_STEP, details={"percent": percent, "attempt": self.s.attempt})
         self._publish()
 
     async def _apply_forced_tier(self) -> None:
@@ -510,7 +495,7 @@ class IncidentRecoveryWorkflow:
             return
         tier, self.s.forced_tier = self.s.forced_tier, None
         await self._pin(tier, reason="forced by on-call")
-        self._audit("tier_forced", details={"tier": str(tier)})
+        self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 
     async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:
         assert self.policy
@@ -538,7 +523,7 @@ class IncidentRecoveryWorkflow:
             context=context,
         )
         self.s.pending_gates.append(pending)
-        self._audit("approval_requested", actor=requested_by, details={"gate": gate, "context": context})
+        self._audit(AuditAction.APPROVAL_REQUESTED, actor=requested_by, details={"gate": gate, "context": context})
         self._publish()
         self._notify(
             f"approval_requested:{gate}",
@@ -546,478 +531,21 @@ class IncidentRecoveryWorkflow:
             f"{self.s.service}: approval needed for {gate}",
             f"{context}. Approve: governor approve {self.s.incident_id} --gate {gate} --reason '...'",
         )
-        while not await self._wait(lambda: self.s.pending(gate) is None, pending.deadline):
-            pending.escalated = True
-            pending.deadline = workflow.now() + timeout
+
+        def overdue() -> None:
+            pending.escalated, pending.deadline = True, waiting.deadline
             self._escalate(f"approval for {gate} has waited longer than {timeout.total_seconds():.0f} s")
+
+        waiting = EscalatingWait(timeout, overdue, deadline=pending.deadline)
+        await waiting.until(lambda: self.s.pending(gate) is None)
         decision = next(d for d in reversed(self.s.decisions) if d.gate == gate)
         self._publish()
         return decision.approved
-
-    async def _wait(self, done: Callable[[], bool], deadline: datetime) -> bool:
-        """Wait for `done` or the deadline; False when the deadline passed first."""
-        remaining = (deadline - workflow.now()).total_seconds()
-        if remaining <= 0:
-            return done()
-        try:
-            await workflow.wait_condition(done, timeout=remaining)
-        except TimeoutError:
-            return done()
-        return True
 
     async def _hold_while_paused(self) -> None:
         if self.s.paused:
             self._publish()
             await workflow.wait_condition(lambda: not self.s.paused)
-
-    # ------------------------------------------------------------------ controls: one rule per control
-    def _check(self, name: str, arg: Any) -> str | None:
-        """Why this control must be refused now, or None when it may proceed."""
-        assert self.policy or name == Names.NOTE
-        s = self.s
-        if s.closed_at is not None and name != Names.NOTE:
-            return f"incident {s.incident_id} is closed ({s.outcome})"
-        if name in (Names.APPROVE, Names.REJECT):
-            assert self.policy
-            pending = s.pending(arg.gate)
-            if pending is None:
-                waiting = ", ".join(g.gate for g in s.pending_gates) or "none"
-                return f"gate {arg.gate!r} is not pending (pending: {waiting})"
-            if arg.approver not in pending.approvers:
-                return f"{arg.approver!r} may not approve {arg.gate} (approvers: {', '.join(pending.approvers)})"
-            if self.policy.approvals.four_eyes and arg.approver == pending.requested_by:
-                return f"four-eyes rule: {arg.approver!r} requested {arg.gate} and cannot also decide it"
-            return None
-        if name == Names.PAUSE:
-            return "already paused" if s.paused else None
-        if name == Names.RESUME:
-            return None if s.paused else "not paused"
-        if name in (Names.ABORT, Names.PROMOTE):
-            if s.phase is not RecoveryPhase.GRADUAL_RESTORE:
-                return f"{name} applies to the ramp; the incident is in {s.phase}"
-            return None
-        if name == Names.FORCE_TIER:
-            assert self.policy
-            if arg.tier not in self.policy.tiers:
-                return f"tier {arg.tier} is not in {s.service}'s chain ({', '.join(self.policy.tiers)})"
-            if s.phase in (RecoveryPhase.DETECTION, RecoveryPhase.FULL_RESTORE, RecoveryPhase.POST_MORTEM):
-                return f"cannot force a tier during {s.phase}"
-            return None
-        if name == Names.DECLARE_REMEDIATED:
-            if s.phase not in (RecoveryPhase.REMEDIATION, RecoveryPhase.DIAGNOSIS, RecoveryPhase.FALLBACK_ACTIVE):
-                return f"declare_remediated applies before validation; the incident is in {s.phase}"
-            return None
-        return None
-
-    def _apply(self, name: str, arg: Any) -> str:
-        s, now = self.s, workflow.now()
-        if name in (Names.APPROVE, Names.REJECT):
-            approved = name == Names.APPROVE
-            s.pending_gates = [g for g in s.pending_gates if g.gate != arg.gate]
-            s.decisions.append(
-                Decision(gate=arg.gate, approved=approved, approver=arg.approver, reason=arg.reason, at=now)
-            )
-            self._audit(
-                "approved" if approved else "rejected",
-                actor=arg.approver,
-                details={"gate": arg.gate, "reason": arg.reason},
-            )
-            message = f"{arg.gate} {'approved' if approved else 'rejected'} by {arg.approver}"
-        elif name == Names.NOTE:
-            s.notes.append({"at": now.isoformat(), "author": arg.author, "text": arg.text})
-            self._audit("note", actor=arg.author, details={"text": arg.text})
-            message = "note added"
-        else:
-            actor = arg.actor
-            if name == Names.PAUSE:
-                s.paused = True
-            elif name == Names.RESUME:
-                s.paused = False
-            elif name == Names.ABORT:
-                s.abort_requested_by = actor
-            elif name == Names.PROMOTE:
-                s.promote_requested_by = actor
-            elif name == Names.FORCE_TIER:
-                s.forced_tier = arg.tier
-            elif name == Names.DECLARE_REMEDIATED:
-                s.remediated_by = actor
-            details = {"reason": arg.reason}
-            if name == Names.FORCE_TIER:
-                details["tier"] = str(arg.tier)
-            self._audit(name, actor=actor, details=details)
-            message = f"{name} accepted from {actor}"
-        self._publish()
-        return message
-
-    def _result(self, accepted: bool, message: str) -> ControlResult:
-        return ControlResult(
-            accepted=accepted,
-            message=message,
-            phase=self.s.phase,
-            tier=self.s.tier,
-            ramp_percent=self.s.ramp_percent,
-            pending_gates=[g.gate for g in self.s.pending_gates],
-        )
-
-    def _signal(self, name: str, arg: Any) -> None:
-        """A signal cannot answer; a refused one is recorded in the audit trail and changes nothing else."""
-        if self.policy is None and name != Names.NOTE:
-            self._audit("refused", actor=_actor(arg), details={"control": name, "reason": "policy not loaded yet"})
-            return
-        reason = self._check(name, arg)
-        if reason is not None:
-            self._audit("refused", actor=_actor(arg), details={"control": name, "reason": reason})
-            self._publish()
-            return
-        self._apply(name, arg)
-
-    def _validate(self, name: str, arg: Any) -> None:
-        if self.policy is None and name != Names.NOTE:
-            raise ValueError("the incident is still loading its policy; retry in a moment")
-        reason = self._check(name, arg)
-        if reason is not None:
-            raise ValueError(reason)
-
-    # signals ----------------------------------------------------------
-    @workflow.signal(
-        name=Names.REPORT,
-        description='A failure report joins this incident. JSON: {"service": "chat", "dependency": "primary-llm", "failure_type": "error_spike", "source": "ui", "message": "..."}',
-    )
-    def report(self, report: IncidentReport) -> None:
-        self.s.report_count += 1
-        if len(self.s.reports) < MAX_KEPT_REPORTS:
-            self.s.reports.append(report)
-            self._audit(
-                "reported" if self.s.report_count == 1 else "report_joined",
-                actor=report.source,
-                details={"failure_type": str(report.failure_type or ""), "message": report.message},
-            )
-
-    @workflow.signal(
-        name=Names.APPROVE,
-        description='Approve a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "error rate flat"}',
-    )
-    def approve_signal(self, arg: ApprovalInput) -> None:
-        self._signal(Names.APPROVE, arg)
-
-    @workflow.signal(
-        name=Names.REJECT,
-        description='Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
-    )
-    def reject_signal(self, arg: ApprovalInput) -> None:
-        self._signal(Names.REJECT, arg)
-
-    @workflow.signal(
-        name=Names.PAUSE, description='Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
-    )
-    def pause_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.PAUSE, arg)
-
-    @workflow.signal(
-        name=Names.RESUME, description='Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
-    )
-    def resume_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.RESUME, arg)
-
-    @workflow.signal(
-        name=Names.ABORT,
-        description='Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
-    )
-    def abort_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.ABORT, arg)
-
-    @workflow.signal(
-        name=Names.PROMOTE,
-        description='Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}',
-    )
-    def promote_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.PROMOTE, arg)
-
-    @workflow.signal(
-        name=Names.FORCE_TIER,
-        description='Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
-    )
-    def force_tier_signal(self, arg: ForceTierInput) -> None:
-        self._signal(Names.FORCE_TIER, arg)
-
-    @workflow.signal(
-        name=Names.DECLARE_REMEDIATED,
-        description='The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "rolled back deploy"}',
-    )
-    def declare_remediated_signal(self, arg: ControlInput) -> None:
-        self._signal(Names.DECLARE_REMEDIATED, arg)
-
-    @workflow.signal(
-        name=Names.NOTE, description='Add a note to the incident. JSON: {"author": "alice", "text": "..."}'
-    )
-    def note_signal(self, arg: NoteInput) -> None:
-        self._signal(Names.NOTE, arg)
-
-    # updates: same rules, but a refusal answers the caller and leaves no trace ------------------
-    @workflow.update(
-        name=Names.APPROVE,
-        description='Approve a pending gate; refused with a reason if the gate is not pending or the approver is not allowed. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
-    )
-    def approve_update(self, arg: ApprovalInput) -> ControlResult:
-        return self._result(True, self._apply(Names.APPROVE, arg))
-
-    @approve_update.validator
-    def _v_approve(self, arg: ApprovalInput) -> None:
-        self._validate(Names.APPROVE, arg)
-
-    @workflow.update(
-        name=Names.REJECT,
-        description='Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
-    )
-    def reject_update(self, arg: ApprovalInput) -> ControlResult:
-        return self._result(True, self._apply(Names.REJECT, arg))
-
-    @reject_update.validator
-    def _v_reject(self, arg: ApprovalInput) -> None:
-        self._validate(Names.REJECT, arg)
-
-    @workflow.update(
-        name=Names.PAUSE, description='Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
-    )
-    def pause_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.PAUSE, arg))
-
-    @pause_update.validator
-    def _v_pause(self, arg: ControlInput) -> None:
-        self._validate(Names.PAUSE, arg)
-
-    @workflow.update(
-        name=Names.RESUME, description='Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
-    )
-    def resume_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.RESUME, arg))
-
-    @resume_update.validator
-    def _v_resume(self, arg: ControlInput) -> None:
-        self._validate(Names.RESUME, arg)
-
-    @workflow.update(
-        name=Names.ABORT,
-        description='Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
-    )
-    def abort_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.ABORT, arg))
-
-    @abort_update.validator
-    def _v_abort(self, arg: ControlInput) -> None:
-        self._validate(Names.ABORT, arg)
-
-    @workflow.update(
-        name=Names.PROMOTE,
-        description='Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}',
-    )
-    def promote_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.PROMOTE, arg))
-
-    @promote_update.validator
-    def _v_promote(self, arg: ControlInput) -> None:
-        self._validate(Names.PROMOTE, arg)
-
-    @workflow.update(
-        name=Names.FORCE_TIER,
-        description='Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
-    )
-    def force_tier_update(self, arg: ForceTierInput) -> ControlResult:
-        return self._result(True, self._apply(Names.FORCE_TIER, arg))
-
-    @force_tier_update.validator
-    def _v_force_tier(self, arg: ForceTierInput) -> None:
-        self._validate(Names.FORCE_TIER, arg)
-
-    @workflow.update(
-        name=Names.DECLARE_REMEDIATED,
-        description='The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "..."}',
-    )
-    def declare_remediated_update(self, arg: ControlInput) -> ControlResult:
-        return self._result(True, self._apply(Names.DECLARE_REMEDIATED, arg))
-
-    @declare_remediated_update.validator
-    def _v_declare_remediated(self, arg: ControlInput) -> None:
-        self._validate(Names.DECLARE_REMEDIATED, arg)
-
-    @workflow.update(
-        name=Names.NOTE, description='Add a note to the incident. JSON: {"author": "alice", "text": "..."}'
-    )
-    def note_update(self, arg: NoteInput) -> ControlResult:
-        return self._result(True, self._apply(Names.NOTE, arg))
-
-    @note_update.validator
-    def _v_note(self, arg: NoteInput) -> None:
-        self._validate(Names.NOTE, arg)
-
-    @workflow.query(
-        name=Names.STATE,
-        description="The whole incident: phase, tier, degradation, ramp, pending gates, timeline and audit trail.",
-    )
-    def state(self) -> IncidentState:
-        return self.s
-
-    # ------------------------------------------------------------------ bookkeeping
-    def _audit(self, action: str, actor: str = "system", details: dict[str, Any] | None = None) -> None:
-        append_entry(
-            self.s.audit, at=workflow.now(), action=action, actor=actor, details=details, new_state=str(self.s.phase)
-        )
-
-    def _enter(self, phase: RecoveryPhase) -> None:
-        now = workflow.now()
-        if self.s.phases and self.s.phases[-1].phase is phase and self.s.phases[-1].left_at is None:
-            self._publish()
-            return
-        if self.s.phases and self.s.phases[-1].left_at is None:
-            self.s.phases[-1].left_at = now
-        previous = str(self.s.phases[-1].phase) if self.s.phases else ""
-        self.s.phases.append(PhaseSpan(phase=phase, entered_at=now))
-        self.s.phase = phase
-        append_entry(self.s.audit, at=now, action="phase", previous_state=previous, new_state=str(phase))
-        workflow.logger.info("phase %s", phase, extra={"incident_id": self.s.incident_id})
-        self._publish()
-
-    def _enter_tier(self, tier: FallbackTier, reason: str) -> None:
-        """Record a tier change; re-pinning the tier already serving (a rollback) is not a change."""
-        now = workflow.now()
-        previous = self.s.tier
-        if self.s.tiers and self.s.tiers[-1].left_at is None and self.s.tiers[-1].tier is tier:
-            self._publish()
-            return
-        if self.s.tiers and self.s.tiers[-1].left_at is None:
-            self.s.tiers[-1].left_at = now
-        self.s.tiers.append(TierSpan(tier=tier, entered_at=now, reason=reason))
-        self.s.tier = tier
-        append_entry(
-            self.s.audit,
-            at=now,
-            action="tier",
-            previous_state=str(previous),
-            new_state=str(tier),
-            details={"reason": reason},
-        )
-        self._publish()
-
-    def _close(self) -> None:
-        now = workflow.now()
-        if self.s.phases and self.s.phases[-1].left_at is None:
-            self.s.phases[-1].left_at = now
-        self.s.closed_at = now
-        self._publish()
-
-    def _publish(self) -> None:
-        """Search attributes and the Markdown 'current details' the Temporal UI shows.
-
-        Only attributes whose value changed are upserted: each upsert is a history event, and an incident publishes
-        at every step.
-        """
-        s = self.s
-        values: dict[str, tuple[SearchAttributeKey[Any], Any]] = {
-            sa.SERVICE.name: (sa.SERVICE, s.service),
-            sa.DEPENDENCY.name: (sa.DEPENDENCY, s.dependency),
-            sa.PHASE.name: (sa.PHASE, str(s.phase)),
-            sa.TIER.name: (sa.TIER, str(s.tier)),
-            sa.DEGRADATION.name: (sa.DEGRADATION, str(s.degradation_level)),
-            sa.AWAITING_APPROVAL.name: (sa.AWAITING_APPROVAL, s.awaiting_approval),
-            sa.RAMP_PERCENT.name: (sa.RAMP_PERCENT, s.ramp_percent),
-        }
-        if s.failure_type is not None:
-            values[sa.FAILURE_TYPE.name] = (sa.FAILURE_TYPE, str(s.failure_type))
-        if s.severity is not None:
-            values[sa.SEVERITY.name] = (sa.SEVERITY, str(s.severity))
-        updates: list[SearchAttributeUpdate[Any]] = [
-            key.value_set(value) for name, (key, value) in values.items() if self._published.get(name) != value
-        ]
-        if updates:
-            workflow.upsert_search_attributes(updates)
-            self._published.update({name: value for name, (_, value) in values.items()})
-        workflow.set_current_details(_details_markdown(s))
-
-    def _escalate(self, why: str) -> None:
-        assert self.policy
-        self._audit("escalated", details={"reason": why})
-        self._notify(
-            f"escalation:{len(self.s.audit)}",
-            self.policy.notifications.escalation,
-            f"{self.s.service}: escalation",
-            why,
-        )
-
-    def _notify_level(self, event: str, title: str) -> None:
-        audiences = audiences_for(self.s.degradation_level, self.s.severity)
-        message = (
-            f"{self.s.failure_type or 'failure'} on {self.s.dependency} ({self.s.severity}): {self.s.reason}. "
-            f"Serving from {self.s.tier}; degradation {self.s.degradation_level} "
-            f"({self.s.degradation_level.feature_availability:.0%} of features)."
-        )
-        self._notify(event, audiences, title, message)
-
-    def _notify(self, event: str, audiences: list[NotificationAudience], title: str, message: str) -> None:
-        """Notify in the background: a slow channel never holds up the recovery, and every send is recorded."""
-        assert self.policy
-        for audience in audiences:
-            key = f"{self.s.incident_id}:{event}:{audience}"
-            if any(n.idempotency_key == key for n in self.s.notifications):
-                continue
-            channels = self.policy.notifications.routes.get(audience, [])
-            record = NotificationRecord(
-                audience=audience,
-                channel=",".join(c.type for c in channels) or "none",
-                event=event,
-                idempotency_key=key,
-                due_at=workflow.now() + timedelta(minutes=audience.sla_minutes, seconds=30),
-            )
-            self.s.notifications.append(record)
-            if not channels:
-                record.error = f"no channel configured for audience {audience}"
-                continue
-            notify = NotifyInput(
-                incident_id=self.s.incident_id,
-                event=event.split(":")[0],
-                audience=audience,
-                channels=channels,
-                severity=self.s.severity,
-                title=title,
-                message=message,
-                details={
-                    "service": self.s.service,
-                    "dependency": self.s.dependency,
-                    "phase": str(self.s.phase),
-                    "tier": str(self.s.tier),
-                    "degradation_level": str(self.s.degradation_level),
-                    "component": status_component(self.s.degradation_level),
-                },
-                idempotency_key=key,
-            )
-            self._notifications.append(asyncio.create_task(self._send(notify, record)))
-
-    async def _send(self, notify: NotifyInput, record: NotificationRecord) -> None:
-        try:
-            result = await workflow.execute_activity(
-                Activity.NOTIFY,
-                notify,
-                result_type=NotifyResult,
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=timedelta(seconds=15),
-                retry_policy=NOTIFY_RETRY,
-                summary=f"notify {notify.audience}: {notify.event}",
-            )
-        except ActivityError as err:
-            record.error = str(err.cause or err)
-            self._audit("notification_failed", details={"key": record.idempotency_key, "error": record.error})
-            return
-        delivered = [d.delivered_at for d in result.deliveries if d.delivered_at is not None]
-        record.sent_at = max(delivered) if delivered else workflow.now()
-        record.ok = result.ok
-        record.error = "; ".join(f"{d.channel}: {d.error}" for d in result.deliveries if not d.ok)
-        if not result.ok:
-            self._audit("notification_failed", details={"key": record.idempotency_key, "error": record.error})
-
-    async def _drain_notifications(self) -> None:
-        pending = [t for t in self._notifications if not t.done()]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        self._notifications = [t for t in self._notifications if not t.done()]
 
     async def _act(
         self,
@@ -1042,7 +570,7 @@ class IncidentRecoveryWorkflow:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 # Bad configuration: say so in the incident, tell on-call, and fail loudly rather than guess.
-                self._audit("activity_failed", details={"activity": name, "error": str(cause)})
+                self._audit(AuditAction.ACTIVITY_FAILED, details={"activity": name, "error": str(cause)})
                 if self.policy is not None:
                     self._notify(
                         f"failed:{name}", [NotificationAudience.ONCALL], f"{self.s.service}: {name} failed", str(cause)
@@ -1068,41 +596,3 @@ class IncidentRecoveryWorkflow:
                 history_limit=self.history_limit,
             )
         )
-
-
-def _actor(arg: Any) -> str:
-    return str(
-        getattr(arg, "approver", None) or getattr(arg, "actor", None) or getattr(arg, "author", None) or "unknown"
-    )
-
-
-def _details_markdown(s: IncidentState) -> str:
-    lines = [
-        f"## {s.service}: {s.failure_type or 'failure'} on {s.dependency} ({s.severity or 'unclassified'})",
-        "",
-        f"**Phase** `{s.phase}` · **Tier** `{s.tier}` ({s.tier.quality_percentage} % quality) · "
-        f"**Degradation** `{s.degradation_level}` · **Ramp** {s.ramp_percent} % · **Attempt** {s.attempt}",
-    ]
-    if s.reason:
-        lines += ["", f"**Why**: {s.reason}"]
-    if s.paused:
-        lines += ["", '**Paused**: send the `resume` signal with `{"actor": "you"}` to continue.']
-    if s.awaiting_human:
-        lines += ["", '**Waiting for a human**: send `declare_remediated` with `{"actor": "you", "reason": "..."}`.']
-    for g in s.pending_gates:
-        lines += [
-            "",
-            f"### Awaiting approval: `{g.gate}`",
-            f"{g.context}. Approvers: {', '.join(g.approvers)}. Deadline {g.deadline:%H:%M:%S} UTC"
-            + (" (escalated)" if g.escalated else ""),
-            f'Send the `approve` signal with `{{"gate": "{g.gate}", "approver": "<name>", "reason": "..."}}`',
-        ]
-    if s.rollbacks:
-        rb = s.rollbacks[-1]
-        lines += ["", f"**Last rollback** at {rb.percent} %: {rb.reason}"]
-    lines += ["", "### Recent"]
-    for e in s.audit[-6:]:
-        lines.append(f"- {e.at:%H:%M:%S} {e.action} {e.new_state} ({e.actor})")
-    if s.postmortem_path:
-        lines += ["", f"**Post-mortem**: `{s.postmortem_path}`"]
-    return "\n".join(lines)

@@ -236,3 +236,38 @@ async def test_each_step_is_judged_on_its_own_traffic_only(incident) -> None:
     await inc.report(failure_type=FailureType.ERROR_SPIKE)
     assert (await inc.result()).outcome == "recovered"
     assert world.windows[:4] == [10, 20, 30, 30]
+
+
+async def test_bad_control_input_is_refused_and_the_incident_keeps_answering(incident) -> None:
+    """No input, null, a list, wrong types, a huge value, two inputs: each is audited as refused, nothing wedges."""
+    inc = await incident(gated("ramp:10"))
+    await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    await inc.until(lambda s: s.awaiting_approval)
+    bad_inputs: list[tuple] = [
+        (),
+        (None,),
+        (["ramp:10"],),
+        ({"gate": 10, "approver": None},),
+        ({"gate": "ramp:10", "approver": "alice", "reason": "x" * 100_000},),
+        ({"gate": "ramp:10", "approver": "alice"}, {"gate": "ramp:10", "approver": "bob"}),
+        ("not json",),
+    ]
+    for args in bad_inputs:
+        await inc.handle.signal(Names.APPROVE, args=list(args))
+        await inc.handle.signal(Names.NOTE, args=list(args))
+    state = await inc.until(lambda s: sum(e.action == "refused" for e in s.audit) >= 2 * len(bad_inputs))
+    reasons = [e.details["reason"] for e in state.audit if e.action == "refused"]
+    assert "approve needs input" in reasons[0] and "got none" in reasons[0]
+    assert any("got null" in r for r in reasons)
+    assert any("gate: Input should be a valid string" in r for r in reasons)
+    assert any("limit 16384" in r for r in reasons)
+    assert any("got 2 inputs" in r for r in reasons)
+    assert all(len(r) < 1200 for r in reasons)  # a huge input is never echoed into the audit
+    assert state.pending_gates and state.decisions == [] and state.notes == []
+    for args in bad_inputs:
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await inc.handle.execute_update(Names.APPROVE, args=list(args), result_type=ControlResult)
+        assert "approve" in str(refused.value.cause)
+    await update(inc, Names.APPROVE, ApprovalInput(gate="ramp:10", approver="alice", reason="ok"))
+    state = await inc.result()
+    assert state.outcome == "recovered" and verify_chain(state.audit) is None

@@ -1,0 +1,89 @@
+"""The recovery workflow's controls and the rule that decides whether one may proceed now.
+
+Pure (no Temporal import): the workflow's signal handlers, its update validators, the CLI and the tests share
+`refusal`, so a control is refused for the same reason whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from governor.enums import RecoveryPhase
+
+if TYPE_CHECKING:
+    from governor.incident import IncidentState
+    from governor.policy import ServicePolicy
+
+
+class Control(StrEnum):
+    """Signal, update and query names: the Temporal UI and `temporal workflow signal|update` use these."""
+
+    REPORT = "report"
+    APPROVE = "approve"
+    REJECT = "reject"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    PROMOTE = "promote"
+    FORCE_TIER = "force_tier"
+    DECLARE_REMEDIATED = "declare_remediated"
+    NOTE = "note"
+    STATE = "state"
+
+
+POLICY_LOADING = "the incident is still loading its policy; retry in a moment"
+
+_BEFORE_VALIDATION = (RecoveryPhase.REMEDIATION, RecoveryPhase.DIAGNOSIS, RecoveryPhase.FALLBACK_ACTIVE)
+_NO_FORCING = (RecoveryPhase.DETECTION, RecoveryPhase.FULL_RESTORE, RecoveryPhase.POST_MORTEM)
+
+
+def refusal(control: Control | str, arg: Any, state: IncidentState, policy: ServicePolicy | None) -> str | None:
+    """Why `control` with `arg` must be refused now, or None when it may proceed.
+
+    `arg` is the control's parsed input (ApprovalInput, ControlInput, ForceTierInput or NoteInput).
+    """
+    control = Control(control)
+    if control is Control.NOTE:
+        return None
+    if policy is None:
+        return POLICY_LOADING
+    s = state
+    if s.closed_at is not None:
+        return f"incident {s.incident_id} is closed ({s.outcome})"
+    if control in (Control.APPROVE, Control.REJECT):
+        pending = s.pending(arg.gate)
+        if pending is None:
+            waiting = ", ".join(g.gate for g in s.pending_gates) or "none"
+            return f"gate {arg.gate!r} is not pending (pending: {waiting})"
+        if arg.approver not in pending.approvers:
+            return f"{arg.approver!r} may not approve {arg.gate} (approvers: {', '.join(pending.approvers)})"
+        if policy.approvals.four_eyes and arg.approver == pending.requested_by:
+            return f"four-eyes rule: {arg.approver!r} requested {arg.gate} and cannot also decide it"
+        return None
+    if control is Control.PAUSE:
+        return "already paused" if s.paused else None
+    if control is Control.RESUME:
+        return None if s.paused else "not paused"
+    if control in (Control.ABORT, Control.PROMOTE):
+        if s.phase is not RecoveryPhase.GRADUAL_RESTORE:
+            return f"{control} applies to the ramp; the incident is in {s.phase}"
+        return None
+    if control is Control.FORCE_TIER:
+        if arg.tier not in policy.tiers:
+            return f"tier {arg.tier} is not in {s.service}'s chain ({', '.join(policy.tiers)})"
+        if s.phase in _NO_FORCING:
+            return f"cannot force a tier during {s.phase}"
+        return None
+    if control is Control.DECLARE_REMEDIATED:
+        if s.phase not in _BEFORE_VALIDATION:
+            return f"declare_remediated applies before validation; the incident is in {s.phase}"
+        return None
+    return None
+
+
+def actor_of(arg: Any) -> str:
+    """Who sent a control: the approver, actor or author it names."""
+    return str(
+        getattr(arg, "approver", None) or getattr(arg, "actor", None) or getattr(arg, "author", None) or "unknown"
+    )

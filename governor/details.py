@@ -1,0 +1,60 @@
+"""What the Temporal UI shows of an incident: its search attribute values and its Markdown "current details".
+
+Pure functions of the state (no Temporal import); the workflow upserts and sets them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from governor.incident import IncidentState
+
+
+def search_attribute_values(s: IncidentState) -> dict[str, Any]:
+    """Search attribute name -> value (names as governor/search_attributes.py registers them)."""
+    values: dict[str, Any] = {
+        "GovernorService": s.service,
+        "GovernorDependency": s.dependency,
+        "RecoveryPhase": str(s.phase),
+        "FallbackTier": str(s.tier),
+        "DegradationLevel": str(s.degradation_level),
+        "AwaitingApproval": s.awaiting_approval,
+        "RampPercent": s.ramp_percent,
+    }
+    if s.failure_type is not None:
+        values["FailureType"] = str(s.failure_type)
+    if s.severity is not None:
+        values["Severity"] = str(s.severity)
+    return values
+
+
+def details_markdown(s: IncidentState) -> str:
+    lines = [
+        f"## {s.service}: {s.failure_type or 'failure'} on {s.dependency} ({s.severity or 'unclassified'})",
+        "",
+        f"**Phase** `{s.phase}` · **Tier** `{s.tier}` ({s.tier.quality_percentage} % quality) · "
+        f"**Degradation** `{s.degradation_level}` · **Ramp** {s.ramp_percent} % · **Attempt** {s.attempt}",
+    ]
+    if s.reason:
+        lines += ["", f"**Why**: {s.reason}"]
+    if s.paused:
+        lines += ["", '**Paused**: send the `resume` signal with `{"actor": "you"}` to continue.']
+    if s.awaiting_human:
+        lines += ["", '**Waiting for a human**: send `declare_remediated` with `{"actor": "you", "reason": "..."}`.']
+    for g in s.pending_gates:
+        lines += [
+            "",
+            f"### Awaiting approval: `{g.gate}`",
+            f"{g.context}. Approvers: {', '.join(g.approvers)}. Deadline {g.deadline:%H:%M:%S} UTC"
+            + (" (escalated)" if g.escalated else ""),
+            f'Send the `approve` signal with `{{"gate": "{g.gate}", "approver": "<name>", "reason": "..."}}`',
+        ]
+    if s.rollbacks:
+        rb = s.rollbacks[-1]
+        lines += ["", f"**Last rollback** at {rb.percent} %: {rb.reason}"]
+    lines += ["", "### Recent"]
+    for e in s.audit[-6:]:
+        lines.append(f"- {e.at:%H:%M:%S} {e.action} {e.new_state} ({e.actor})")
+    if s.postmortem_path:
+        lines += ["", f"**Post-mortem**: `{s.postmortem_path}`"]
+    return "\n".join(lines)

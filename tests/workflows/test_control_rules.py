@@ -1,0 +1,134 @@
+"""The control rules and the UI's view of an incident, as pure functions (no workflow, no server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from governor.controls import POLICY_LOADING, Control, actor_of, refusal
+from governor.details import details_markdown, search_attribute_values
+from governor.enums import FailureType, FallbackTier, RecoveryPhase, Severity
+from governor.incident import (
+    ApprovalInput,
+    ControlInput,
+    ForceTierInput,
+    IncidentState,
+    Names,
+    NoteInput,
+    PendingGate,
+)
+from governor.search_attributes import ALL
+from tests.workflows.fakes import policy_for
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def state(**fields) -> IncidentState:
+    return IncidentState(incident_id="recovery-chat-primary-llm", service="chat", dependency="primary-llm", **fields)
+
+
+def gate(name: str = "ramp:10", requested_by: str = "system") -> PendingGate:
+    return PendingGate(
+        gate=name, requested_at=NOW, deadline=NOW + timedelta(minutes=5), approvers=["alice", "bob"],
+        requested_by=requested_by,
+    )  # fmt: skip
+
+
+def test_control_names_are_todays_wire_names() -> None:
+    assert Names is Control
+    assert [str(c) for c in Control] == [
+        "report", "approve", "reject", "pause", "resume", "abort", "promote", "force_tier",
+        "declare_remediated", "note", "state",
+    ]  # fmt: skip
+    assert f"{Control.APPROVE}" == "approve" and Control("approve") is Control.APPROVE
+
+
+def test_nothing_but_a_note_before_the_policy_is_loaded() -> None:
+    assert refusal(Control.PAUSE, ControlInput(actor="a"), state(), None) == POLICY_LOADING
+    assert refusal(Control.NOTE, NoteInput(author="a", text="hi"), state(), None) is None
+
+
+def test_a_closed_incident_takes_notes_only() -> None:
+    policy, closed = policy_for(), state(closed_at=NOW, outcome="recovered", paused=True)
+    assert refusal(Control.RESUME, ControlInput(actor="a"), closed, policy) == (
+        "incident recovery-chat-primary-llm is closed (recovered)"
+    )
+    assert refusal(Control.NOTE, NoteInput(author="a", text="later"), closed, policy) is None
+
+
+@pytest.mark.parametrize(
+    ("arg", "pending", "four_eyes", "expected"),
+    [
+        (ApprovalInput(gate="ramp:10", approver="alice"), [gate()], False, None),
+        (ApprovalInput(gate="ramp:50", approver="alice"), [gate()], False, "gate 'ramp:50' is not pending (pending: ramp:10)"),
+        (ApprovalInput(gate="ramp:10", approver="alice"), [], False, "gate 'ramp:10' is not pending (pending: none)"),
+        (ApprovalInput(gate="ramp:10", approver="mallory"), [gate()], False, "'mallory' may not approve ramp:10 (approvers: alice, bob)"),
+        (ApprovalInput(gate="promote", approver="alice"), [gate("promote", "alice")], True, "four-eyes rule: 'alice' requested promote and cannot also decide it"),
+        (ApprovalInput(gate="promote", approver="alice"), [gate("promote", "alice")], False, None),
+        (ApprovalInput(gate="promote", approver="bob"), [gate("promote", "alice")], True, None),
+    ],
+)  # fmt: skip
+def test_approval_rules(arg, pending, four_eyes, expected) -> None:
+    policy = policy_for(approvals={"approvers": ["alice", "bob"], "gates": ["ramp:10"], "four_eyes": four_eyes})
+    for control in (Control.APPROVE, Control.REJECT):
+        assert refusal(control, arg, state(pending_gates=pending), policy) == expected
+
+
+def test_pause_resume_and_ramp_only_controls() -> None:
+    policy, actor = policy_for(), ControlInput(actor="a")
+    assert refusal(Control.PAUSE, actor, state(), policy) is None
+    assert refusal(Control.PAUSE, actor, state(paused=True), policy) == "already paused"
+    assert refusal(Control.RESUME, actor, state(), policy) == "not paused"
+    assert refusal(Control.RESUME, actor, state(paused=True), policy) is None
+    for control in (Control.ABORT, Control.PROMOTE):
+        assert refusal(control, actor, state(phase=RecoveryPhase.GRADUAL_RESTORE), policy) is None
+        assert refusal(control, actor, state(phase=RecoveryPhase.REMEDIATION), policy) == (
+            f"{control} applies to the ramp; the incident is in remediation"
+        )
+
+
+def test_force_tier_and_declare_remediated_phases() -> None:
+    policy = policy_for()
+    outside = next(t for t in FallbackTier if t not in policy.tiers)
+    ok = ForceTierInput(tier=policy.tiers[1], actor="a")
+    for phase in RecoveryPhase:
+        forced = refusal(Control.FORCE_TIER, ok, state(phase=phase), policy)
+        no_forcing = phase in (RecoveryPhase.DETECTION, RecoveryPhase.FULL_RESTORE, RecoveryPhase.POST_MORTEM)
+        assert forced == (f"cannot force a tier during {phase}" if no_forcing else None)
+        declared = refusal(Control.DECLARE_REMEDIATED, ControlInput(actor="a"), state(phase=phase), policy)
+        before = phase in (RecoveryPhase.FALLBACK_ACTIVE, RecoveryPhase.DIAGNOSIS, RecoveryPhase.REMEDIATION)
+        assert (declared is None) is before
+    bad = refusal(
+        Control.FORCE_TIER, ForceTierInput(tier=outside, actor="a"), state(phase=RecoveryPhase.REMEDIATION), policy
+    )
+    assert bad is not None and bad.startswith(f"tier {outside} is not in chat's chain")
+
+
+def test_actor_of_names_whoever_sent_it() -> None:
+    assert actor_of(ApprovalInput(gate="g", approver="alice")) == "alice"
+    assert actor_of(ControlInput(actor="bob")) == "bob"
+    assert actor_of(NoteInput(author="carol", text="x")) == "carol"
+    assert actor_of(None) == "unknown"
+
+
+def test_search_attribute_values_cover_the_registered_names_only() -> None:
+    registered = {key.name for key in ALL}
+    values = search_attribute_values(state(failure_type=FailureType.ERROR_SPIKE, severity=Severity.HIGH))
+    assert set(values) == registered
+    assert values["FailureType"] == "error_spike" and values["AwaitingApproval"] is False
+    assert set(search_attribute_values(state())) == registered - {"FailureType", "Severity"}
+
+
+def test_details_show_the_pending_gate_and_how_to_approve_it() -> None:
+    text = details_markdown(state(pending_gates=[gate()], paused=True))
+    assert "### Awaiting approval: `ramp:10`" in text and '"gate": "ramp:10"' in text
+    assert "**Paused**" in text
+
+
+def test_the_pure_modules_do_not_import_temporal() -> None:
+    code = "import sys, governor.controls, governor.details; print('temporalio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,89 @@
+"""The incident's record inside the workflow: audit entries, phase and tier spans, and what the Temporal UI shows."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from governor import search_attributes as sa
+    from governor.audit import AuditAction, append_entry
+    from governor.details import details_markdown, search_attribute_values
+    from governor.enums import FallbackTier, RecoveryPhase
+    from governor.incident import IncidentState, PhaseSpan, TierSpan
+    from governor.policy import ServicePolicy
+
+_KEYS = {key.name: key for key in sa.ALL}
+
+
+class Bookkeeping:
+    """State every part of the recovery workflow shares, and the helpers that record into it."""
+
+    s: IncidentState
+    policy: ServicePolicy | None
+    history_limit: int
+    _notifications: list[asyncio.Task[None]]
+    _published: dict[str, Any]
+    """Search attribute values already upserted in this run."""
+
+    def _audit(self, action: AuditAction, actor: str = "system", details: dict[str, Any] | None = None) -> None:
+        append_entry(
+            self.s.audit, at=workflow.now(), action=action, actor=actor, details=details, new_state=str(self.s.phase)
+        )
+
+    def _enter(self, phase: RecoveryPhase) -> None:
+        now = workflow.now()
+        if self.s.phases and self.s.phases[-1].phase is phase and self.s.phases[-1].left_at is None:
+            self._publish()
+            return
+        if self.s.phases and self.s.phases[-1].left_at is None:
+            self.s.phases[-1].left_at = now
+        previous = str(self.s.phases[-1].phase) if self.s.phases else ""
+        self.s.phases.append(PhaseSpan(phase=phase, entered_at=now))
+        self.s.phase = phase
+        append_entry(self.s.audit, at=now, action=AuditAction.PHASE, previous_state=previous, new_state=str(phase))
+        workflow.logger.info("phase %s", phase, extra={"incident_id": self.s.incident_id})
+        self._publish()
+
+    def _enter_tier(self, tier: FallbackTier, reason: str) -> None:
+        """Record a tier change; re-pinning the tier already serving (a rollback) is not a change."""
+        now = workflow.now()
+        previous = self.s.tier
+        if self.s.tiers and self.s.tiers[-1].left_at is None and self.s.tiers[-1].tier is tier:
+            self._publish()
+            return
+        if self.s.tiers and self.s.tiers[-1].left_at is None:
+            self.s.tiers[-1].left_at = now
+        self.s.tiers.append(TierSpan(tier=tier, entered_at=now, reason=reason))
+        self.s.tier = tier
+        append_entry(
+            self.s.audit,
+            at=now,
+            action=AuditAction.TIER,
+            previous_state=str(previous),
+            new_state=str(tier),
+            details={"reason": reason},
+        )
+        self._publish()
+
+    def _close(self) -> None:
+        now = workflow.now()
+        if self.s.phases and self.s.phases[-1].left_at is None:
+            self.s.phases[-1].left_at = now
+        self.s.closed_at = now
+        self._publish()
+
+    def _publish(self) -> None:
+        """Search attributes and the Markdown 'current details' the Temporal UI shows.
+
+        Only attributes whose value changed are upserted: each upsert is a history event, and an incident publishes
+        at every step.
+        """
+        values = search_attribute_values(self.s)
+        changed = [_KEYS[name].value_set(value) for name, value in values.items() if self._published.get(name) != value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._published.update(values)
+        workflow.set_current_details(details_markdown(self.s))

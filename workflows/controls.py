@@ -1,0 +1,229 @@
+"""The recovery workflow's controls: signals (Temporal UI, `temporal workflow signal`) and updates (the CLI).
+
+Every control is checked by `governor.controls.refusal`, the same rule for both ways in: a refused signal is recorded
+in the audit trail and changes nothing else; a refused update is answered by its validator and leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from governor.audit import AuditAction
+    from governor.controls import Control, actor_of, refusal
+    from governor.incident import (
+        ControlInputError,
+        ControlResult,
+        Decision,
+        IncidentReport,
+        IncidentState,
+        Names,
+        claimed_actor,
+        parse_control_input,
+    )
+
+from workflows.bookkeeping import Bookkeeping
+
+MAX_KEPT_REPORTS = 20
+
+
+def _signal_handler(control: Control, description: str) -> Callable[..., None]:
+    """One control's signal: any input (none, null, wrong types, huge) is taken raw and checked inside."""
+
+    def handler(self, *args: Any) -> None:
+        self._signal(control, args)
+
+    handler.__name__ = handler.__qualname__ = f"{control}_signal"
+    return workflow.signal(name=control, description=description)(handler)
+
+
+def _update_handler(control: Control, description: str) -> Any:
+    """One control's update and its validator (which refuses bad input and rule breaks before history is written)."""
+
+    def handler(self, *args: Any) -> ControlResult:
+        return self._update(control, args)
+
+    def validator(self, *args: Any) -> None:
+        self._validate(control, args)
+
+    handler.__name__ = handler.__qualname__ = f"{control}_update"
+    update = workflow.update(name=control, description=description)(handler)
+    update.validator(validator)
+    return update
+
+
+class Controls(Bookkeeping):
+    """The signal, update and query handlers (the SDK finds them on a base class of the workflow)."""
+
+    def _apply(self, name: str, arg: Any) -> str:
+        s, now = self.s, workflow.now()
+        if name in (Names.APPROVE, Names.REJECT):
+            approved = name == Names.APPROVE
+            s.pending_gates = [g for g in s.pending_gates if g.gate != arg.gate]
+            s.decisions.append(
+                Decision(gate=arg.gate, approved=approved, approver=arg.approver, reason=arg.reason, at=now)
+            )
+            self._audit(
+                AuditAction.APPROVED if approved else AuditAction.REJECTED,
+                actor=arg.approver,
+                details={"gate": arg.gate, "reason": arg.reason},
+            )
+            message = f"{arg.gate} {'approved' if approved else 'rejected'} by {arg.approver}"
+        elif name == Names.NOTE:
+            s.notes.append({"at": now.isoformat(), "author": arg.author, "text": arg.text})
+            self._audit(AuditAction.NOTE, actor=arg.author, details={"text": arg.text})
+            message = "note added"
+        else:
+            actor = arg.actor
+            if name == Names.PAUSE:
+                s.paused = True
+            elif name == Names.RESUME:
+                s.paused = False
+            elif name == Names.ABORT:
+                s.abort_requested_by = actor
+            elif name == Names.PROMOTE:
+                s.promote_requested_by = actor
+            elif name == Names.FORCE_TIER:
+                s.forced_tier = arg.tier
+            elif name == Names.DECLARE_REMEDIATED:
+                s.remediated_by = actor
+            details = {"reason": arg.reason}
+            if name == Names.FORCE_TIER:
+                details["tier"] = str(arg.tier)
+            self._audit(AuditAction(name), actor=actor, details=details)
+            message = f"{name} accepted from {actor}"
+        self._publish()
+        return message
+
+    def _result(self, accepted: bool, message: str) -> ControlResult:
+        return ControlResult(
+            accepted=accepted,
+            message=message,
+            phase=self.s.phase,
+            tier=self.s.tier,
+            ramp_percent=self.s.ramp_percent,
+            pending_gates=[g.gate for g in self.s.pending_gates],
+        )
+
+    def _signal(self, name: Control, args: tuple[Any, ...]) -> None:
+        """A signal cannot answer: a refused one (bad input or against the rules) is audited and changes nothing else.
+
+        Never raises: a signal handler that raised would fail the workflow task on every retry.
+        """
+        try:
+            arg = parse_control_input(name, args)
+        except ControlInputError as err:
+            self._refused(name, claimed_actor(args[0] if args else None), str(err))
+            return
+        reason = refusal(name, arg, self.s, self.policy)
+        if reason is not None:
+            self._refused(name, actor_of(arg), reason)
+            return
+        self._apply(name, arg)
+
+    def _refused(self, name: Control, actor: str, reason: str) -> None:
+        self._audit(AuditAction.REFUSED, actor=actor, details={"control": str(name), "reason": reason})
+        if self.policy is not None:
+            self._publish()
+
+    def _validate(self, name: Control, args: tuple[Any, ...]) -> None:
+        """An update's validator: refuse (the caller gets the reason) before anything is written to history."""
+        arg = parse_control_input(name, args)  # ControlInputError is a ValueError: the update is rejected
+        reason = refusal(name, arg, self.s, self.policy)
+        if reason is not None:
+            raise ValueError(reason)
+
+    def _update(self, name: Control, args: tuple[Any, ...]) -> ControlResult:
+        return self._result(True, self._apply(name, parse_control_input(name, args)))
+
+    @workflow.signal(
+        name=Control.REPORT,
+        description='A failure report joins this incident. JSON: {"service": "chat", "dependency": "primary-llm", "failure_type": "error_spike", "source": "ui", "message": "..."}',
+    )
+    def report(self, *args: Any) -> None:
+        try:
+            report = parse_control_input(Control.REPORT, args)
+        except ControlInputError as err:
+            self._refused(Control.REPORT, claimed_actor(args[0] if args else None), str(err))
+            return
+        assert isinstance(report, IncidentReport)
+        self.s.report_count += 1
+        if len(self.s.reports) < MAX_KEPT_REPORTS:
+            self.s.reports.append(report)
+            self._audit(
+                AuditAction.REPORTED if self.s.report_count == 1 else AuditAction.REPORT_JOINED,
+                actor=report.source,
+                details={"failure_type": str(report.failure_type or ""), "message": report.message},
+            )
+
+    approve_signal = _signal_handler(
+        Control.APPROVE,
+        'Approve a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "error rate flat"}',
+    )
+    reject_signal = _signal_handler(
+        Control.REJECT, 'Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}'
+    )
+    pause_signal = _signal_handler(
+        Control.PAUSE, 'Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
+    )
+    resume_signal = _signal_handler(
+        Control.RESUME, 'Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
+    )
+    abort_signal = _signal_handler(
+        Control.ABORT,
+        'Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
+    )
+    promote_signal = _signal_handler(
+        Control.PROMOTE, 'Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}'
+    )
+    force_tier_signal = _signal_handler(
+        Control.FORCE_TIER,
+        'Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
+    )
+    declare_remediated_signal = _signal_handler(
+        Control.DECLARE_REMEDIATED,
+        'The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "rolled back deploy"}',
+    )
+    note_signal = _signal_handler(Control.NOTE, 'Add a note to the incident. JSON: {"author": "alice", "text": "..."}')
+
+    # updates: same rules, but a refusal answers the caller and leaves no trace
+    approve_update = _update_handler(
+        Control.APPROVE,
+        "Approve a pending gate; refused with a reason if the gate is not pending or the approver is not allowed. "
+        'JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
+    )
+    reject_update = _update_handler(
+        Control.REJECT, 'Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}'
+    )
+    pause_update = _update_handler(
+        Control.PAUSE, 'Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
+    )
+    resume_update = _update_handler(
+        Control.RESUME, 'Resume a paused recovery. JSON: {"actor": "alice", "reason": "..."}'
+    )
+    abort_update = _update_handler(
+        Control.ABORT,
+        'Abort the ramp: roll back to the fallback tier now. JSON: {"actor": "alice", "reason": "..."}',
+    )
+    promote_update = _update_handler(
+        Control.PROMOTE, 'Skip the remaining ramp steps to 100 %. JSON: {"actor": "alice", "reason": "..."}'
+    )
+    force_tier_update = _update_handler(
+        Control.FORCE_TIER,
+        'Manual override: serve from this tier. JSON: {"tier": "tier_1_secondary", "actor": "alice", "reason": "..."}',
+    )
+    declare_remediated_update = _update_handler(
+        Control.DECLARE_REMEDIATED,
+        'The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "..."}',
+    )
+    note_update = _update_handler(Control.NOTE, 'Add a note to the incident. JSON: {"author": "alice", "text": "..."}')
+
+    @workflow.query(
+        name=Control.STATE,
+        description="The whole incident: phase, tier, degradation, ramp, pending gates, timeline and audit trail.",
+    )
+    def state(self) -> IncidentState:
+        return self.s
