@@ -24,6 +24,8 @@ class ChainVerdict(BaseModel):
     against_history: bool = False
     """True when the trail was also compared with the one the workflow's history implies (see cli/audit_history.py)."""
     history_entries: int | None = None
+    matches_history: bool | None = None
+    """None when no history was checked (or the chain itself is broken)."""
 
 
 def verify_audit(incident: str, trail: list[AuditEntry]) -> ChainVerdict:
@@ -82,12 +84,16 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         from cli.audit_history import compare_with_history
 
         verdict.against_history, verdict.history_entries = True, len(replayed)
-        differs = compare_with_history(trail, replayed) if verdict.intact else None
-        if differs is not None:
-            verdict.intact, verdict.broken_at, verdict.problem = False, differs[0], differs[1]
+        if verdict.intact:
+            differs = compare_with_history(trail, replayed)
+            verdict.matches_history = differs is None
+            if differs is not None:
+                verdict.intact, verdict.broken_at, verdict.problem = False, differs[0], differs[1]
     if verdict.intact:
         proof = ", matches the workflow's history" if verdict.against_history else " (chain only: no history checked)"
         text = f"{incident}: audit chain intact ({verdict.entries} entries, head {verdict.head[:12] or '-'}){proof}"
+    elif verdict.matches_history is False:
+        text = f"{incident}: audit trail does NOT match the workflow's history: {verdict.problem}"
     else:
         text = f"{incident}: audit chain BROKEN at {verdict.problem}"
     emit(args, verdict, text)

@@ -55,7 +55,7 @@ async def test_audit_verify_checks_the_trail_against_the_workflow_history(govern
 
     code, out, _ = await g.governor("audit", "verify", incident, "--json")
     verdict = json.loads(out)
-    assert code == 0 and verdict["intact"] and verdict["against_history"]
+    assert code == 0 and verdict["intact"] and verdict["against_history"] and verdict["matches_history"]
     assert verdict["entries"] == verdict["history_entries"] == len(trail)
 
     honest = save(tmp_path / "honest.json", trail)
@@ -67,6 +67,7 @@ async def test_audit_verify_checks_the_trail_against_the_workflow_history(govern
     assert code == 0 and "chain only" in out  # a chain alone cannot know its tail is gone ...
     code, out, _ = await g.governor("audit", "verify", incident, "--file", truncated)
     assert code == common.EXIT_CHAIN_BROKEN  # ... the history does
+    assert "does NOT match the workflow's history" in out
     assert f"truncated after entry {len(trail) - 3}" in out and f"history has {len(trail)} entries" in out
     assert f"first missing: {trail[-2].seq} {trail[-2].action}" in out
 
