@@ -14,12 +14,13 @@ WORKDIR /app
 
 # Dependencies first, so a code change does not reinstall them: pyproject.toml alone is enough to resolve them.
 COPY pyproject.toml README.md ./
-RUN mkdir -p governor workflows activities workers gateway demo \
-    && for p in governor workflows activities workers gateway demo; do touch "$p/__init__.py"; done \
+RUN mkdir -p cli governor workflows activities workers gateway demo \
+    && for p in cli governor workflows activities workers gateway demo; do touch "$p/__init__.py"; done \
     && pip install . \
     && pip uninstall -y fallback-governor \
-    && rm -rf governor workflows activities workers gateway demo build
+    && rm -rf cli governor workflows activities workers gateway demo build
 
+COPY cli ./cli
 COPY governor ./governor
 COPY workflows ./workflows
 COPY activities ./activities
