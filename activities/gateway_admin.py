@@ -7,12 +7,15 @@ because retrying a configuration mistake only delays the page to a human.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from governor.models import StatsWindow
+from governor.gateway_api import ServiceState, StatsWindow
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class GatewayUnavailable(Exception):
@@ -45,7 +48,11 @@ class GatewayAdmin:
         self._timeout = httpx.Timeout(timeout_s)
 
     def _headers(self, incident_id: str | None) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
         if incident_id:
             headers["X-Governor-Incident"] = incident_id
         return headers
@@ -58,13 +65,18 @@ class GatewayAdmin:
         *,
         service: str,
         incident_id: str | None = None,
-        body: dict[str, Any] | None = None,
+        body: BaseModel | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         url = base.rstrip("/") + path
         try:
             response = await self._client.request(
-                method, url, json=body, params=params, headers=self._headers(incident_id), timeout=self._timeout
+                method,
+                url,
+                content=None if body is None else body.model_dump_json().encode(),
+                params=params,
+                headers=self._headers(incident_id),
+                timeout=self._timeout,
             )
         except httpx.TransportError as exc:
             raise GatewayUnavailable(f"gateway {base}: {method} {path} failed: {type(exc).__name__}: {exc}") from exc
@@ -99,30 +111,35 @@ class GatewayAdmin:
         if status == 429 or status >= 500:
             raise GatewayUnavailable(f"gateway {base}: {method} {path} answered HTTP {status}: {detail}")
         raise ApplicationError(
-            f"gateway {base} rejected {method} {path} with HTTP {status}: {detail} (body sent: {body})",
+            f"gateway {base} rejected {method} {path} with HTTP {status}: {detail} (body sent: {None if body is None else body.model_dump_json()})",
             type="GatewayRejectedChange",
             non_retryable=True,
         )
 
-    async def service_state(self, base: str, service: str, incident_id: str | None = None) -> dict[str, Any]:
-        return await self._call("GET", base, f"/admin/services/{service}", service=service, incident_id=incident_id)
+    async def service_state(self, base: str, service: str, incident_id: str | None = None) -> ServiceState:
+        data = await self._call("GET", base, f"/admin/services/{service}", service=service, incident_id=incident_id)
+        return _parse(ServiceState, data, base, f"state of {service!r}")
 
-    async def put(
-        self, base: str, service: str, path: str, body: dict[str, Any], incident_id: str | None
-    ) -> dict[str, Any]:
-        return await self._call(
+    async def put(self, base: str, service: str, path: str, body: BaseModel, incident_id: str | None) -> ServiceState:
+        """PUT one change (a contract model); the answer is the service's state after it."""
+        data = await self._call(
             "PUT", base, f"/admin/services/{service}/{path}", service=service, incident_id=incident_id, body=body
         )
+        return _parse(ServiceState, data, base, f"state of {service!r}")
 
     async def stats(self, base: str, service: str, window_s: int) -> StatsWindow:
         data = await self._call(
             "GET", base, f"/admin/services/{service}/stats", service=service, params={"window": window_s}
         )
-        try:
-            return StatsWindow.model_validate(data)
-        except ValueError as exc:
-            raise ApplicationError(
-                f"gateway {base} answered stats for {service!r} in an unknown shape: {exc}",
-                type="GatewayContractError",
-                non_retryable=True,
-            ) from None
+        return _parse(StatsWindow, data, base, f"stats for {service!r}")
+
+
+def _parse(model: type[M], data: dict[str, Any], base: str, what: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValueError as exc:
+        raise ApplicationError(
+            f"gateway {base} answered {what} in an unknown shape: {exc}",
+            type="GatewayContractError",
+            non_retryable=True,
+        ) from None

@@ -42,8 +42,10 @@ from governor.actions import (
     WaitForHealthyInput,
     WaitForHealthyResult,
 )
-from governor.decisions import BASE_SEVERITY, classify_probe, classify_stats, run_recovery_checks
+from governor.decisions import BASE_SEVERITY, classify_probe, run_recovery_checks
+from governor.detection import classify_traffic
 from governor.enums import HealthStatus
+from governor.gateway_api import unapplied
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import DependencySpec, PolicyError, RecoveryChecks, ServicePolicy, Thresholds, find_policy
 from governor.postmortem import postmortem_json, render_postmortem
@@ -239,7 +241,9 @@ class RecoveryActivities:
                 others_answer = any(o.ok for o in others)
             probe_class = classify_probe(failing, others_answer=others_answer)
         stats_class = (
-            classify_stats(stats, policy.thresholds, policy.recovery_checks.min_samples) if stats is not None else None
+            classify_traffic(stats, policy.thresholds, policy.recovery_checks.min_samples)
+            if stats is not None
+            else None
         )
         classification = _merge_classifications(probe_class, stats_class)
 
@@ -261,7 +265,7 @@ class RecoveryActivities:
             log.warning("probes pass and gateway stats unreadable; the activity will retry", error=str(stats_error))
             raise stats_error
 
-        if not dep.health_url and (stats is None or stats.requests < policy.recovery_checks.min_samples):
+        if not dep.health_url and (stats is None or stats.observed < policy.recovery_checks.min_samples):
             # Nothing we can observe: trust a report that says what failed rather than ignore it.
             if report.failure_type is not None:
                 severity = report.severity or BASE_SEVERITY[report.failure_type]
@@ -314,30 +318,30 @@ class RecoveryActivities:
         return GatewayChangeResult(replicas=dict(zip(change.gateways, states, strict=True)))
 
     @staticmethod
-    def _writes(change: GatewayChange) -> list[tuple[str, dict[str, Any]]]:
-        writes: list[tuple[str, dict[str, Any]]] = []
-        if change.route is not None:
-            body = change.route.model_dump(mode="json", exclude_unset=True)
-            if body:
-                writes.append(("route", body))
+    def _writes(change: GatewayChange) -> list[tuple[str, BaseModel]]:
+        writes: list[tuple[str, BaseModel]] = []
+        if change.route is not None and change.route.model_fields_set:
+            writes.append(("route", change.route))
         if change.breaker is not None:
-            writes.append((f"breakers/{change.breaker.tier.value}", {"mode": change.breaker.mode}))
+            writes.append((f"breakers/{change.breaker.tier.value}", change.breaker.body()))
         if change.degradation is not None:
-            writes.append(("degradation", change.degradation.model_dump(mode="json")))
+            writes.append(("degradation", change.degradation))
         if change.status is not None:
-            writes.append(("status", change.status.model_dump(mode="json")))
+            writes.append(("status", change.status))
         return writes
 
     async def _apply_to_replica(
-        self, base: str, change: GatewayChange, writes: list[tuple[str, dict[str, Any]]]
+        self, base: str, change: GatewayChange, writes: list[tuple[str, BaseModel]]
     ) -> dict[str, Any]:
         for path, body in writes:
             await self.gateway.put(base, change.service, path, body, change.incident_id)
         state = await self.gateway.service_state(base, change.service, change.incident_id)
-        problems = _unapplied(change, state)
+        problems = unapplied(
+            state, route=change.route, breaker=change.breaker, degradation=change.degradation, status=change.status
+        )
         if problems:
             raise GatewayChangeNotApplied(f"gateway {base} did not take the change: {'; '.join(problems)}")
-        return state
+        return state.model_dump(mode="json")
 
     # --- stats
 
@@ -368,9 +372,7 @@ class RecoveryActivities:
         probeable = [d for d in policy.dependencies if d.health_url]
         probes_task = asyncio.gather(*(self._probe(d, policy.thresholds) for d in probeable))
         stats_task = self._read_stats(policy.gateways, policy.service, policy.ramp.stats_window_s)
-        state_tasks = [
-            self.gateway.service_state(base, policy.service, request.incident_id) for base in policy.gateways
-        ]
+        state_tasks = [self._state_of(base, policy.service, request.incident_id) for base in policy.gateways]
         probes, stats, *states = await asyncio.gather(probes_task, stats_task, *state_tasks, return_exceptions=True)
         if isinstance(probes, BaseException):
             raise probes  # only a policy problem (no health_url) gets here, and that is non-retryable
@@ -394,6 +396,9 @@ class RecoveryActivities:
         return Evidence(
             probes=list(probes), stats=stats, gateway_state=gateway_state, dependencies=dependencies, summary=summary
         )
+
+    async def _state_of(self, base: str, service: str, incident_id: str) -> dict[str, Any]:
+        return (await self.gateway.service_state(base, service, incident_id)).model_dump(mode="json")
 
     # --- remediation
 
@@ -523,41 +528,6 @@ def _resumed_progress() -> WaitProgress:
     except ValueError:
         _log().warning("heartbeat details unreadable; starting over", details=str(last)[:200])
         return WaitProgress()
-
-
-def _unapplied(change: GatewayChange, state: dict[str, Any]) -> list[str]:
-    """What of `change` the replica's state read back does not show (empty when all of it took)."""
-    problems: list[str] = []
-    if change.route is not None:
-        wanted = change.route.model_dump(mode="json", exclude_unset=True)
-        for key, value in wanted.items():
-            if state.get(key) != value:
-                problems.append(f"{key} is {state.get(key)!r}, expected {value!r}")
-    if change.breaker is not None:
-        tier, mode = change.breaker.tier.value, change.breaker.mode
-        breaker = (state.get("breakers") or {}).get(tier)
-        if not isinstance(breaker, dict):
-            problems.append(f"no breaker for {tier} in the state")
-        else:
-            if breaker.get("mode") != mode:
-                problems.append(f"breaker {tier} mode is {breaker.get('mode')!r}, expected {mode!r}")
-            if mode in {"open", "closed"} and breaker.get("state") != mode:
-                problems.append(f"breaker {tier} is {breaker.get('state')!r}, expected {mode!r}")
-    if change.degradation is not None:
-        degradation = state.get("degradation") or {}
-        level = change.degradation.level.value
-        if degradation.get("level") != level:
-            problems.append(f"degradation level is {degradation.get('level')!r}, expected {level!r}")
-        flags = degradation.get("flags") or {}
-        for feature, flag in change.degradation.flags.items():
-            if flags.get(feature) != flag.value:
-                problems.append(f"flag {feature} is {flags.get(feature)!r}, expected {flag.value!r}")
-    if change.status is not None:
-        status = state.get("status") or {}
-        for key, value in change.status.model_dump(mode="json").items():
-            if status.get(key) != value:
-                problems.append(f"status {key} is {status.get(key)!r}, expected {value!r}")
-    return problems
 
 
 def _evidence_summary(

@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.gateway_admin import GatewayAdmin, GatewayUnavailable
 from activities.probes import probe_dependency
 from governor.client import GovernorClient, Reported
 from governor.detection import (
@@ -38,7 +39,7 @@ from governor.detection import (
 )
 from governor.enums import FallbackTier
 from governor.incident import IncidentReport
-from governor.models import Classification, ProbeResult, StatsWindow, TierStats
+from governor.models import Classification, ProbeResult, TierStats
 from governor.policy import DependencySpec, ServicePolicy
 from governor.settings import WorkerSettings
 
@@ -147,15 +148,12 @@ class WatchActivities:
 
     async def read_tier_stats(self, policy: ServicePolicy, tier: str, window_s: int) -> TierStats | None:
         """One tier's window merged over every gateway replica; None when no replica answers (not our failure)."""
-        headers = {"Authorization": f"Bearer {self.gateway_token}"}
+        admin = GatewayAdmin(self.http, self.gateway_token, timeout_s=2.0)
 
         async def one(base: str) -> TierStats | None:
-            url = f"{base.rstrip('/')}/admin/services/{policy.service}/stats"
             try:
-                response = await self.http.get(url, params={"window": window_s}, headers=headers, timeout=2.0)
-                response.raise_for_status()
-                window = StatsWindow.model_validate(response.json())
-            except (httpx.HTTPError, ValueError) as err:
+                window = await admin.stats(base, policy.service, window_s)
+            except (GatewayUnavailable, ApplicationError) as err:
                 log.debug("stats window unavailable", gateway=base, error=str(err))
                 return None
             return window.tiers.get(tier, TierStats())

@@ -4,12 +4,14 @@ Endpoints: `GET /health`, `POST /v1/chat/completions` (JSON, or server-sent even
 and `GET|PUT /control` to read or change the faults:
 
     {"error_rate": 0..1, "latency_ms": 0, "outage": false, "outage_mode": "close" | "503",
-     "rate_limit": false, "retry_after_s": 1, "garbage": false,
+     "rate_limit": false, "retry_after_s": 1, "garbage": false, "garbage_kind": "binary",
      "stream_cut_after": null, "stream_interval_ms": 0}
 
 `outage` makes health and completions fail (by default the connection is closed without an answer, like a crashed
 process behind a load balancer; `outage_mode: "503"` answers 503 instead); `/control` always answers. `rate_limit`
-answers 429 with `Retry-After`; `garbage` answers 200 with a body that is not JSON; `error_rate` answers that share of
+answers 429 with `Retry-After`; `garbage` answers completions with a 200 that is not a completion, of `garbage_kind`:
+`binary` (HTML and binary bytes labelled JSON), `html` (an HTML error page), `json_error` (`{"error": {"type":
+"insufficient_quota"}}`), `broken_json` (`{<html>...}`) or `sse` (an event stream to a non-stream request); `error_rate` answers that share of
 completions with 500; `latency_ms` delays every answer; `stream_cut_after: N` drops a stream's connection after N
 chunks. The reply is `[<name>] <the last user message>`, cut to `max_tokens` words.
 
@@ -48,6 +50,7 @@ class Faults:
     rate_limit: bool = False
     retry_after_s: int = 1
     garbage: bool = False
+    garbage_kind: str = "binary"
     stream_cut_after: int | None = None
     stream_interval_ms: float = 0.0
 
@@ -70,6 +73,10 @@ def _check_fault(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{name}: must be true or false, got {value!r}")
         return value
+    if name == "garbage_kind":
+        if value not in _GARBAGE:
+            raise ValueError(f"garbage_kind: must be one of {', '.join(_GARBAGE)}, got {value!r}")
+        return value
     if name == "outage_mode":
         if value not in {"close", "503"}:
             raise ValueError(f"outage_mode: must be 'close' or '503', got {value!r}")
@@ -85,6 +92,23 @@ def _check_fault(name: str, value: Any) -> Any:
     if name in {"stream_cut_after", "retry_after_s"}:
         return int(value)
     return float(value)
+
+
+# The 200s that are not completions (`garbage_kind`): body and content type.
+_GARBAGE = {
+    "binary": (b"<html><body>502 Bad Gateway</body></html>\x00\xff", b"application/json"),
+    "html": (b"<!doctype html><html><body><h1>Service temporarily unavailable</h1></body></html>", b"text/html"),
+    "json_error": (
+        b'{"error":{"type":"insufficient_quota","message":"You exceeded your current quota."}}',
+        b"application/json",
+    ),
+    "broken_json": (b"{<html><body>upstream proxy error</body></html>}", b"application/json"),
+    "sse": (
+        b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+        b"data: [DONE]\n\n",
+        b"text/event-stream",
+    ),
+}
 
 
 @dataclass
@@ -360,7 +384,8 @@ class Upstream:
             return _error(500, "internal error (injected)", "server_error")
         if faults.garbage:
             self.counters.garbage += 1
-            return _response(200, b"<html><body>502 Bad Gateway</body></html>\x00\xff")
+            body, content_type = _GARBAGE[faults.garbage_kind]
+            return _response(200, body, content_type)
         return None
 
     def _parse_chat(self, req: _Request) -> dict[str, Any] | bytes:

@@ -60,7 +60,11 @@ class OfrepHandler:
         return None, key
 
     def _evaluate(self, svc: ServiceRuntime, name: str) -> dict[str, Any] | None:
-        meta = {"service": svc.name, "degradation_level": svc.level.value, "updated_at": svc.flags_updated_at}
+        meta: dict[str, Any] = {
+            "service": svc.name,
+            "degradation_level": svc.level.value,
+            "updated_at": svc.flags_updated_at,
+        }
         if name == "degradation_level":
             return {"value": svc.level.value, "variant": svc.level.value, "metadata": meta}
         feature, _, suffix = name.partition(".")

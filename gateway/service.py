@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import deque
@@ -11,18 +12,30 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from gateway.breaker import Breaker, BreakerConfig
+from gateway.breaker import Breaker, BreakerConfig, BreakerMode
 from gateway.cache import ResponseCache
 from gateway.client import Pool
 from gateway.stats import TierWindow
 from governor.enums import CircuitState, DegradationLevel, FallbackTier, FeatureFlag
+from governor.gateway_api import (
+    BreakerSnapshot,
+    CacheState,
+    DegradationState,
+    ServiceState,
+    StatsWindow,
+    StatusComponent,
+    StatusState,
+    TierStats,
+)
 from governor.policy import ServicePolicy, TierSpec
 
 log = structlog.get_logger("gateway")
 
 UPSTREAM_TIERS = frozenset({FallbackTier.TIER_0_PRIMARY, FallbackTier.TIER_1_SECONDARY, FallbackTier.TIER_3_DEGRADED})
-STATUS_COMPONENT_VALUES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
+STATUS_COMPONENT_VALUES = tuple(c.value for c in StatusComponent)
 PRIMARY = FallbackTier.TIER_0_PRIMARY
+# How a tier's 2xx bodies are checked (TierSpec.expect): by the endpoint's default, not at all, or the policy's keys.
+EXPECT_AUTO, EXPECT_OFF, EXPECT_SET = 0, 1, 2
 
 
 def utcnow() -> str:
@@ -35,6 +48,8 @@ class Link:
     __slots__ = (
         "breaker",
         "cap_tokens",
+        "expect_keys",
+        "expect_mode",
         "name",
         "name_b",
         "pool",
@@ -62,6 +77,14 @@ class Link:
                     f"service {service.name!r}, {self.name}: upstream {spec.upstream!r} must be an http(s):// URL"
                 )
             self.breaker = Breaker(service.breaker_config, on_change=service.breaker_changed(self.name))
+        expect = spec.expect
+        self.expect_keys: tuple[str, ...]
+        if expect is None:
+            self.expect_mode, self.expect_keys = EXPECT_AUTO, ()
+        elif not expect.require_json:
+            self.expect_mode, self.expect_keys = EXPECT_OFF, ()
+        else:
+            self.expect_mode, self.expect_keys = EXPECT_SET, tuple(expect.json_keys)
         self.static_body: bytes | None = None
         if spec.tier is FallbackTier.TIER_4_STATIC:
             import json
@@ -80,7 +103,7 @@ class ServiceRuntime:
     def __init__(self, policy: ServicePolicy, breaker_config: BreakerConfig) -> None:
         self.policy = policy
         self.name = policy.service
-        self.breaker_config = breaker_config
+        self.breaker_config = dataclasses.replace(breaker_config, max_retry_after_s=policy.breaker.max_retry_after_s)
         self.deadline_s = policy.deadline_ms / 1000
         self.links = [Link(self, spec) for spec in policy.chain]
         self.index = {link.tier: i for i, link in enumerate(self.links)}
@@ -92,7 +115,7 @@ class ServiceRuntime:
         self.level = DegradationLevel.NORMAL
         self.flag_overrides: dict[str, FeatureFlag] = {}
         self.flags = policy.degradation.flags_for(self.level)
-        self.component = "operational"
+        self.component = StatusComponent.OPERATIONAL
         self.message = ""
         self.status_updated_at = utcnow()
         self.flags_updated_at = self.status_updated_at
@@ -139,11 +162,11 @@ class ServiceRuntime:
             self.primary_weight = fields["primary_weight"]
         return before != (self.pinned_tier, self.primary_weight)
 
-    def set_breaker(self, tier: FallbackTier, mode: str) -> bool:
+    def set_breaker(self, tier: FallbackTier, mode: BreakerMode) -> bool:
         link = self.link(tier)
         assert link is not None and link.breaker is not None
         before = link.breaker.mode
-        link.breaker.set_mode(mode)  # type: ignore[arg-type]
+        link.breaker.set_mode(mode)
         return before != mode
 
     def set_degradation(self, level: DegradationLevel, overrides: dict[str, FeatureFlag]) -> bool:
@@ -155,7 +178,7 @@ class ServiceRuntime:
             self.flags_updated_at = utcnow()
         return changed
 
-    def set_status(self, component: str, message: str) -> bool:
+    def set_status(self, component: StatusComponent, message: str) -> bool:
         changed = (component, message) != (self.component, self.message)
         self.component, self.message = component, message
         if changed:
@@ -164,30 +187,34 @@ class ServiceRuntime:
 
     # --- views
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "service": self.name,
-            "pinned_tier": self.pinned_tier.value if self.pinned_tier else None,
-            "primary_weight": self.primary_weight,
-            "chain": [link.name for link in self.links],
-            "breakers": {link.name: link.breaker.snapshot() for link in self.links if link.breaker is not None},
-            "degradation": {
-                "level": self.level.value,
-                "flags": {k: v.value for k, v in self.flags.items()},
-                "overrides": {k: v.value for k, v in self.flag_overrides.items()},
-                "message": self.level.user_message,
+    def state(self) -> ServiceState:
+        return ServiceState(
+            service=self.name,
+            pinned_tier=self.pinned_tier,
+            primary_weight=self.primary_weight,
+            chain=[link.name for link in self.links],
+            breakers={
+                link.name: BreakerSnapshot.model_validate(link.breaker.snapshot())
+                for link in self.links
+                if link.breaker is not None
             },
-            "status": {"component": self.component, "message": self.message, "updated_at": self.status_updated_at},
-            "incident": self.incident,
-            "cache": None
+            degradation=DegradationState(
+                level=self.level,
+                flags=dict(self.flags),
+                overrides=dict(self.flag_overrides),
+                message=self.level.user_message,
+            ),
+            status=StatusState(component=self.component, message=self.message, updated_at=self.status_updated_at),
+            incident=self.incident,
+            cache=None
             if self.cache is None
-            else {"entries": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses},
-        }
+            else CacheState(entries=len(self.cache), hits=self.cache.hits, misses=self.cache.misses),
+        )
 
-    def stats(self, window_s: int) -> dict[str, Any]:
-        tiers = {link.name: link.window.window(window_s) for link in self.links}
-        tiers[FallbackTier.TIER_5_ERROR.value] = self.error_window.window(window_s)
-        return {"service": self.name, "window_s": window_s, "tiers": tiers}
+    def stats(self, window_s: int) -> StatsWindow:
+        tiers = {link.name: TierStats.model_validate(link.window.window(window_s)) for link in self.links}
+        tiers[FallbackTier.TIER_5_ERROR.value] = TierStats.model_validate(self.error_window.window(window_s))
+        return StatsWindow(service=self.name, window_s=window_s, tiers=tiers)
 
     def retry_after_s(self, hinted: list[float]) -> int:
         """When a client should try again: the soonest upstream hint or breaker half-open, else 5 s."""

@@ -9,37 +9,39 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.service import STATUS_COMPONENT_VALUES, ServiceRuntime, utcnow
+from gateway.service import ServiceRuntime, utcnow
 from governor.enums import CircuitState
+from governor.gateway_api import StatusComponent
 
-# Statuspage's page indicator for the worst component status.
-_INDICATOR = {
-    "operational": ("none", "All Systems Operational"),
-    "under_maintenance": ("maintenance", "Service Under Maintenance"),
-    "degraded_performance": ("minor", "Partially Degraded Service"),
-    "partial_outage": ("major", "Partial System Outage"),
-    "major_outage": ("critical", "Major System Outage"),
+C = StatusComponent
+# Statuspage's page indicator for the worst component status, each status's rank, label and colour.
+_INDICATOR: dict[str, tuple[str, str]] = {
+    C.OPERATIONAL: ("none", "All Systems Operational"),
+    C.UNDER_MAINTENANCE: ("maintenance", "Service Under Maintenance"),
+    C.DEGRADED_PERFORMANCE: ("minor", "Partially Degraded Service"),
+    C.PARTIAL_OUTAGE: ("major", "Partial System Outage"),
+    C.MAJOR_OUTAGE: ("critical", "Major System Outage"),
 }
-_SEVERITY = {
-    "operational": 0,
-    "under_maintenance": 1,
-    "degraded_performance": 2,
-    "partial_outage": 3,
-    "major_outage": 4,
+_SEVERITY: dict[str, int] = {
+    C.OPERATIONAL: 0,
+    C.UNDER_MAINTENANCE: 1,
+    C.DEGRADED_PERFORMANCE: 2,
+    C.PARTIAL_OUTAGE: 3,
+    C.MAJOR_OUTAGE: 4,
 }
-_LABEL = {
-    "operational": "Operational",
-    "degraded_performance": "Degraded performance",
-    "partial_outage": "Partial outage",
-    "major_outage": "Major outage",
-    "under_maintenance": "Under maintenance",
+_LABEL: dict[str, str] = {
+    C.OPERATIONAL: "Operational",
+    C.DEGRADED_PERFORMANCE: "Degraded performance",
+    C.PARTIAL_OUTAGE: "Partial outage",
+    C.MAJOR_OUTAGE: "Major outage",
+    C.UNDER_MAINTENANCE: "Under maintenance",
 }
-_COLOUR = {
-    "operational": "#2fcc66",
-    "degraded_performance": "#f1c40f",
-    "partial_outage": "#e67e22",
-    "major_outage": "#e74c3c",
-    "under_maintenance": "#3498db",
+_COLOUR: dict[str, str] = {
+    C.OPERATIONAL: "#2fcc66",
+    C.DEGRADED_PERFORMANCE: "#f1c40f",
+    C.PARTIAL_OUTAGE: "#e67e22",
+    C.MAJOR_OUTAGE: "#e74c3c",
+    C.UNDER_MAINTENANCE: "#3498db",
 }
 
 
@@ -131,8 +133,8 @@ class StateCollector(Collector):
             if svc.pinned_tier is not None:
                 pinned.add_metric([svc.name, svc.pinned_tier.value], 1)
             level.add_metric([svc.name, svc.level.value], svc.level.rank)
-            for value in STATUS_COMPONENT_VALUES:
-                component.add_metric([svc.name, value], 1 if svc.component == value else 0)
+            for value in StatusComponent:
+                component.add_metric([svc.name, value.value], 1 if svc.component is value else 0)
             for link in svc.links:
                 in_flight.add_metric([svc.name, link.name], link.window.in_flight)
                 if link.breaker is not None:

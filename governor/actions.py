@@ -7,15 +7,18 @@ so `activities/` and `workflows/` can change on their own as long as this file h
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
 from governor.decisions import ValidationResult
-from governor.enums import DegradationLevel, FallbackTier, FeatureFlag, NotificationAudience, Severity
+from governor.enums import NotificationAudience, Severity
+from governor.gateway_api import BreakerChange, DegradationChange, RouteChange, StatusChange
 from governor.incident import IncidentReport, IncidentState
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import ChannelSpec, DependencySpec, RecoveryChecks, ServicePolicy, Thresholds
+
+__all__ = ["BreakerChange", "DegradationChange", "RouteChange", "StatusChange"]  # re-exported: the contract
 
 
 class Activity:
@@ -49,34 +52,6 @@ class ConfirmFailureResult(BaseModel):
     probes: list[ProbeResult] = Field(default_factory=list)
     stats: TierStats | None = None
     reason: str = ""
-
-
-class RouteChange(BaseModel):
-    """PUT /admin/services/{service}/route; an unset field is left as it is, `pinned_tier: null` clears the pin."""
-
-    pinned_tier: FallbackTier | None = None
-    primary_weight: int | None = Field(default=None, ge=0, le=100)
-
-    @model_serializer(mode="wrap")
-    def _only_set_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Serialize only the fields that were set, so "leave as it is" survives the data converter."""
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if k in self.model_fields_set}
-
-
-class BreakerChange(BaseModel):
-    tier: FallbackTier
-    mode: Literal["open", "closed", "auto"]
-
-
-class DegradationChange(BaseModel):
-    level: DegradationLevel
-    flags: dict[str, FeatureFlag] = Field(default_factory=dict)
-
-
-class StatusChange(BaseModel):
-    component: Literal["operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance"]
-    message: str = ""
 
 
 class GatewayChange(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from governor.decisions import BASE_SEVERITY, classify_probe, classify_stats
 from governor.enums import FailureType, FallbackTier, Severity
 from governor.incident import IncidentReport
-from governor.models import Classification, ProbeResult, TierStats
+from governor.models import NOT_BLAMED, Classification, ProbeResult, TierStats
 from governor.policy import ServicePolicy, Thresholds
 
 WATCHDOG_WORKFLOW_NAME = "WatchdogWorkflow"
@@ -81,6 +81,9 @@ class BurnRateConfig(BaseModel):
     good_outcomes: str = "ok|client_error|hit|miss"
     """Outcomes that spend no error budget (a regex); every other outcome (timeout, http_5xx, rate_limited,
     connect_error, bad_body, ...) is an error."""
+    skipped_metric: str | None = "governor_gateway_tier_skipped_total"
+    """The gateway's counter of requests a tier skipped (labelled `reason` and `cause`): each one an error, except
+    the governor's own forced breaker and deadlines spent elsewhere, so an open breaker never hides a burn."""
     rules: list[BurnRateRule] = Field(default_factory=page_rules)
     every_s: float = Field(default=15.0, gt=0)
     """Query Prometheus at most this often (its data moves at scrape speed anyway)."""
@@ -151,8 +154,8 @@ def classify_observation(
         if c is not None:
             found.append(c)
     if stats is not None:
-        c = classify_stats(stats, thresholds, min_samples)
-        if c is not None and _significant(c, stats, thresholds):
+        c = classify_traffic(stats, thresholds, min_samples)
+        if c is not None:
             found.append(c)
     if burn is not None:
         found.append(burn)
@@ -163,6 +166,78 @@ def classify_observation(
         if c.severity.rank > best.severity.rank:
             best = c
     return best
+
+
+CAUSE_TYPES: dict[str, FailureType] = {
+    "rate_limited": FailureType.RATE_LIMITED,
+    "bad_body": FailureType.DATA_CORRUPTION,
+    "connect_error": FailureType.MODEL_UNAVAILABLE,
+    "disconnected": FailureType.MODEL_UNAVAILABLE,
+    "timeout": FailureType.TIMEOUT,
+}
+"""What the majority cause of a tier's failures says it is (docs/detection.md); any other cause (http_5xx,
+protocol_error, a stream cut) is an error_spike."""
+
+
+def classify_causes(stats: TierStats, thresholds: Thresholds, min_samples: int) -> Classification | None:
+    """Classify a stats window by the causes the gateway counted: every failed attempt and every request an open
+    breaker skipped (for the cause that opened it), so a breaker can never hide a failure.
+
+    Fires when the failed share is above `error_rate_critical` with 95 % confidence, or the 429 share above
+    `rate_limited_share`; the failure type is the commonest cause's (ties: the order of CAUSE_TYPES)."""
+    observed = stats.observed
+    if observed < min_samples:
+        return None
+    counts = stats.failure_causes()
+    failed = sum(counts.values())
+    if failed == 0:
+        return None
+    limited = counts.get("rate_limited", 0)
+    spiking = wilson_lower_bound(failed, observed) > thresholds.error_rate_critical
+    if not spiking and not wilson_lower_bound(limited, observed) > thresholds.rate_limited_share:
+        return None
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], _cause_rank(kv[0])))
+    cause = ranked[0][0]
+    ftype = CAUSE_TYPES.get(cause, FailureType.ERROR_SPIKE)
+    share = failed / observed
+    severity = BASE_SEVERITY[ftype]
+    if share >= 0.5:  # the rule classify_stats applies: half the traffic failing is critical
+        severity = Severity.CRITICAL
+    skipped = stats.observed - stats.requests
+    described = ", ".join(f"{k} {v}" for k, v in ranked)
+    reason = (
+        f"{failed} of {observed} requests failed ({share:.0%}: {described})"
+        + (f", {skipped} of them skipped by an open breaker" if skipped else "")
+        + f"; most are {cause}"
+    )
+    metrics = {
+        "error_rate": round(share, 4),
+        "requests": float(stats.requests),
+        "skipped": float(skipped),
+        "p99_ms": stats.p99_ms,
+        "rate_limited": float(limited),
+        **{f"cause_{k}": float(v) for k, v in counts.items()},
+    }
+    return Classification(failure_type=ftype, severity=severity, reason=reason, metrics=metrics)
+
+
+def _cause_rank(cause: str) -> int:
+    order = list(CAUSE_TYPES)
+    return order.index(cause) if cause in order else len(order)
+
+
+def classify_traffic(stats: TierStats, thresholds: Thresholds, min_samples: int) -> Classification | None:
+    """The stats window's verdict: failures by cause first (`classify_causes`), then what the counts alone show
+    (queue depth, latency, an error share) for windows without causes (older gateways)."""
+    c = classify_causes(stats, thresholds, min_samples)
+    if c is not None:
+        return c
+    c = classify_stats(stats, thresholds, min_samples)
+    if c is None or not _significant(c, stats, thresholds):
+        return None
+    if c.failure_type in {FailureType.RATE_LIMITED, FailureType.ERROR_SPIKE} and stats.failure_causes():
+        return None  # the causes were counted and judged above: not significant
+    return c
 
 
 def wilson_lower_bound(hits: int, n: int, z: float = 1.96) -> float:
@@ -289,7 +364,11 @@ def error_ratio_query(config: BurnRateConfig, service: str, tier: FallbackTier, 
     w = window_label(window_s)
     errors = f'sum(rate({config.requests_metric}{{{sel},outcome!~"{config.good_outcomes}"}}[{w}]))'
     total = f"sum(rate({config.requests_metric}{{{sel}}}[{w}]))"
-    return f"({errors} or vector(0)) / {total}"
+    if config.skipped_metric is None:
+        return f"({errors} or vector(0)) / {total}"
+    blamed = f'{sel},cause!~"{"|".join(sorted(NOT_BLAMED))}"'
+    skipped = f"(sum(rate({config.skipped_metric}{{{blamed}}}[{w}])) or vector(0))"
+    return f"(({errors} or vector(0)) + {skipped}) / (({total} or vector(0)) + {skipped})"
 
 
 def burn_rate(error_ratio: float, slo_target_pct: float) -> float:

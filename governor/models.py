@@ -42,8 +42,19 @@ class ProbeResult(BaseModel):
         return self.latency_ms > threshold_ms
 
 
+SkipReason = Literal["breaker_open", "breaker_forced_open", "deadline"]
+OPERATOR_CAUSE = "operator"
+"""The cause of a skip by a breaker the governor forced open: its own action, never a failure of the tier."""
+DEADLINE_CAUSE = "deadline"
+"""The cause of a skip because the request's deadline was spent on earlier tiers: not this tier's failure."""
+NOT_BLAMED = frozenset({OPERATOR_CAUSE, DEADLINE_CAUSE})
+
+
 class TierStats(BaseModel):
-    """One tier's stats window as the gateway's admin API reports it."""
+    """One tier's stats window as the gateway's admin API reports it.
+
+    `requests`, `errors`, `error_rate` and the latencies are about attempts; `causes` names every failed attempt's
+    cause, and the `skipped*` fields count the requests the tier did not try (docs/gateway.md, "Stats")."""
 
     requests: int = 0
     errors: int = 0
@@ -54,6 +65,28 @@ class TierStats(BaseModel):
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     rps: float = 0.0
+    causes: dict[str, int] = Field(default_factory=dict)
+    """Failed attempts by cause: connect_error, timeout, http_5xx, rate_limited, bad_body, protocol_error, ..."""
+    skipped: int = 0
+    """Requests this tier did not try (its breaker was open, or the request's deadline had passed)."""
+    skipped_by: dict[str, int] = Field(default_factory=dict)
+    """Skips by why: breaker_open, breaker_forced_open (the governor's own pin), deadline."""
+    skipped_causes: dict[str, int] = Field(default_factory=dict)
+    """Skips by the failure cause behind them: the cause that opened the breaker, `deadline`, or `operator`."""
+
+    def failure_causes(self) -> dict[str, int]:
+        """Every failed attempt and every skipped request of the tier, by cause (skips for the governor's own breaker
+        or a deadline spent elsewhere excluded)."""
+        counts = dict(self.causes)
+        for cause, n in self.skipped_causes.items():
+            if cause not in NOT_BLAMED:
+                counts[cause] = counts.get(cause, 0) + n
+        return counts
+
+    @property
+    def observed(self) -> int:
+        """Requests that reached this tier: attempts plus the skips it is blamed for (see `failure_causes`)."""
+        return self.requests + self.skipped - sum(self.skipped_causes.get(c, 0) for c in NOT_BLAMED)
 
     @staticmethod
     def merge(parts: list[TierStats]) -> TierStats:
@@ -62,6 +95,14 @@ class TierStats(BaseModel):
             return TierStats()
         requests = sum(p.requests for p in parts)
         errors = sum(p.errors for p in parts)
+
+        def summed(name: str) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for p in parts:
+                for key, n in getattr(p, name).items():
+                    out[key] = out.get(key, 0) + n
+            return out
+
         return TierStats(
             requests=requests,
             errors=errors,
@@ -72,10 +113,17 @@ class TierStats(BaseModel):
             p95_ms=max(p.p95_ms for p in parts),
             p99_ms=max(p.p99_ms for p in parts),
             rps=sum(p.rps for p in parts),
+            causes=summed("causes"),
+            skipped=sum(p.skipped for p in parts),
+            skipped_by=summed("skipped_by"),
+            skipped_causes=summed("skipped_causes"),
         )
 
 
 class StatsWindow(BaseModel):
+    """GET /admin/services/{service}/stats: every tier's window (and `tier_5_error`, the explicit 503s)."""
+
+    service: str = ""
     window_s: float
     tiers: dict[str, TierStats] = Field(default_factory=dict)
 

@@ -49,6 +49,27 @@ class DependencySpec(_Strict):
         return attempt < self.retries
 
 
+# --- gateway answers and breakers (helper gw: body expectations, Retry-After bound)
+
+
+class BodyExpectation(_Strict):
+    """What a 2xx answer of an upstream tier must be to count as a success; anything else is `bad_body` and the
+    request falls through to the next tier. Unset on a tier: chat completion paths (`.../chat/completions`) expect
+    a JSON object with `choices`, other paths only a valid JSON body when the answer says it is JSON."""
+
+    json_keys: list[str] = Field(default_factory=list)
+    """Top-level keys the JSON object must carry (e.g. `[choices]`)."""
+    require_json: bool = True
+    """False: no body check at all for this tier (an endpoint that answers something other than JSON)."""
+
+
+class BreakerPolicy(_Strict):
+    """The service's upstream breakers, beyond the gateway-wide thresholds."""
+
+    max_retry_after_s: float = Field(default=300.0, ge=0, le=3600)
+    """A breaker opened by 429s stays open at least as long as their Retry-After says, at most this long."""
+
+
 class TierSpec(_Strict):
     """One link of the fallback chain."""
 
@@ -65,6 +86,8 @@ class TierSpec(_Strict):
     body: Any = None
     """Static tier: the canned answer."""
     content_type: str = "application/json"
+    expect: BodyExpectation | None = None
+    """Upstream tiers: what a 2xx body must be (see BodyExpectation); unset: the endpoint's default."""
 
     @model_validator(mode="after")
     def _upstream_where_needed(self) -> TierSpec:
@@ -324,6 +347,7 @@ class ServicePolicy(_Strict):
     auto_failover: bool = True
     deadline_ms: int = Field(default=30_000, gt=0)
     """Gateway: overall deadline for one request across the whole chain."""
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
 
     @field_validator("chain")
     @classmethod

@@ -21,6 +21,7 @@ import httpx
 from activities.probes import error_kind_of
 from governor.actions import ChannelDelivery, NotifyInput
 from governor.enums import DegradationLevel
+from governor.gateway_api import StatusComponent
 from governor.policy import ChannelSpec
 
 USER_AGENT = "fallback-governor/0.1"
@@ -31,8 +32,8 @@ RESOLVE_EVENTS = frozenset({"resolve", "resolved", "recovered", "full_restore", 
 """Events that end an incident: PagerDuty resolves the page, the status page goes back to operational."""
 ACKNOWLEDGE_EVENTS = frozenset({"acknowledge", "acknowledged", "ack"})
 
-STATUS_COMPONENTS = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
-"""Statuspage component values the gateway accepts."""
+STATUS_COMPONENTS = tuple(c.value for c in StatusComponent)
+"""Statuspage component values the gateway accepts (governor/gateway_api.py)."""
 
 _BODY_EXCERPT = 300
 

@@ -243,3 +243,22 @@ async def test_evidence_survives_a_replica_that_is_down(acts: RecoveryActivities
     assert "stats unavailable" in evidence.summary
     assert "gateway http://127.0.0.1:9 state unavailable" in evidence.summary
     assert evidence.dependencies == {"primary-llm": "healthy", "secondary-llm": "healthy"}
+
+
+async def test_a_429_storm_behind_open_breakers_is_confirmed_as_rate_limited(
+    acts: RecoveryActivities, stack: Stack
+) -> None:
+    stack.primary.set(rate_limit=True, retry_after_s=30)  # health stays green, completions answer 429
+    async with httpx.AsyncClient(trust_env=False) as http:
+        for gw in stack.gateways:
+            for _ in range(20):
+                assert await ask(http, gw) == "tier_1_secondary"
+    assert stack.primary.counters.rate_limited == 10  # each replica's breaker opened after 5 and skipped the rest
+    report = IncidentReport(service="chat", dependency="primary-llm", failure_type=FailureType.RATE_LIMITED)
+    result = await ActivityEnvironment().run(
+        acts.confirm_failure, ConfirmFailureInput(policy=stack.policy, dependency="primary-llm", report=report)
+    )
+    assert result.confirmed and result.classification is not None
+    assert result.classification.failure_type is FailureType.RATE_LIMITED
+    assert result.stats is not None
+    assert (result.stats.requests, result.stats.skipped_causes) == (10, {"rate_limited": 30})

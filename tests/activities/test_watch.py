@@ -180,3 +180,85 @@ async def test_cancel_hands_back_the_streak_and_a_retry_resumes_from_the_heartbe
     result, _ = await watch(stack, env=retry)
     assert result.transition == "confirmed"
     assert result.hysteresis.evaluations == Hysteresis.model_validate(beats[-1]).evaluations + 1
+
+
+# --- the gateway's causes: an open breaker never hides a failure (issue 10.3)
+
+
+async def drive_one_by_one(stack: Stack, n: int) -> list[int]:
+    """Sequential client traffic: the breaker opens part-way and skips the rest."""
+    return [code for _ in range(n) for code in await drive(stack, 1)]
+
+
+def stats_only(stack: Stack) -> ServicePolicy:
+    """The primary watched through the gateway's stats alone (no health URL): the causes must say what failed."""
+    data = stack.policy.model_dump(mode="json")
+    data["dependencies"][0]["health_url"] = None
+    return ServicePolicy.model_validate(data)
+
+
+async def test_429_storm_behind_an_open_breaker_is_rate_limited(stack: Stack) -> None:
+    stack.primary.set(rate_limit=True, retry_after_s=30)
+    assert set(await drive_one_by_one(stack, 40)) == {200}
+    assert stack.primary.counters.rate_limited == 5  # the breaker opened and skipped the other 35
+    result, _ = await watch(stack)
+    assert result.transition == "confirmed"
+    assert result.last is not None and result.last.stats is not None
+    stats = result.last.stats
+    assert (stats.requests, stats.skipped, stats.skipped_causes) == (5, 35, {"rate_limited": 35})
+    suspect = result.hysteresis.suspect
+    assert suspect is not None and suspect.failure_type is FailureType.RATE_LIMITED
+    assert "35 of them skipped by an open breaker" in suspect.reason
+
+
+@pytest.mark.parametrize("kind", ["json_error", "html", "broken_json", "sse"])
+async def test_bad_200s_are_data_corruption(stack: Stack, kind: str) -> None:
+    stack.primary.set(garbage=True, garbage_kind=kind)
+    assert set(await drive_one_by_one(stack, 30)) == {200}
+    result, _ = await watch(stack)
+    assert result.transition == "confirmed"
+    assert result.last is not None and result.last.probe is not None and result.last.probe.ok  # /health is fine
+    assert result.last.stats is not None and result.last.stats.failure_causes() == {"bad_body": 30}
+    suspect = result.hysteresis.suspect
+    assert suspect is not None and suspect.failure_type is FailureType.DATA_CORRUPTION
+
+
+async def test_refused_connections_in_the_stats_are_model_unavailable(stack: Stack) -> None:
+    await stack.primary.stop()
+    assert set(await drive_one_by_one(stack, 30)) == {200}
+    result, _ = await watch(stack, policy=stats_only(stack))
+    assert result.transition == "confirmed"
+    assert result.last is not None and result.last.probe is None
+    assert result.last.stats is not None and result.last.stats.failure_causes() == {"connect_error": 30}
+    suspect = result.hysteresis.suspect
+    assert suspect is not None and suspect.failure_type is FailureType.MODEL_UNAVAILABLE
+
+
+async def test_a_breaker_forced_open_by_the_governor_is_not_a_failure(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    r = await stack.http.put(
+        f"{stack.gateway_url}/admin/services/chat/breakers/tier_0_primary", json={"mode": "open"}, headers=headers
+    )
+    assert r.status_code == 200
+    assert set(await drive(stack, 30)) == {200}
+    result, _ = await watch(stack, FAST.model_copy(update={"evaluations_per_run": 4}), policy=stats_only(stack))
+    assert result.transition is None and not result.hysteresis.failing
+    assert result.last is not None and result.last.stats is not None
+    assert result.last.stats.skipped_by == {"breaker_forced_open": 30}
+
+
+async def test_timeouts_in_the_stats_are_timeout(stack: Stack) -> None:
+    data = stack.policy.model_dump(mode="json")
+    data["chain"][0]["timeout_ms"] = 150  # the gateway gives the primary 150 ms; it answers in 300
+    policy = ServicePolicy.model_validate(data)
+    async with run_gateway({"chat": policy}, TOKEN) as gw:
+        slow = Stack(
+            stack.primary, stack.secondary, gw.url, policy.model_copy(update={"gateways": [gw.url]}), stack.http
+        )
+        slow.primary.set(latency_ms=300)
+        assert set(await drive_one_by_one(slow, 30)) == {200}
+        result, _ = await watch(slow, policy=stats_only(slow))
+    assert result.last is not None and result.last.stats is not None
+    assert result.last.stats.failure_causes() == {"timeout": 30}
+    suspect = result.hysteresis.suspect
+    assert result.transition == "confirmed" and suspect is not None and suspect.failure_type is FailureType.TIMEOUT

@@ -96,8 +96,10 @@ async def eventually(check, limit_s: float):  # type: ignore[no-untyped-def]
             await asyncio.sleep(0.2)  # Prometheus moves at scrape speed; there is no event to await
 
 
-@pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[ServicePolicy, str, httpx.AsyncClient, object]]:
+@pytest.fixture(params=["never_open", "seed_breaker"])
+async def setup(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[ServicePolicy, str, httpx.AsyncClient, object]]:
     async with (
         run_upstream(name="primary") as primary,
         run_upstream(name="secondary") as secondary,
@@ -110,11 +112,12 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[ServicePolicy, str, httpx
         data["chain"][1]["upstream"] = secondary.url
         data["chain"][3]["upstream"] = secondary.url
         policy = ServicePolicy.model_validate(data)
-        # Breakers that never open: at 60 % errors a real one opens within a second and stops the primary's
-        # traffic, and Prometheus would then see no primary requests to compute a burn rate from (the breaker's
-        # own behaviour is tested in tests/gateway).
-        never_open = GatewaySettings(breaker=BreakerConfig(failure_threshold=10**9, failure_rate=1.0, min_calls=10**9))
-        async with run_gateway({"chat": policy}, TOKEN, settings=never_open) as gw:
+        # Breakers that never open (every request an attempt), and the seed's: at 60 % errors it opens within a
+        # second and stops the primary's traffic; the burn is then seen through the requests it skips
+        # (governor_gateway_tier_skipped_total).
+        never_open = BreakerConfig(failure_threshold=10**9, failure_rate=1.0, min_calls=10**9)
+        breaker = never_open if request.param == "never_open" else BreakerConfig()
+        async with run_gateway({"chat": policy}, TOKEN, settings=GatewaySettings(breaker=breaker)) as gw:
             policy = policy.model_copy(update={"gateways": [gw.url]})
             with prometheus(f"127.0.0.1:{gw.port}", tmp_path) as prom:
 

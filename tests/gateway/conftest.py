@@ -34,6 +34,8 @@ def chat_policy(primary: str, secondary: str, degraded: str, **overrides: Any) -
         {"tier": "tier_4_static", "body": STATIC_BODY},
     ]
     drop = overrides.pop("drop_tiers", ())
+    if "breaker_policy" in overrides:  # the policy's `breaker:` block (stack's `breaker` is the gateway's config)
+        overrides["breaker"] = overrides.pop("breaker_policy")
     chain = [t for t in chain if t["tier"] not in drop]
     data = {
         "service": "chat",

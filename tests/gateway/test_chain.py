@@ -65,7 +65,7 @@ async def test_garbage_body_is_not_passed_off_as_an_answer(st: Stack) -> None:
     st.primary.set(garbage=True)
     status, headers, body = await st.chat()
     assert (status, headers["X-Governor-Tier"]) == (200, "tier_1_secondary")
-    assert headers["X-Governor-Reason"] == "tier_0_primary=bad_body"
+    assert headers["X-Governor-Reason"] == "tier_0_primary=bad_body: not_json"
     assert content(body).startswith("[secondary]")
 
 

@@ -166,6 +166,9 @@ def test_scaled_windows_and_query() -> None:
     assert [window_label(s) for s in (3600, 300, 45)] == ["1h", "5m", "45s"]
     q = error_ratio_query(BurnRateConfig(prometheus_url="http://x"), "chat", FallbackTier.TIER_0_PRIMARY, 300)
     assert 'service="chat",tier="tier_0_primary"' in q and "[5m]" in q
+    assert 'governor_gateway_tier_skipped_total{service="chat",tier="tier_0_primary",cause!~"deadline|operator"}' in q
+    bare = BurnRateConfig(prometheus_url="http://x", skipped_metric=None)
+    assert "skipped" not in error_ratio_query(bare, "chat", FallbackTier.TIER_0_PRIMARY, 300)
 
 
 def test_error_share_pages_only_when_significant() -> None:

@@ -1,0 +1,454 @@
+"""The data plane: one request walks a service's chain primary > secondary > cache > degraded > static > explicit 503.
+
+Breakers, the pinned tier and the primary weight decide where a request enters; each upstream attempt either
+answers the client or records why it fell through (`_fell_through`: stats window, breaker, metrics, the reason
+header) and the walk moves on. Every answer says which tier served it (`X-Governor-Tier`) and why
+(`X-Governor-Reason`). Hot path: no pydantic here, label children and links are precomputed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import structlog
+
+from gateway.breaker import DENY, PROBE
+from gateway.cache import cache_key
+from gateway.client import UpstreamError
+from gateway.http import JSON_CT, SSE_CT, BadInput, Receive, Scope, Send, error, json_bytes, read_body, respond
+from gateway.metrics import GatewayMetrics
+from gateway.service import EXPECT_OFF, EXPECT_SET, Link, ServiceRuntime
+from governor.enums import DegradationLevel, FallbackTier
+from governor.models import OPERATOR_CAUSE
+
+log = structlog.get_logger("gateway")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"expect",
+    }
+)
+RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+MAX_CACHED_STREAM = 1 << 20
+ERROR_TIER = FallbackTier.TIER_5_ERROR.value
+CHAT_KEYS = ("choices",)
+CHAT_SUFFIX = "/chat/completions"
+
+Tried = list[dict[str, str]]
+
+
+class ChainWalk:
+    """Serves `ANY /{service}/{path}` for every service, counting into one set of metrics."""
+
+    def __init__(self, metrics: GatewayMetrics, max_body_bytes: int) -> None:
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def serve(self, svc: ServiceRuntime, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BadInput as bad:
+            await error(
+                send,
+                bad.status,
+                "request_too_large" if bad.status == 413 else "invalid_request",
+                bad.message,
+                bad.field,
+                [(b"x-governor-tier", ERROR_TIER.encode())],
+            )
+            return
+        method: str = scope["method"]
+        chat = path.endswith(CHAT_SUFFIX)
+        qs: bytes = scope["query_string"]
+        if qs:
+            path = path + "?" + qs.decode("latin-1")
+        fwd = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        stream = b'"stream"' in body and _wants_stream(body)
+        start, entry_reason = svc.plan()
+        tried: Tried = []
+        if entry_reason is not None and start > 0:
+            skipped = f"skipped: {entry_reason}"
+            tried.extend({"tier": link.name, "reason": skipped} for link in svc.links[:start])
+        hints: list[float] = []
+        deadline = asyncio.get_running_loop().time() + svc.deadline_s
+        links = svc.links
+        try:
+            for i in range(start, len(links)):
+                link = links[i]
+                tier = link.tier
+                if link.breaker is not None:
+                    if await self._try_upstream(
+                        svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints
+                    ):
+                        return
+                elif tier is FallbackTier.TIER_2_CACHE:
+                    if await self._try_cache(svc, link, method, path, body, send, tried):
+                        return
+                elif tier is FallbackTier.TIER_4_STATIC:
+                    await self._serve_static(svc, link, stream, send, tried)
+                    return
+        except Exception as err:  # a gateway bug must still end in the explicit answer, never a bare 500
+            log.exception("data_plane_error", service=svc.name)
+            tried.append({"tier": "gateway", "reason": f"gateway_error: {type(err).__name__}"})
+        await self._no_tier(svc, tried, hints, send)
+
+    def _fell_through(
+        self,
+        svc: ServiceRuntime,
+        link: Link,
+        ticket: int,
+        elapsed: float,
+        outcome: str,
+        cause: str,
+        tried: Tried,
+        reason: str | None = None,
+        retry_after_s: float = 0.0,
+    ) -> None:
+        """The one place a failed upstream attempt is written down: window and breaker (with its cause), metrics
+        (by outcome), the reason header."""
+        link.window.record(elapsed, error=True, rate_limited=cause == "rate_limited", cause=cause)
+        link.breaker.record(False, ticket == PROBE, cause, retry_after_s)  # type: ignore[union-attr]
+        self.metrics.count_attempt(svc.name, link.name, outcome, elapsed)
+        tried.append({"tier": link.name, "reason": reason or outcome})
+
+    def _skipped(self, svc: ServiceRuntime, link: Link, reason: str, cause: str, tried: Tried) -> None:
+        """A request this tier did not try, counted for the tier and the failure cause behind the skip."""
+        link.window.skip(reason, cause)
+        self.metrics.count_skipped(svc.name, link.name, reason, cause)
+        tried.append({"tier": link.name, "reason": reason})
+
+    async def _try_upstream(
+        self,
+        svc: ServiceRuntime,
+        link: Link,
+        method: str,
+        path: str,
+        fwd: list[tuple[bytes, bytes]],
+        body: bytes,
+        stream: bool,
+        chat: bool,
+        deadline: float,
+        send: Send,
+        tried: Tried,
+        hints: list[float],
+    ) -> bool:
+        breaker = link.breaker
+        assert breaker is not None
+        ticket = breaker.allow()
+        if ticket == DENY:
+            if breaker.mode == "open":
+                self._skipped(svc, link, "breaker_forced_open", OPERATOR_CAUSE, tried)
+            else:
+                self._skipped(svc, link, "breaker_open", breaker.open_cause or "unknown", tried)
+            return False
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        attempt_deadline = min(t0 + link.timeout_s, deadline)
+        if attempt_deadline <= t0:
+            if ticket == PROBE:
+                breaker.probes = max(0, breaker.probes - 1)
+            self._skipped(svc, link, "deadline", "deadline", tried)
+            tried[-1]["reason"] = "deadline_exceeded"
+            return False
+        if link.cap_tokens is not None:
+            body = _cap_tokens(body, link.cap_tokens)
+        window = link.window
+        window.in_flight += 1
+        resp = None
+        try:
+            resp = await link.upstream_pool().request(method, path, fwd, body, attempt_deadline)
+            status = resp.status
+            ctype = resp.header(b"content-type") or b""
+            if stream and 200 <= status < 300 and ctype.startswith(SSE_CT):
+                return await self._relay_stream(svc, link, resp, ticket, t0, tried, send, method, path, body)
+            data = await resp.read(attempt_deadline)
+        except UpstreamError as err:
+            if resp is not None:
+                resp.release()
+            window.in_flight -= 1
+            self._fell_through(svc, link, ticket, loop.time() - t0, err.kind, err.kind, tried)
+            return False
+        elapsed = loop.time() - t0
+        window.in_flight -= 1
+        if status == 429:
+            retry_after = _retry_after_s(resp.header(b"retry-after"))
+            if retry_after:
+                hints.append(retry_after)
+            self._fell_through(svc, link, ticket, elapsed, "rate_limited", "rate_limited", tried, None, retry_after)
+            return False
+        if status >= 500:
+            self._fell_through(svc, link, ticket, elapsed, f"http_{status}", "http_5xx", tried)
+            return False
+        if 200 <= status < 300 and (problem := _body_problem(link, data, ctype, chat)) is not None:
+            self._fell_through(svc, link, ticket, elapsed, "bad_body", "bad_body", tried, f"bad_body: {problem}")
+            return False
+        # A usable answer: 2xx, or a client error (4xx) passed through unchanged; the upstream itself is healthy.
+        window.record(elapsed)
+        breaker.record(True, ticket == PROBE)
+        self.metrics.count_attempt(svc.name, link.name, "ok" if status < 400 else "client_error", elapsed)
+        headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
+        headers.append((b"content-length", str(len(data)).encode()))
+        headers.append((b"x-governor-tier", link.name_b))
+        if tried:
+            headers.append((b"x-governor-reason", _reason(tried)))
+        if svc.level is not DegradationLevel.NORMAL:
+            headers.append((b"x-governor-degradation", svc.level.value.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+        self.metrics.count_served(svc.name, link.name)
+        if svc.cache is not None and 200 <= status < 300 and link.cap_tokens is None:
+            svc.cache.put(cache_key(method, path, body), status, ctype or JSON_CT, data, link.name)
+        return True
+
+    async def _relay_stream(
+        self,
+        svc: ServiceRuntime,
+        link: Link,
+        resp: Any,
+        ticket: int,
+        t0: float,
+        tried: Tried,
+        send: Send,
+        method: str,
+        path: str,
+        body: bytes,
+    ) -> bool:
+        """Pass server-sent events through; fall through if the stream dies before its first event,
+        end with an explicit error event if it dies after."""
+        loop = asyncio.get_running_loop()
+        breaker, window = link.breaker, link.window
+        assert breaker is not None
+        chunks = resp.iter_chunks(link.timeout_s)
+        try:
+            first = await chunks.__anext__()
+        except StopAsyncIteration:
+            first = b""
+        except UpstreamError as err:
+            window.in_flight -= 1
+            reason = f"stream_failed_before_first_event: {err.kind}"
+            self._fell_through(svc, link, ticket, loop.time() - t0, f"stream_{err.kind}", err.kind, tried, reason)
+            return False
+        ttfb = loop.time() - t0
+        headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
+        headers.append((b"x-governor-tier", link.name_b))
+        headers.append((b"x-accel-buffering", b"no"))
+        if tried:
+            headers.append((b"x-governor-reason", _reason(tried)))
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        kept: list[bytes] | None = [first] if svc.cache is not None and link.cap_tokens is None else None
+        size = len(first)
+        failed: UpstreamError | None = None
+        try:
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if kept is not None:
+                    size += len(chunk)
+                    kept = kept if size <= MAX_CACHED_STREAM else None
+                    if kept is not None:
+                        kept.append(chunk)
+        except UpstreamError as err:
+            failed = err
+            event = {
+                "error": {
+                    "type": "upstream_stream_failed",
+                    "service": svc.name,
+                    "tier": link.name,
+                    "reason": err.kind,
+                    "message": f"the {link.name} stream ended early: {err}",
+                }
+            }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"event: error\ndata: " + json_bytes(event) + b"\n\n",
+                    "more_body": True,
+                }
+            )
+        finally:
+            window.in_flight -= 1
+        await send({"type": "http.response.body", "body": b""})
+        cause = None if failed is None else failed.kind
+        window.record(ttfb, error=failed is not None, cause=cause)
+        breaker.record(failed is None, ticket == PROBE, cause)
+        self.metrics.count_attempt(svc.name, link.name, "ok" if failed is None else f"stream_{failed.kind}", ttfb)
+        self.metrics.count_served(svc.name, link.name)
+        if failed is None and kept is not None and 200 <= resp.status < 300:
+            svc.cache.put(cache_key(method, path, body), resp.status, SSE_CT, b"".join(kept), link.name)  # type: ignore[union-attr]
+        return True
+
+    async def _try_cache(
+        self, svc: ServiceRuntime, link: Link, method: str, path: str, body: bytes, send: Send, tried: Tried
+    ) -> bool:
+        assert svc.cache is not None
+        t0 = time.perf_counter()
+        found = svc.cache.get(cache_key(method, path, body))
+        elapsed = time.perf_counter() - t0
+        if found is None:
+            link.window.record(elapsed)  # a miss is not an error of the cache tier
+            self.metrics.count_attempt(svc.name, link.name, "miss", elapsed)
+            tried.append({"tier": link.name, "reason": "cache_miss"})
+            return False
+        entry, age = found
+        link.window.record(elapsed)
+        self.metrics.count_attempt(svc.name, link.name, "hit", elapsed)
+        headers = [
+            (b"x-governor-tier", link.name_b),
+            (b"x-governor-reason", _reason(tried)),
+            (b"age", str(int(age)).encode()),
+            (b"x-governor-cache-source", entry.source_tier.encode()),
+        ]
+        if svc.level is not DegradationLevel.NORMAL:
+            headers.append((b"x-governor-degradation", svc.level.value.encode()))
+        await respond(send, entry.status, entry.body, headers, entry.content_type)
+        self.metrics.count_served(svc.name, link.name)
+        return True
+
+    async def _serve_static(self, svc: ServiceRuntime, link: Link, stream: bool, send: Send, tried: Tried) -> None:
+        spec = link.spec
+        body = link.static_body or b""
+        ctype = spec.content_type.encode()
+        if stream and isinstance(spec.body, dict) and "choices" in spec.body:
+            body, ctype = _completion_as_sse(spec.body), SSE_CT
+        link.window.record(0.0)
+        self.metrics.count_attempt(svc.name, link.name, "ok", 0.0)
+        headers = [(b"x-governor-tier", link.name_b), (b"x-governor-reason", _reason(tried))]
+        if svc.level is not DegradationLevel.NORMAL:
+            headers.append((b"x-governor-degradation", svc.level.value.encode()))
+        await respond(send, spec.status, body, headers, ctype)
+        self.metrics.count_served(svc.name, link.name)
+
+    async def _no_tier(self, svc: ServiceRuntime, tried: Tried, hints: list[float], send: Send) -> None:
+        retry = svc.retry_after_s(hints)
+        payload = {
+            "error": {
+                "type": "no_tier_available",
+                "service": svc.name,
+                "tiers_tried": tried,
+                "retry_after_s": retry,
+                "message": f"no tier of {svc.name!r} could answer; retry in {retry} s",
+            }
+        }
+        svc.error_window.record(0.0, error=True)
+        self.metrics.count_served(svc.name, ERROR_TIER)
+        headers = [
+            (b"retry-after", str(retry).encode()),
+            (b"x-governor-tier", ERROR_TIER.encode()),
+            (b"x-governor-reason", _reason(tried)),
+        ]
+        await respond(send, 503, json_bytes(payload), headers)
+
+
+# --- request and answer helpers
+
+
+def _wants_stream(body: bytes) -> bool:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(parsed, dict) and parsed.get("stream") is True
+
+
+def _body_problem(link: Link, data: bytes, ctype: bytes, chat: bool) -> str | None:
+    """Why a 2xx body is not what the endpoint promises (None: it is). A full JSON parse, never first/last byte.
+
+    Strict (the tier's `expect`, or a chat completion path by default): a JSON object with the expected keys, not
+    an event stream the client did not ask for. Otherwise only a body that says it is JSON must parse. Never an
+    error object (`{"error": ...}`) either way."""
+    mode = link.expect_mode
+    keys: tuple[str, ...]
+    if mode == EXPECT_OFF:
+        return None
+    if mode == EXPECT_SET:
+        keys, strict = link.expect_keys, True
+    elif chat:
+        keys, strict = CHAT_KEYS, True
+    else:
+        keys, strict = (), False
+    if strict and ctype.startswith(SSE_CT):
+        return "event_stream_not_asked_for"
+    if not strict and not (ctype.startswith(JSON_CT) or b"+json" in ctype):
+        return None
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return "not_json"
+    if isinstance(parsed, dict):
+        if parsed.get("error") is not None:
+            return "error_object"
+        for key in keys:
+            if key not in parsed:
+                return f"no_{key}"
+        return None
+    return "not_a_json_object" if strict else None
+
+
+def _retry_after_s(value: bytes | None) -> float:
+    """Retry-After in seconds (the delay form; an HTTP date or garbage counts as none)."""
+    if value is None:
+        return 0.0
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds < float("inf") else 0.0
+
+
+def _cap_tokens(body: bytes, cap: int) -> bytes:
+    """The degraded tier's request cap: `max_tokens` (and `max_completion_tokens`) at most `cap`."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body
+    if not isinstance(parsed, dict):
+        return body
+    capped = False
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = parsed.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            parsed[key] = min(value, cap)
+            capped = True
+    if not capped:
+        parsed["max_tokens"] = cap
+    return json_bytes(parsed)
+
+
+def _completion_as_sse(completion: dict[str, Any]) -> bytes:
+    """A canned chat completion replayed as server-sent events, for clients that asked for a stream."""
+    choices = completion.get("choices") or [{}]
+    message = (choices[0] or {}).get("message") or {}
+    base: dict[str, Any] = {k: completion.get(k) for k in ("id", "model", "created") if k in completion}
+    base["object"] = "chat.completion.chunk"
+    events = [
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": message.get("content", "")},
+                    "finish_reason": None,
+                }
+            ],
+        },
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    return b"".join(b"data: " + json_bytes(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def _reason(tried: Tried) -> bytes:
+    return "; ".join(f"{t['tier']}={t['reason']}" for t in tried).encode("latin-1", "replace")

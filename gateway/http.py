@@ -1,0 +1,84 @@
+"""ASGI plumbing shared by the data plane and the admin API: types, JSON answers, bounded body reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON_CT = b"application/json"
+SSE_CT = b"text/event-stream"
+
+
+class BadInput(Exception):
+    """A request the gateway refuses: the field it got wrong, a message naming it, the HTTP status."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        if field not in message:
+            message = f"{field}: {message}"
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+def json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = JSON_CT,
+) -> None:
+    hdrs = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if headers:
+        hdrs.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def error(
+    send: Send,
+    status: int,
+    kind: str,
+    message: str,
+    field: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    err: dict[str, Any] = {"type": kind, "message": message}
+    if field is not None:
+        err["field"] = field
+    await respond(send, status, json_bytes({"error": err}), headers)
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refused early (413) when its content-length or its bytes exceed `limit`."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise BadInput("content-length", "content-length is not a number", 400) from None
+            if declared > limit:
+                raise BadInput("body", f"body of {declared} bytes exceeds the {limit}-byte limit", 413)
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadInput("body", f"body exceeds the {limit}-byte limit", 413)
+        parts.append(chunk)
+    return b"".join(parts)
