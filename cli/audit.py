@@ -21,6 +21,11 @@ class ChainVerdict(BaseModel):
     broken_at: int | None = None
     problem: str = ""
     head: str = ""
+    against_history: bool = False
+    """True when the trail was also compared with the one the workflow's history implies (see cli/audit_history.py)."""
+    history_entries: int | None = None
+    matches_history: bool | None = None
+    """None when no history was checked (or the chain itself is broken)."""
 
 
 def verify_audit(incident: str, trail: list[AuditEntry]) -> ChainVerdict:
@@ -57,17 +62,38 @@ def _load_saved_trail(path: Path) -> tuple[str, list[AuditEntry]]:
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
-    if args.file is not None:
-        incident, trail = _load_saved_trail(args.file)
-    elif args.incident:
-        gc = await connect(args)
-        incident = resolve_incident(args.incident)
-        trail = (await gc.state(incident)).audit
-    else:
+    """`audit verify INCIDENT`: the queried trail, checked as a chain and against the workflow's history on the server.
+    `--file STATE.json`: a saved trail; with INCIDENT too, also against that incident's history, else the chain only."""
+    if args.file is None and not args.incident:
         raise UserError("audit verify needs an INCIDENT or --file STATE.json")
+    incident = resolve_incident(args.incident) if args.incident else None
+    if args.file is not None:
+        saved_id, trail = _load_saved_trail(args.file)
+        incident = incident or saved_id
+    replayed: list[AuditEntry] | None = None
+    if args.incident and incident is not None:
+        from cli.audit_history import trail_from_history
+
+        gc = await connect(args)
+        queried = (await gc.state(incident)).audit  # an unknown incident exits 3
+        trail = queried if args.file is None else trail
+        replayed = await trail_from_history(gc.temporal, incident)  # fetched after the query: never behind it
+    assert incident is not None
     verdict = verify_audit(incident, trail)
+    if replayed is not None:
+        from cli.audit_history import compare_with_history
+
+        verdict.against_history, verdict.history_entries = True, len(replayed)
+        if verdict.intact:
+            differs = compare_with_history(trail, replayed)
+            verdict.matches_history = differs is None
+            if differs is not None:
+                verdict.intact, verdict.broken_at, verdict.problem = False, differs[0], differs[1]
     if verdict.intact:
-        text = f"{incident}: audit chain intact ({verdict.entries} entries, head {verdict.head[:12] or '-'})"
+        proof = ", matches the workflow's history" if verdict.against_history else " (chain only: no history checked)"
+        text = f"{incident}: audit chain intact ({verdict.entries} entries, head {verdict.head[:12] or '-'}){proof}"
+    elif verdict.matches_history is False:
+        text = f"{incident}: audit trail does NOT match the workflow's history: {verdict.problem}"
     else:
         text = f"{incident}: audit chain BROKEN at {verdict.problem}"
     emit(args, verdict, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import secrets
 import sys
 
 import structlog
@@ -12,8 +13,6 @@ import structlog
 from gateway.app import create_app, uvicorn_config
 from governor.logging import configure_logging
 from governor.policy import PolicyError, load_policy_dir
-
-DEV_TOKEN = "dev-token"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         if not _is_loopback(args.host):
             print("GOVERNOR_GATEWAY_TOKEN must be set when the gateway listens beyond loopback", file=sys.stderr)
             return 2
-        log.warning("gateway_dev_token", detail="GOVERNOR_GATEWAY_TOKEN unset; admin API uses the dev token")
-        token = DEV_TOKEN
+        # No well-known token: an unset token locks the admin API (a random one nobody knows), the data plane serves.
+        log.warning("gateway_admin_locked", detail="GOVERNOR_GATEWAY_TOKEN unset: every admin call is refused (401)")
+        token = secrets.token_urlsafe(32)
     app = create_app(policies, token)
     import uvicorn
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from governor.incident import DEFAULT_TASK_QUEUE
@@ -31,7 +30,8 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOVERNOR_", extra="ignore")
 
     policy_dir: Path = Path("policies")
-    gateway_token: str = Field(default="dev-token", min_length=1)
+    gateway_token: str = ""
+    """The gateways' admin token (GOVERNOR_GATEWAY_TOKEN); no default: without it every gateway change is refused."""
     metrics_port: int | None = 9464
     metrics_host: str = "127.0.0.1"
     """Where the worker serves its Prometheus metrics; loopback unless configured (GOVERNOR_METRICS_HOST)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import signal
 import time
@@ -52,6 +53,13 @@ class IntakeSettings(BaseSettings):
     port: int = 9095
     token: str | None = None
     dedup_s: float = Field(default=300.0, gt=0)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class BadPayload(Exception):
@@ -238,6 +246,8 @@ class Intake:
             field, msg = _field_of(err)
             raise BadPayload(field, msg) from None
         self._check_known(report, "")
+        if report.manual and self.token is None:  # a manual failover moves traffic off a healthy primary
+            raise BadPayload("manual", "a manual failover needs an intake with a token (GOVERNOR_INTAKE_TOKEN)", 403)
         return web.json_response(await self._report(report), status=202)
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -275,6 +285,8 @@ async def run_intake(
 
 async def main() -> None:
     settings = IntakeSettings()
+    if not settings.token and not is_loopback(settings.host):
+        raise SystemExit(f"GOVERNOR_INTAKE_TOKEN must be set when the intake listens beyond loopback ({settings.host})")
     worker = WorkerSettings()
     configure_logging(worker.log_format, worker.log_level)
     policies = load_policy_dir(worker.policy_dir)

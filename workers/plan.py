@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import sys
 import sysconfig
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,9 @@ class StackInfo:
     gateway_url: str | None
     status_url: str | None
     gateway_token: str
+    intake_token: str
+    token_files: dict[str, Path]
+    """Where the tokens `up` generated live (0600): name -> file; empty for tokens taken from options or env."""
     worker_metrics_url: str | None
     intake_url: str | None
     upstreams: dict[str, str]
@@ -116,6 +120,47 @@ def policy_upstream_ports(policies: dict[str, ServicePolicy]) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------- the plan
 
 
+def state_token(state_dir: Path, name: str) -> tuple[str, Path]:
+    """The random token `<state>/secrets/<name>` holds, made (0600, 32 random bytes) when the file does not exist yet,
+    so every state folder has its own tokens and a second `up` of the same folder keeps them. A token file others
+    may read, or an empty one, is refused: it would not be a secret."""
+    folder = state_dir / "secrets"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fd = -1
+    if fd < 0:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise StackError(
+                f"{path} is readable by others (mode {mode:o}): `chmod 600 {path}`, or delete it for a new token"
+            )
+        token = path.read_text().strip()
+        if not token:
+            raise StackError(f"{path} is empty: delete it and `governor up` makes a new token")
+        return token, path
+    with os.fdopen(fd, "w") as out:
+        token = secrets.token_urlsafe(32)
+        out.write(token + "\n")
+    return token, path
+
+
+def issue_tokens(plan: Plan, state_dir: Path) -> None:
+    """Give the plan the state folder's own tokens where options and environment gave none (see state_token), and
+    hand them to the processes. Called once the folder is locked: a refused start leaves no file behind."""
+    if not plan.token:
+        plan.token, plan.token_files["gateway admin"] = state_token(state_dir, "gateway-token")
+    if not plan.intake_token and any(spec.name == "intake" for spec in plan.apps):
+        plan.intake_token, plan.token_files["intake"] = state_token(state_dir, "intake-token")
+    for spec in plan.apps:
+        if spec.name in {"gateway", "worker"}:
+            spec.env["GOVERNOR_GATEWAY_TOKEN"] = plan.token
+        elif spec.name == "intake":
+            spec.env["GOVERNOR_INTAKE_TOKEN"] = plan.intake_token
+
+
 @dataclass
 class Plan:
     python: Path
@@ -124,6 +169,8 @@ class Plan:
     gateway_port: int | None
     upstream_ports: dict[str, int]
     token: str
+    intake_token: str
+    token_files: dict[str, Path]
     temporal: ProcessSpec
     apps: list[ProcessSpec]
     warnings: list[str]
@@ -135,8 +182,10 @@ def plan_stack(options: StackOptions) -> Plan:
     policies = load_policies(options) if (options.worker or options.gateway or options.intake or options.demo) else {}
     host = options.host
     warnings: list[str] = []
-    token = options.gateway_token or os.environ.get("GOVERNOR_GATEWAY_TOKEN") or "dev-token"
     state = options.state_dir.resolve()
+    token_files: dict[str, Path] = {}  # filled by issue_tokens, once the state folder is ours
+    token = options.gateway_token or os.environ.get("GOVERNOR_GATEWAY_TOKEN") or ""
+    intake_token = options.intake_token or os.environ.get("GOVERNOR_INTAKE_TOKEN") or ""
 
     # fmt: off
     dev_server = [
@@ -238,6 +287,7 @@ def plan_stack(options: StackOptions) -> Plan:
                     "GOVERNOR_INTAKE_HOST": host,
                     "GOVERNOR_INTAKE_PORT": str(options.intake_port),
                     "GOVERNOR_POLICY_DIR": str(options.policy_dir),
+                    "GOVERNOR_INTAKE_TOKEN": intake_token,
                 },
                 module="workers.intake",
                 ports=[
@@ -272,7 +322,19 @@ def plan_stack(options: StackOptions) -> Plan:
             )
         )
     apps.extend(options.extra_processes)
-    return Plan(python, temporal_bin, policies, gateway_port, upstream_ports, token, temporal, apps, warnings)
+    return Plan(
+        python,
+        temporal_bin,
+        policies,
+        gateway_port,
+        upstream_ports,
+        token,
+        intake_token,
+        token_files,
+        temporal,
+        apps,
+        warnings,
+    )
 
 
 def shown_path(path: Path) -> str:
@@ -330,6 +392,8 @@ def banner(info: StackInfo) -> list[str]:
     for name, url in info.upstreams.items():
         lines.append(f"  Upstream        {name:<10} {url}  (faults: PUT {url}/control)")
     lines.append(f"  State           {shown_path(info.state_dir)}/ (temporal.db, logs/, postmortems/)")
+    for name, path in info.token_files.items():
+        lines.append(f"  Token           {name:<14} {shown_path(path)} (0600; send it as `Authorization: Bearer ...`)")
     hints = oncall_hints(info)
     if hints:
         lines += ["", "On-call: follow and approve the incident with", *(f"  {h}" for h in hints)]

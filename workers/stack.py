@@ -23,6 +23,7 @@ from workers.plan import (
     Scenario,
     StackInfo,
     banner,
+    issue_tokens,
     load_policies,
     oncall_hints,
     plan_stack,
@@ -112,6 +113,7 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     lock = StateLock(state)
     lock.acquire()
+    issue_tokens(plan, state)
 
     env = {
         **os.environ,
@@ -220,6 +222,8 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
             gateway_url=f"http://{options.host}:{plan.gateway_port}" if options.gateway else None,
             status_url=f"http://{options.host}:{plan.gateway_port}/status" if options.gateway else None,
             gateway_token=plan.token,
+            intake_token=plan.intake_token,
+            token_files=plan.token_files,
             worker_metrics_url=f"http://{options.host}:{options.metrics_port}/metrics" if options.worker else None,
             intake_url=f"http://{options.host}:{options.intake_port}" if options.intake else None,
             upstreams={n: f"http://{options.host}:{p}" for n, p in plan.upstream_ports.items()} if options.demo else {},

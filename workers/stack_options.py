@@ -38,7 +38,11 @@ class StackOptions:
     namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
     gateway_token: str | None = None
-    """Admin token shared by the gateway and the worker; default $GOVERNOR_GATEWAY_TOKEN or `dev-token`."""
+    """Admin token shared by the gateway and the worker; default $GOVERNOR_GATEWAY_TOKEN, else a random token kept
+    in `<state>/secrets/gateway-token` (0600), made on the first `up` of that state folder."""
+    intake_token: str | None = None
+    """Bearer token services report failures to the intake with; default $GOVERNOR_INTAKE_TOKEN, else a random
+    token kept in `<state>/secrets/intake-token` (0600)."""
     demo: bool = False
     worker: bool = True
     gateway: bool = True

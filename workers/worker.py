@@ -76,6 +76,8 @@ async def run_worker(temporal: TemporalSettings, settings: WorkerSettings, stop:
                 metrics=PrometheusConfig(bind_address=f"{settings.metrics_host}:{settings.metrics_port}")
             )
         )
+    if not settings.gateway_token:
+        log.warning("gateway_token_unset", detail="GOVERNOR_GATEWAY_TOKEN unset: the gateways will refuse every change")
     client = await connect(temporal, runtime=runtime)
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
         worker = build_worker(client, temporal.task_queue, activity_functions(http, settings, client))

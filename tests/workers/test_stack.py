@@ -309,3 +309,51 @@ def test_stack_flags_fit_a_cli_that_already_has_connection_flags() -> None:
     options = options_from_args(parser.parse_args(["--demo", "--temporal-port", "7300", "--no-intake"]))
     assert (options.demo, options.temporal_port, options.intake, options.worker) == (True, 7300, False, True)
     assert (options.namespace, options.policy_dir, options.state_dir) == ("default", Path("policies"), Path("state"))
+
+
+def test_up_makes_random_tokens_per_state_folder_kept_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11.7: no well-known token. Each state folder gets its own gateway admin and intake tokens (0600),
+    a second `up` of the folder keeps them, the environment still wins, and a token file others can read is refused."""
+    from workers.plan import StackInfo, banner, issue_tokens, plan_stack
+
+    def plan_stack_with_tokens(options: StackOptions):  # what run_stack does once it holds the state folder
+        plan = plan_stack(options)
+        issue_tokens(plan, options.state_dir.resolve())
+        return plan
+
+    monkeypatch.delenv("GOVERNOR_GATEWAY_TOKEN", raising=False)
+    monkeypatch.delenv("GOVERNOR_INTAKE_TOKEN", raising=False)
+    policies = PROJECT / "demo" / "policies"
+    first = plan_stack_with_tokens(StackOptions(state_dir=tmp_path / "a", policy_dir=policies))
+    again = plan_stack_with_tokens(StackOptions(state_dir=tmp_path / "a", policy_dir=policies))
+    other = plan_stack_with_tokens(StackOptions(state_dir=tmp_path / "b", policy_dir=policies))
+    assert (first.token, first.intake_token) == (again.token, again.intake_token)
+    assert len({first.token, first.intake_token, other.token, other.intake_token, "dev-token"}) == 5
+    assert len(first.token) >= 40
+    files = first.token_files
+    assert set(files) == {"gateway admin", "intake"}
+    for path in files.values():
+        assert path.parent == (tmp_path / "a" / "secrets").resolve() and path.stat().st_mode & 0o777 == 0o600
+    assert files["gateway admin"].read_text().strip() == first.token
+    env_of = {spec.name: spec.env for spec in first.apps}
+    assert env_of["gateway"]["GOVERNOR_GATEWAY_TOKEN"] == env_of["worker"]["GOVERNOR_GATEWAY_TOKEN"] == first.token
+    assert env_of["intake"]["GOVERNOR_INTAKE_TOKEN"] == first.intake_token
+
+    info = StackInfo(
+        state_dir=tmp_path / "a", log_dir=tmp_path / "a" / "logs", policy_dir=policies,
+        temporal_address="127.0.0.1:7233", namespace="default", task_queue="q", ui_url="http://127.0.0.1:8233",
+        gateway_url=None, status_url=None, gateway_token=first.token, intake_token=first.intake_token,
+        token_files=files, worker_metrics_url=None, intake_url=None, upstreams={}, policies={},
+        client=None,  # type: ignore[arg-type]
+        temporal_bin=Path("temporal"), python=Path(sys.executable),
+    )  # fmt: skip
+    text = "\n".join(banner(info))
+    assert "gateway-token (0600" in text and "intake-token (0600" in text and first.token not in text
+
+    monkeypatch.setenv("GOVERNOR_GATEWAY_TOKEN", "from-env")
+    from_env = plan_stack_with_tokens(StackOptions(state_dir=tmp_path / "a", policy_dir=policies))
+    assert from_env.token == "from-env" and "gateway admin" not in from_env.token_files
+
+    files["intake"].chmod(0o644)
+    with pytest.raises(StackError, match="readable by others"):
+        plan_stack_with_tokens(StackOptions(state_dir=tmp_path / "a", policy_dir=policies))
