@@ -14,6 +14,8 @@ from demo.scenario import DEMO_POLICY_DIR
 from governor.cli import build_parser, run
 from governor.detection import watchdog_id
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 
 @pytest.mark.parametrize(
     ("argv", "auto"),

@@ -30,6 +30,8 @@ from governor.policy import ServicePolicy, load_policy
 from tests.ports import free_port
 from workers.intake import RunningIntake, run_intake
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
 
