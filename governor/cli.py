@@ -34,6 +34,7 @@ from governor.policy import (
     PolicyError,
     ServicePolicy,
     find_policy,
+    is_policy_dir,
     load_policy,
     load_policy_dir,
     parse_policy,
@@ -699,7 +700,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for path in args.paths:
         try:
-            if path.is_dir():
+            if is_policy_dir(path):  # an unusable path (too long, unreadable) is a PolicyError, not a traceback
                 policies = load_policy_dir(path)
                 for service, policy in policies.items():
                     results.append(
