@@ -684,14 +684,16 @@ class IncidentRecoveryWorkflow:
         description='A failure report joins this incident. JSON: {"service": "chat", "dependency": "primary-llm", "failure_type": "error_spike", "source": "ui", "message": "..."}',
     )
     def report(self, report: IncidentReport) -> None:
-        self.s.report_count += 1
-        if len(self.s.reports) < MAX_KEPT_REPORTS:
-            self.s.reports.append(report)
-            self._audit(
-                "reported" if self.s.report_count == 1 else "report_joined",
-                actor=report.source,
-                details={"failure_type": str(report.failure_type or ""), "message": report.message},
-            )
+        first = self.s.report_count == 0
+        self.s.report_count += max(report.coalesced, 1 + len(report.also))  # a coalesced burst counts every report
+        for i, one in enumerate(report.expanded()):
+            if len(self.s.reports) < MAX_KEPT_REPORTS:
+                self.s.reports.append(one)
+                self._audit(
+                    "reported" if first and i == 0 else "report_joined",
+                    actor=one.source,
+                    details={"failure_type": str(one.failure_type or ""), "message": one.message},
+                )
 
     @workflow.signal(
         name=Names.APPROVE,
