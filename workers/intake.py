@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from governor.alerts import AlertError, AlertmanagerWebhook, reports_from_webhook
-from governor.client import GovernorClient, GovernorError, Reported
+from governor.client import GovernorClient, GovernorError, GovernorUnavailable, Reported
 from governor.incident import MAX_COALESCED_DISTINCT, IncidentReport, incident_id
 from governor.logging import configure_logging
 from governor.policy import ServicePolicy, load_policy_dir
@@ -133,16 +133,22 @@ class Coalescer:
         return await asyncio.shield(answer)  # a client hanging up must not cancel the others' signal
 
     async def _flush(self, wid: str) -> None:
+        batch: list[_Waiting] = []
         try:
             await asyncio.sleep(self.window_s)
-            while batch := self._queues.pop(wid, None):
+            while batch := self._queues.pop(wid, []):
                 try:
                     for chunk in _chunks(batch):
-                        await self._send(chunk)
+                        await self._send(chunk)  # a failed chunk answers its own reports; the next still goes
                 finally:
                     self.pending -= len(batch)  # counted until answered: the bound covers reports in flight too
         finally:
             self._flushers.pop(wid, None)
+            # cancelled (the intake is stopping): whoever still waits hears so, nobody hangs
+            for waiting in [*batch, *self._queues.pop(wid, [])]:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(GovernorUnavailable("the intake stopped before Temporal answered"))
+                    waiting.answer.exception()
 
     async def _send(self, batch: list[_Waiting]) -> None:
         distinct: dict[str, _Waiting] = {}
@@ -152,12 +158,13 @@ class Coalescer:
         signal = head.model_copy(update={"coalesced": len(batch), "also": others})
         try:
             reported = await self.reporter(signal)
-        except BaseException as err:
+        except Exception as err:
+            log.warning("intake_signal_failed", incident_id=incident_id(head.service, head.dependency), error=str(err))
             for waiting in batch:
                 if not waiting.answer.done():
                     waiting.answer.set_exception(err)
                     waiting.answer.exception()  # retrieved here: the handler re-raises it, nobody logs it as lost
-            raise
+            return
         finally:
             self.signals += 1
         now = self.clock()

@@ -24,7 +24,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from governor.client import GovernorClient, Reported
+from governor.client import GovernorClient, GovernorUnavailable, Reported
 from governor.enums import FailureType, Severity
 from governor.incident import IncidentReport, incident_id
 from governor.policy import ServicePolicy, load_policy, parse_policy
@@ -355,3 +355,36 @@ async def test_a_full_intake_answers_503_with_retry_after_and_loses_nothing_it_a
     assert health["pending"] == 0 and health["overloaded"] == 1
     sent = await signals(dev_env.client, incident_id(service, "primary-llm"))
     assert sum(s["coalesced"] for s in sent) == 5  # the five accepted reports, and not the refused one
+
+
+async def test_a_failed_signal_answers_503_for_its_reports_and_the_rest_still_go(dev_env: WorkflowEnvironment) -> None:
+    """25 distinct reports at once: two signals (at most 20 distinct each); the first fails, the second lands."""
+    service = f"chat{uuid.uuid4().hex[:8]}"
+    governor = GovernorClient(dev_env.client, task_queue=f"intake-{service}")
+    calls = 0
+
+    async def flaky(report: IncidentReport) -> Reported:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise GovernorUnavailable("Temporal is restarting")
+        return await governor.report_failure(report)
+
+    async with (
+        run_intake(flaky, policies={service: policy_named(service)}, coalesce_s=0.2) as running,
+        httpx.AsyncClient(trust_env=False) as http,
+    ):
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    f"{running.url}/v1/reports",
+                    json={"service": service, "dependency": "primary-llm", "source": f"s{i}"},
+                )
+                for i in range(25)
+            )
+        )
+    codes = [a.status_code for a in answers]
+    assert sorted(codes) == [202] * 5 + [503] * 20, codes
+    assert all(a.headers["Retry-After"] == "5" for a in answers if a.status_code == 503)
+    sent = await signals(dev_env.client, incident_id(service, "primary-llm"))
+    assert sum(s["coalesced"] for s in sent) == 5  # exactly the accepted ones
