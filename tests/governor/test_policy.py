@@ -443,7 +443,7 @@ def test_find_policy_by_file_name_or_by_scanning(tmp_path: Path) -> None:
 def test_governor_validate_with_a_long_or_missing_file_exits_1_without_a_traceback(tmp_path: Path) -> None:
     for path in (tmp_path / ("a" * 300 + ".yaml"), tmp_path / "missing.yaml"):
         done = subprocess.run(
-            [sys.executable, "-m", "governor.cli", "validate", str(path)],
+            [str(Path(sys.executable).parent / "governor"), "validate", str(path)],  # the installed entry point
             capture_output=True,
             text=True,
             timeout=60,
