@@ -18,8 +18,9 @@ setup: system-deps $(VENV)/.installed
 test: setup
 	$(PY) -m pytest -q -ra --tb=native
 
-lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+# lint needs only the venv (no system packages), so CI runs it first and fails fast.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports
 
 run: setup
 	$(VENV)/bin/governor up --demo $(if $(filter true,$(AUTO_APPROVE)),--auto-approve,)

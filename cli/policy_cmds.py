@@ -25,7 +25,15 @@ from cli.render import (
 )
 from governor.decisions import BASE_SEVERITY
 from governor.enums import FailureType
-from governor.policy import PolicyError, ServicePolicy, find_policy, load_policy, load_policy_dir, parse_policy
+from governor.policy import (
+    PolicyError,
+    ServicePolicy,
+    find_policy,
+    is_policy_dir,
+    load_policy,
+    load_policy_dir,
+    parse_policy,
+)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -78,7 +86,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for path in args.paths:
         try:
-            if path.is_dir():
+            if is_policy_dir(path):  # an unusable path (too long, unreadable) is a PolicyError, not a traceback
                 policies = load_policy_dir(path)
                 for service, policy in policies.items():
                     results.append(

@@ -36,6 +36,10 @@ def incident_id(service: str, dependency: str) -> str:
     return f"recovery-{service}-{dependency}"
 
 
+MAX_COALESCED_DISTINCT = 20
+"""Distinct reports one coalesced signal carries (the workflow keeps the first 20 reports anyway)."""
+
+
 class IncidentReport(BaseModel):
     """A failure report from a service, a watchdog, Alertmanager or on-call."""
 
@@ -50,6 +54,14 @@ class IncidentReport(BaseModel):
     dedup_key: str | None = Field(default=None, max_length=500)
     manual: bool = False
     """On-call's deliberate failover (maintenance, a known-bad model): detection records it without re-probing."""
+    coalesced: int = Field(default=1, ge=1)
+    """How many reports this one stands for: the intake merges a burst for one incident into one signal."""
+    also: list[IncidentReport] = Field(default_factory=list, max_length=MAX_COALESCED_DISTINCT - 1)
+    """The other distinct reports merged into this one (repeats of the same report are only counted)."""
+
+    def expanded(self) -> list[IncidentReport]:
+        """This report and the distinct ones merged into it, each on its own."""
+        return [self.model_copy(update={"also": [], "coalesced": 1}), *self.also]
 
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]

@@ -5,11 +5,22 @@ Defaults are the seed's (FALLBACK.GOVERNANCE.OS.EXE). Errors name the file, the 
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from governor.enums import (
     DegradationLevel,
@@ -23,6 +34,49 @@ class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file, the field and the bad value."""
 
 
+def _text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a NUL byte is not allowed")
+    return value
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return _text(value)
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str:
+    _text(value)
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError("a URL may not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parses the port, raising on a bad one
+    except ValueError as err:
+        raise ValueError(f"not a URL ({err})") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must be an absolute {' or '.join(s + '://' for s in schemes)} URL with a host")
+    return value
+
+
+def _http_url(value: str) -> str:
+    return _url(value, ("http", "https"))
+
+
+# Policy value types: numbers are strict (a YAML `true` is no latency; an int is fine where a float is asked),
+# strings carry no NUL byte, names are not blank, URLs are absolute http(s) URLs with a host.
+Text = Annotated[str, AfterValidator(_text)]
+Name = Annotated[str, AfterValidator(_non_blank)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+PosFloat = Annotated[float, Field(strict=True, gt=0)]
+NonNegFloat = Annotated[float, Field(strict=True, ge=0)]
+Rate = Annotated[float, Field(strict=True, ge=0, le=1)]
+"""A share, 0..1 (0.05 is 5 %)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -31,15 +85,15 @@ class DependencySpec(_Strict):
     """A dependency the service relies on (a model, a tool, a database)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    type: str = "model"
+    type: Name = "model"
     tier: FallbackTier | None = None
     """The chain tier this dependency backs; its breaker opens when it fails."""
-    health_url: str | None = None
+    health_url: HttpUrl | None = None
     health_expect_json: dict[str, Any] | None = None
     """Keys the health body must carry with these values (a schema check for data_corruption)."""
-    timeout_ms: int = Field(default=5000, gt=0, le=60_000)
-    retries: int = Field(default=3, ge=0, le=10)
-    sla_target: float = Field(default=99.9, gt=0, le=100)
+    timeout_ms: int = Field(default=5000, strict=True, gt=0, le=60_000)
+    retries: int = Field(default=3, strict=True, ge=0, le=10)
+    sla_target: float = Field(default=99.9, strict=True, gt=0, le=100)
 
     def effective_timeout_ms(self, attempt: int) -> int:
         """The seed's exponential backoff of the timeout, capped at 30 s."""
@@ -74,18 +128,18 @@ class TierSpec(_Strict):
     """One link of the fallback chain."""
 
     tier: FallbackTier
-    upstream: str | None = None
+    upstream: HttpUrl | None = None
     """Base URL the gateway forwards to (primary, secondary, degraded)."""
-    timeout_ms: int = Field(default=10_000, gt=0, le=300_000)
-    ttl_s: int = Field(default=300, gt=0)
+    timeout_ms: int = Field(default=10_000, strict=True, gt=0, le=300_000)
+    ttl_s: PosInt = 300
     """Cache tier: how long a successful answer may be reused."""
-    max_entries: int = Field(default=10_000, gt=0)
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_entries: PosInt = 10_000
+    max_tokens: PosInt | None = None
     """Degraded tier: cap on `max_tokens` in forwarded requests."""
-    status: int = Field(default=200, ge=200, le=599)
+    status: int = Field(default=200, strict=True, ge=200, le=599)
     body: Any = None
     """Static tier: the canned answer."""
-    content_type: str = "application/json"
+    content_type: Name = "application/json"
     expect: BodyExpectation | None = None
     """Upstream tiers: what a 2xx body must be (see BodyExpectation); unset: the endpoint's default."""
 
@@ -106,27 +160,36 @@ class TierSpec(_Strict):
 class Thresholds(_Strict):
     """The seed's FailureDetectorEngine.THRESHOLDS, plus the share of 429s that means rate limiting."""
 
-    latency_warning_ms: float = 500
-    latency_critical_ms: float = 2000
-    error_rate_warning: float = Field(default=0.01, ge=0, le=1)
-    error_rate_critical: float = Field(default=0.05, ge=0, le=1)
-    queue_depth_warning: int = 100
-    queue_depth_critical: int = 500
-    rate_limited_share: float = Field(default=0.2, ge=0, le=1)
+    latency_warning_ms: PosFloat = 500
+    latency_critical_ms: PosFloat = 2000
+    error_rate_warning: Rate = 0.01
+    error_rate_critical: Rate = 0.05
+    queue_depth_warning: PosInt = 100
+    queue_depth_critical: PosInt = 500
+    rate_limited_share: Rate = 0.2
+
+    @model_validator(mode="after")
+    def _warning_below_critical(self) -> Thresholds:
+        for what in ("latency", "error_rate", "queue_depth"):
+            unit = "_ms" if what == "latency" else ""
+            warning, critical = getattr(self, f"{what}_warning{unit}"), getattr(self, f"{what}_critical{unit}")
+            if warning > critical:
+                raise ValueError(f"{what}_warning{unit} ({warning}) must not exceed {what}_critical{unit} ({critical})")
+        return self
 
 
 class RecoveryChecks(_Strict):
     """The seed's RECOVERY_CHECKS; throughput scales down to the service's normal traffic."""
 
-    health_passes: int = Field(default=3, ge=1)
-    p99_ms: float = 500
-    error_rate: float = Field(default=0.01, ge=0, le=1)
-    min_rps: float = 100
-    normal_rps: float | None = None
+    health_passes: PosInt = 3
+    p99_ms: PosFloat = 500
+    error_rate: Rate = 0.01
+    min_rps: PosFloat = 100
+    normal_rps: PosFloat | None = None
     """The service's usual traffic; when lower than min_rps it becomes the throughput bar."""
-    min_samples: int = Field(default=20, ge=1)
+    min_samples: PosInt = 20
     """Requests needed before a check may pass or fail; below that we wait for more data."""
-    probe_interval_s: float = Field(default=1.0, gt=0)
+    probe_interval_s: PosFloat = 1.0
 
     @property
     def throughput_bar(self) -> float:
@@ -136,8 +199,8 @@ class RecoveryChecks(_Strict):
 class RampStep(_Strict):
     """One step of the restoration ramp: the primary's share and how long it soaks."""
 
-    percent: int = Field(ge=1, le=100)
-    soak_s: float = Field(ge=0)
+    percent: int = Field(strict=True, ge=1, le=100)
+    soak_s: NonNegFloat
 
 
 def _seed_ramp() -> list[RampStep]:
@@ -151,8 +214,8 @@ def _seed_ramp() -> list[RampStep]:
 
 class Ramp(_Strict):
     steps: list[RampStep] = Field(default_factory=_seed_ramp)
-    sample_interval_s: float = Field(default=10, gt=0)
-    stats_window_s: int = Field(default=30, gt=0)
+    sample_interval_s: PosFloat = 10
+    stats_window_s: PosInt = 30
 
     @field_validator("steps")
     @classmethod
@@ -168,10 +231,10 @@ class Ramp(_Strict):
 
 
 class Rollback(_Strict):
-    error_rate: float = Field(default=0.05, ge=0, le=1)
+    error_rate: Rate = 0.05
     """Roll back when the primary's error rate during a step exceeds this (the seed's should_rollback)."""
-    p99_ms: float | None = None
-    max_attempts: int = Field(default=3, ge=1)
+    p99_ms: PosFloat | None = None
+    max_attempts: PosInt = 3
     """Ramp attempts before the workflow stops and waits for a human."""
 
 
@@ -182,15 +245,15 @@ class Approvals(_Strict):
     `ramp:<percent>` (starting that ramp step), `promote` (skip the remaining steps).
     """
 
-    approvers: list[str] = Field(default_factory=lambda: ["oncall"])
-    gates: list[str] = Field(
+    approvers: list[Name] = Field(default_factory=lambda: ["oncall"], min_length=1)
+    gates: list[Text] = Field(
         default_factory=lambda: [f"exit:{t.value}" for t in FallbackTier if t.requires_approval_to_exit]
     )
-    gate_approvers: dict[str, list[str]] = Field(default_factory=dict)
+    gate_approvers: dict[Text, list[Name]] = Field(default_factory=dict)
     """Per-gate approver lists; gates not named here use `approvers`."""
-    timeout_s: float = Field(default=900, gt=0)
+    timeout_s: PosFloat = 900
     """A gate waiting longer than this escalates (and keeps waiting)."""
-    four_eyes: bool = False
+    four_eyes: StrictBool = False
 
     @field_validator("gates")
     @classmethod
@@ -198,6 +261,15 @@ class Approvals(_Strict):
         for gate in gates:
             parse_gate(gate)
         return gates
+
+    @field_validator("gate_approvers")
+    @classmethod
+    def _known_gate_approvers(cls, gate_approvers: dict[str, list[str]]) -> dict[str, list[str]]:
+        for gate, names in gate_approvers.items():
+            parse_gate(gate)
+            if not names:
+                raise ValueError(f"gate {gate!r} lists no approver")
+        return gate_approvers
 
     def approvers_for(self, gate: str) -> list[str]:
         return self.gate_approvers.get(gate, self.approvers)
@@ -234,9 +306,9 @@ def _seed_tier_levels() -> dict[FallbackTier, DegradationLevel]:
 
 
 class DegradationRule(_Strict):
-    preserve: list[str] = Field(default_factory=list)
-    reduce: list[str] = Field(default_factory=list)
-    disable: list[str] = Field(default_factory=list)
+    preserve: list[Name] = Field(default_factory=list)
+    reduce: list[Name] = Field(default_factory=list)
+    disable: list[Name] = Field(default_factory=list)
 
 
 def _seed_rules() -> dict[DegradationLevel, DegradationRule]:
@@ -274,7 +346,7 @@ SEED_FEATURES = [
 
 
 class Degradation(_Strict):
-    features: list[str] = Field(default_factory=lambda: list(SEED_FEATURES))
+    features: list[Name] = Field(default_factory=lambda: list(SEED_FEATURES))
     tier_levels: dict[FallbackTier, DegradationLevel] = Field(default_factory=_seed_tier_levels)
     rules: dict[DegradationLevel, DegradationRule] = Field(default_factory=_seed_rules)
 
@@ -301,17 +373,23 @@ class ChannelSpec(_Strict):
     """Where one audience's notifications go."""
 
     type: Literal["webhook", "slack", "pagerduty", "cloudevents", "email", "status_page"] = "webhook"
-    url: str | None = None
-    routing_key: str | None = None
-    secret_env: str | None = None
+    url: Text | None = None
+    """http(s):// for webhook, slack, pagerduty, cloudevents and status_page; smtp:// or smtps:// for email."""
+    routing_key: Name | None = None
+    secret_env: Name | None = None
     """Name of the environment variable holding a signing secret or API key (never the secret itself)."""
-    to: list[str] = Field(default_factory=list)
-    sender: str | None = None
+    to: list[Name] = Field(default_factory=list)
+    sender: Name | None = None
 
     @model_validator(mode="after")
     def _target(self) -> ChannelSpec:
         if self.type in {"webhook", "slack", "pagerduty", "cloudevents"} and not self.url:
             raise ValueError(f"a {self.type} channel needs a url")
+        if self.url is not None:
+            try:
+                _url(self.url, ("smtp", "smtps") if self.type == "email" else ("http", "https"))
+            except ValueError as err:
+                raise ValueError(f"url {self.url!r}: {err}") from None
         if self.type == "email" and not self.to:
             raise ValueError("an email channel needs at least one address in `to`")
         return self
@@ -324,7 +402,7 @@ class Notifications(_Strict):
 
 
 class Remediation(_Strict):
-    escalate_after_s: float | None = Field(default=None, gt=0)
+    escalate_after_s: PosFloat | None = None
     """Escalate when the primary is still down after this long; default: the failure type's typical recovery time."""
 
 
@@ -332,7 +410,7 @@ class ServicePolicy(_Strict):
     """Everything the governor knows about one service."""
 
     service: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-    gateways: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8080"])
+    gateways: list[HttpUrl] = Field(default_factory=lambda: ["http://127.0.0.1:8080"], min_length=1)
     """Admin base URLs of every gateway replica serving this service."""
     dependencies: list[DependencySpec]
     chain: list[TierSpec]
@@ -344,8 +422,8 @@ class ServicePolicy(_Strict):
     degradation: Degradation = Field(default_factory=Degradation)
     notifications: Notifications = Field(default_factory=Notifications)
     remediation: Remediation = Field(default_factory=Remediation)
-    auto_failover: bool = True
-    deadline_ms: int = Field(default=30_000, gt=0)
+    auto_failover: StrictBool = True
+    deadline_ms: PosInt = 30_000
     """Gateway: overall deadline for one request across the whole chain."""
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
 
@@ -396,7 +474,10 @@ class ServicePolicy(_Strict):
 
 def _format_errors(source: str, err: ValidationError, data: Any) -> str:
     lines = [f"{source}: invalid policy"]
-    for e in err.errors():
+    errors = err.errors()
+    if len(errors) > 20:
+        lines.append(f"  ({len(errors)} errors, the first 20 shown)")
+    for e in errors[:20]:
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         bad = e.get("input")
         shown = repr(bad) if not isinstance(bad, dict) else "{...}"
@@ -406,48 +487,119 @@ def _format_errors(source: str, err: ValidationError, data: Any) -> str:
     return "\n".join(lines)
 
 
+def _nul_path(data: Any, path: str = "") -> str | None:
+    """The field path of the first string (key or value) holding a NUL byte, anywhere in the document."""
+    if isinstance(data, str):
+        return path or "(top level)" if "\x00" in data else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return here
+            found = _nul_path(value, here)
+            if found:
+                return found
+    if isinstance(data, list):
+        for i, value in enumerate(data):
+            found = _nul_path(value, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
 def parse_policy(data: Any, source: str = "<policy>") -> ServicePolicy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
+    nul = _nul_path(data)
+    if nul is not None:
+        raise PolicyError(f"{source}: invalid policy\n  {nul}: a NUL byte is not allowed")
     try:
         return ServicePolicy.model_validate(data)
     except ValidationError as err:
         raise PolicyError(_format_errors(source, err, data)) from None
 
 
+MAX_POLICY_BYTES = 1 << 20
+
+
+def _shown(path: Path) -> str:
+    """The path as errors show it: a 300-character name is cut, not printed whole."""
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def _cannot(path: Path, what: str, err: OSError) -> PolicyError:
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENAMETOOLONG:
+        reason = "file name too long"
+    return PolicyError(f"{_shown(path)}: cannot read {what} ({reason})")
+
+
+def is_policy_dir(path: Path) -> bool:
+    """Whether `path` is a folder; a path that cannot be looked at at all (too long, no permission) is a PolicyError."""
+    try:
+        return path.is_dir()
+    except OSError as err:
+        raise _cannot(path, "policy path", err) from None
+
+
 def load_policy(path: str | Path) -> ServicePolicy:
     """Read and validate one policy file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_POLICY_BYTES + 1)
     except OSError as err:
-        raise PolicyError(f"{path}: cannot read policy file ({err.strerror})") from None
+        raise _cannot(path, "policy file", err) from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{_shown(path)}: policy file is larger than {MAX_POLICY_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PolicyError(f"{_shown(path)}: not UTF-8 text (byte {err.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise PolicyError(f"{path}: not valid YAML ({err})") from None
-    return parse_policy(data, str(path))
+        raise PolicyError(f"{_shown(path)}: not valid YAML ({err})") from None
+    return parse_policy(data, _shown(path))
 
 
 def load_policy_dir(directory: str | Path) -> dict[str, ServicePolicy]:
     """Every `*.yaml` / `*.yml` policy in a folder, by service name."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise PolicyError(f"{directory}: policy folder does not exist")
+    if not is_policy_dir(directory):
+        raise PolicyError(f"{_shown(directory)}: policy folder does not exist")
+    try:
+        paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    except OSError as err:
+        raise _cannot(directory, "policy folder", err) from None
     policies: dict[str, ServicePolicy] = {}
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+    for path in paths:
         policy = load_policy(path)
         if policy.service in policies:
-            raise PolicyError(f"{path}: service {policy.service!r} is already defined by another file")
+            raise PolicyError(f"{_shown(path)}: service {policy.service!r} is already defined by another file")
         policies[policy.service] = policy
     return policies
+
+
+def load_policy_source(path: str | Path) -> dict[str, ServicePolicy]:
+    """A policy file or a folder of them, by service name; any unusable path is a PolicyError, never an OSError."""
+    path = Path(path)
+    if is_policy_dir(path):
+        return load_policy_dir(path)
+    policy = load_policy(path)
+    return {policy.service: policy}
 
 
 def find_policy(directory: str | Path, service: str) -> ServicePolicy:
     """The service's policy: `{service}.yaml` when it names the service, else a scan of the whole folder."""
     for suffix in (".yaml", ".yml"):
         path = Path(directory) / f"{service}{suffix}"
-        if path.is_file():
+        try:
+            exists = path.is_file()
+        except OSError:
+            exists = False  # a service name too long for a file name: the folder scan below answers
+        if exists:
             policy = load_policy(path)
             if policy.service == service:
                 return policy

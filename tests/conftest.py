@@ -63,3 +63,16 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test on the dev server must carry the `integration` marker, so `pytest -m "not integration"` stays fast."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "dev_env" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the dev server but lack `pytestmark = pytest.mark.integration`: " + ", ".join(unmarked)
+        )

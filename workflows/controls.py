@@ -150,14 +150,16 @@ class Controls(Bookkeeping):
             self._refused(Control.REPORT, claimed_actor(args[0] if args else None), str(err))
             return
         assert isinstance(report, IncidentReport)
-        self.s.report_count += 1
-        if len(self.s.reports) < MAX_KEPT_REPORTS:
-            self.s.reports.append(report)
-            self._audit(
-                AuditAction.REPORTED if self.s.report_count == 1 else AuditAction.REPORT_JOINED,
-                actor=report.source,
-                details={"failure_type": str(report.failure_type or ""), "message": report.message},
-            )
+        first = self.s.report_count == 0
+        self.s.report_count += max(report.coalesced, 1 + len(report.also))  # a coalesced burst counts every report
+        for i, one in enumerate(report.expanded()):
+            if len(self.s.reports) < MAX_KEPT_REPORTS:
+                self.s.reports.append(one)
+                self._audit(
+                    AuditAction.REPORTED if first and i == 0 else AuditAction.REPORT_JOINED,
+                    actor=one.source,
+                    details={"failure_type": str(one.failure_type or ""), "message": one.message},
+                )
 
     approve_signal = _signal_handler(
         Control.APPROVE,

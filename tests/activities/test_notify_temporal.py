@@ -28,6 +28,8 @@ from activities.notify import NotificationActivities
 from governor.actions import Activity, NotifyInput, NotifyResult
 from tests.activities.test_notify import Recorder, notify_input, webhook
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 
 @workflow.defn(sandboxed=False)
 class NotifyOnce:

@@ -115,11 +115,13 @@ async def test_any_body_passes_when_nothing_expected(client: httpx.AsyncClient) 
 
 
 async def test_slow_answer_is_degraded_then_unhealthy(client: httpx.AsyncClient) -> None:
-    tight = Thresholds(latency_warning_ms=0.0, latency_critical_ms=10_000)
+    tight = Thresholds(latency_warning_ms=0.001, latency_critical_ms=10_000)
     async with serve() as url:
         probe = await probe_dependency(client, dep(url), tight)
         assert probe.ok and probe.status is HealthStatus.DEGRADED
-        probe = await probe_dependency(client, dep(url), Thresholds(latency_warning_ms=0.0, latency_critical_ms=0.0))
+        probe = await probe_dependency(
+            client, dep(url), Thresholds(latency_warning_ms=0.001, latency_critical_ms=0.001)
+        )
     assert probe.ok and probe.status is HealthStatus.UNHEALTHY and probe.error_kind is None
 
 

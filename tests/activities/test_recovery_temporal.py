@@ -24,6 +24,8 @@ from governor.policy import ServicePolicy, Thresholds
 from governor.settings import WorkerSettings
 from tests.activities.conftest import make_policy
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff_coefficient=1.0, maximum_attempts=5)
 
 

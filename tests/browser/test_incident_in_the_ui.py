@@ -29,7 +29,7 @@ from tests.browser.helpers import Shots, Traffic, eventually, running, write_pol
 from tests.ports import free_ports
 from workers.stack import StackError, StackInfo, StackOptions, run_stack
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 UI_TIMEOUT_MS = 30_000
 """For each UI action and expectation: generous, since two cores also run Temporal, the worker, the gateway and

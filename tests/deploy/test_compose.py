@@ -23,6 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 from governor import search_attributes as sa
 from governor.policy import load_policy_dir
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TOKEN = "compose-test-token"

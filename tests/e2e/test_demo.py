@@ -20,7 +20,7 @@ from governor.enums import FallbackTier, RecoveryPhase
 from tests.ports import free_ports
 from workers.stack import StackError, StackOptions, run_stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PRIMARY = FallbackTier.TIER_0_PRIMARY.value
 SECONDARY = FallbackTier.TIER_1_SECONDARY.value

@@ -15,6 +15,8 @@ from cli.parser import build_parser
 from demo.scenario import DEMO_POLICY_DIR
 from governor.detection import watchdog_id
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 
 @pytest.mark.parametrize(
     ("argv", "auto"),

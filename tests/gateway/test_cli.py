@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from demo.upstream import run_upstream
 from tests.gateway.conftest import CHAT
 from tests.ports import free_port
+
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
 
 ROOT = Path(__file__).resolve().parents[2]
 

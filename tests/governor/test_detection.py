@@ -47,7 +47,8 @@ def probe(kind: ProbeErrorKind | None = None, latency_ms: float = 5, code: int |
 
 
 def run(observations: list[bool], config: WatchdogConfig) -> tuple[Hysteresis, list[tuple[int, str]]]:
-    h, transitions = Hysteresis(), []
+    h = Hysteresis()
+    transitions: list[tuple[int, str]] = []
     for i, bad in enumerate(observations):
         h, t = step(h, BAD if bad else None, T0 + timedelta(seconds=i), config)
         if t:
@@ -148,13 +149,13 @@ def test_burn_rate_is_error_ratio_over_budget() -> None:
 def test_multiwindow_burn_needs_both_windows() -> None:
     rules = page_rules()
     # 2 % errors against a 99.9 % SLO burns 20x: fast burn only if the short window still burns
-    hot = {3600: 0.02, 300: 0.02, 21600: 0.002, 1800: 0.002}
+    hot: dict[int, float | None] = {3600: 0.02, 300: 0.02, 21600: 0.002, 1800: 0.002}
     c, rates = evaluate_burn(hot, 99.9, rules, "primary-llm")
     assert c is not None and c.severity is Severity.CRITICAL and "fast burn" in c.reason
     assert rates["1h"] == pytest.approx(20.0)
-    over = {3600: 0.02, 300: 0.0001, 21600: 0.002, 1800: 0.0001}  # the spike is over: no page
+    over: dict[int, float | None] = {3600: 0.02, 300: 0.0001, 21600: 0.002, 1800: 0.0001}  # the spike is over: no page
     assert evaluate_burn(over, 99.9, rules, "primary-llm")[0] is None
-    slow = {3600: 0.008, 300: 0.008, 21600: 0.008, 1800: 0.008}  # 8x: slow burn only
+    slow: dict[int, float | None] = {3600: 0.008, 300: 0.008, 21600: 0.008, 1800: 0.008}  # 8x: slow burn only
     c, _ = evaluate_burn(slow, 99.9, rules, "primary-llm")
     assert c is not None and c.severity is Severity.HIGH and "slow burn" in c.reason
     assert evaluate_burn({3600: None, 300: 0.5}, 99.9, rules, "primary-llm")[0] is None

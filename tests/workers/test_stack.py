@@ -35,6 +35,8 @@ from workers.stack import (
     terminal_line,
 )
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -88,7 +88,7 @@ class FakeWorld:
         )
         self.changes: list[GatewayChange] = []
         self.notifications: list[NotifyInput] = []
-        self.weight = 0
+        self.weight: float = 0
         self.pinned: str | None = None
         self.stats: Callable[[FakeWorld], TierStats] = lambda w: healthy()
         self.validation = Verdict.PASS

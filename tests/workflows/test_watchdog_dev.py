@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -28,6 +29,8 @@ from governor.policy import ServicePolicy, load_policy
 from governor.settings import WorkerSettings
 from governor.watchdogs import start_or_update_watchdogs
 from workflows.watchdog import WatchdogWorkflow
+
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
 
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
 FAST = WatchdogConfig(interval_s=0.1, suspect_interval_s=0.05, confirm_after=3, heartbeat_timeout_s=1)

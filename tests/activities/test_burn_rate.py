@@ -30,6 +30,8 @@ from governor.policy import ServicePolicy, load_policy
 from governor.settings import WorkerSettings
 from tests.ports import free_port
 
+pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
 TOKEN = "burn-token"
