@@ -950,9 +950,7 @@ def table(runs: list[Run]) -> str:
             "| kind | activities | timers | history events by type |",
             "|---|---|---:|---|",
         ]
-        for r in (gov, bare):
-            if r is None:
-                continue
+        for r in (x for x in (gov, bare) if x is not None):
             acts = ", ".join(f"{k} {v:g}" for k, v in r.calls_per_incident.items())
             types = ", ".join(f"{k.lower()} {v}" for k, v in r.event_types.items())
             lines.append(f"| {r.kind} | {acts} | {r.event_types.get('TIMER_STARTED', 0)} | {types} |")

@@ -33,7 +33,7 @@ async def register_search_attributes(client: Client, namespace: str = "default")
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=namespace,
-            search_attributes={key.name: key.indexed_value_type for key in sa.ALL},
+            search_attributes={key.name: key.indexed_value_type.value for key in sa.ALL},  # type: ignore[misc]
         )
     )
 

@@ -86,7 +86,7 @@ async def run_notify(env: WorkflowEnvironment, input: NotifyInput) -> NotifyResu
             workflow_runner=UnsandboxedWorkflowRunner(),
         ):
             return await env.client.execute_workflow(
-                NotifyOnce.run, input, id=f"notify-{uuid.uuid4()}", task_queue=queue, result_type=NotifyResult
+                "NotifyOnce", input, id=f"notify-{uuid.uuid4()}", task_queue=queue, result_type=NotifyResult
             )
 
 

@@ -64,7 +64,7 @@ async def test_zero_silent_failures_under_faults() -> None:
                 if i in at:
                     at[i]()
                 stream = i % 7 == 0
-                body = {**CHAT, "messages": [{"role": "user", "content": f"q{rng.randrange(300)}"}]}
+                body: dict[str, object] = {**CHAT, "messages": [{"role": "user", "content": f"q{rng.randrange(300)}"}]}
                 if stream:
                     body["stream"] = True
                 try:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ def children_of(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def stray_children() -> Iterator[callable]:
+def stray_children() -> Iterator[Callable[[], list[int]]]:
     """`stray_children()` lists our children that were not there when the test began (a session-scoped
     Temporal server started by another test's fixture is not a leak of this one)."""
     before = set(children_of(os.getpid()))

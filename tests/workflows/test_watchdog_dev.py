@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -33,10 +34,11 @@ from workflows.watchdog import WatchdogWorkflow
 pytestmark = pytest.mark.integration  # the Temporal dev server or a server in another process
 
 BASE = load_policy(Path(__file__).resolve().parents[2] / "policies" / "chat.yaml")
+T = TypeVar("T")
 FAST = WatchdogConfig(interval_s=0.1, suspect_interval_s=0.05, confirm_after=3, heartbeat_timeout_s=1)
 
 
-async def eventually(check: Callable[[], Awaitable[object]], limit_s: float = 15) -> object:
+async def eventually(check: Callable[[], Awaitable[T]], limit_s: float = 15) -> T:
     """Poll the server until `check()` is truthy (workflow state lives in another process: nothing to await)."""
     async with asyncio.timeout(limit_s):
         while True:
@@ -85,7 +87,7 @@ async def test_watchdogs_open_an_incident_on_outage_and_follow_policy_changes(de
 
             primary.set(outage=True)
             wid = incident_id(service, "primary-llm")
-            [report] = await eventually(lambda: report_signals(client, wid))  # type: ignore[misc]
+            [report] = await eventually(lambda: report_signals(client, wid))
             assert report["failure_type"] == "model_unavailable" and report["source"] == "watchdog"
             assert report["severity"] == "CRITICAL"
 
