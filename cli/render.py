@@ -15,6 +15,7 @@ from governor.policy import (
     ServicePolicy,
 )
 from governor.timefmt import format_duration, format_time
+from governor.timeline import describe
 
 
 def _cell(value: Any) -> str:
@@ -50,7 +51,7 @@ def approve_command(incident: str, gate: str, verb: str = "approve") -> str:
 
 
 def timeline_rows(state: IncidentState) -> list[list[Any]]:
-    """The audit trail as timeline rows: time, offset from detection, actor, action, transition, details."""
+    """The audit trail as timeline rows: time, offset from detection, actor, action, transition, what happened."""
     start = state.audit[0].at if state.audit else state.detected_at  # T+0 is the first report
     rows: list[list[Any]] = []
     for entry in state.audit:
@@ -60,8 +61,9 @@ def timeline_rows(state: IncidentState) -> list[list[Any]]:
             change = f"{entry.previous_state} -> {entry.new_state}"
         else:
             change = f"-> {entry.new_state}" if entry.action in {"phase", "tier"} else ""
-        detail = " ".join(f"{k}={_short(v, 40)}" for k, v in entry.details.items())
-        rows.append([entry.at.strftime("%H:%M:%S"), offset, entry.actor, entry.action, change, _short(detail)])
+        rows.append(
+            [entry.at.strftime("%H:%M:%S"), offset, entry.actor, entry.action, change, _short(describe(entry), 90)]
+        )
     return rows
 
 
@@ -115,7 +117,7 @@ def render_incident(state: IncidentState) -> str:
     if state.audit:
         lines.append(f"Timeline ({len(state.audit)} audit entries)")
         rows = timeline_rows(state)
-        lines.append(indent(render_table(["time", "offset", "actor", "action", "change", "details"], rows)))
+        lines.append(indent(render_table(["time", "offset", "actor", "action", "change", "what happened"], rows)))
     else:
         lines.append("Timeline: no audit entries yet")
     return "\n".join(lines)
@@ -156,7 +158,7 @@ def render_timeline_summary(state: IncidentState) -> str:
         "",
         "## Timeline",
         "",
-        "| time | offset | actor | action | change | details |",
+        "| time | offset | actor | action | change | what happened |",
         "|---|---|---|---|---|---|",
     ]
     for row in timeline_rows(state):

@@ -1,12 +1,13 @@
-"""The demo's narration: timestamped sentences, and each audit entry told as one."""
+"""The demo's narration: timestamped sentences, and each audit entry as governor.timeline tells it."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import IO, Any
+from typing import IO
 
 from governor.incident import IncidentState
+from governor.timeline import describe
 
 
 class Narrator:
@@ -31,76 +32,5 @@ class Narrator:
 
     def audit(self, state: IncidentState) -> None:
         for entry in state.audit[self.seen :]:
-            sentence = describe_entry(entry.action, entry.actor, entry.details, entry.previous_state, entry.new_state)
-            if sentence:
-                self.say(sentence, strong=entry.action in {"phase", "rolled_back", "approved", "closed"})
+            self.say(describe(entry), strong=entry.action in {"phase", "rolled_back", "approved", "closed"})
         self.seen = len(state.audit)
-
-
-PHASE_SENTENCES = {
-    "detection": "confirming the report by probing the primary again",
-    "isolation": "opening the primary's circuit breaker in the gateway",
-    "fallback_active": "falling back to the highest healthy tier and degrading features as policy says",
-    "diagnosis": "gathering evidence (probes, gateway stats and state)",
-    "remediation": "waiting until the primary is healthy again (probing it every second)",
-    "validation": "running the recovery checks against the primary before it gets traffic",
-    "gradual_restore": "giving the primary its traffic back step by step, watching its error rate",
-    "full_restore": "primary pinned, breaker closed, degradation back to normal, status operational",
-    "post_mortem": "writing the post-mortem",
-}
-
-
-def describe_entry(action: str, actor: str, details: dict[str, Any], previous: str, new: str) -> str | None:
-    """One audit entry as a sentence for the demo's narration (None: not worth a line)."""
-    d = details
-    if action == "phase":
-        return f"Phase {new}: {PHASE_SENTENCES.get(new, '')}"
-    if action == "reported":
-        return f"{actor} reported {d.get('failure_type') or 'a failure'}: {d.get('message') or ''}".rstrip(": ")
-    if action == "report_joined":
-        return f"another report from {actor} ({d.get('failure_type')}) joined the open incident (no twin incident)"
-    if action == "failure_confirmed":
-        return f"Failure confirmed: {d.get('failure_type')} ({d.get('severity')}): {d.get('reason')}"
-    if action == "false_alarm":
-        return f"The failure did not reproduce: closed as a false alarm ({d.get('reason')})"
-    if action == "breaker_opened":
-        return f"The gateway's breaker for {d.get('tier')} is forced open: no request goes there"
-    if action == "tier":
-        return f"Traffic is now served by {new} (was {previous}): {d.get('reason', '')}"
-    if action == "evidence_gathered":
-        # The summary's first line is its title; the second says which dependencies answer.
-        lines = [line.strip(" -") for line in str(d.get("summary", "")).strip().splitlines()]
-        return f"Evidence gathered: {lines[1] if len(lines) > 1 else ''}".rstrip(": ")
-    if action == "primary_healthy":
-        return f"The primary passed {d.get('consecutive_passes')} health checks in a row"
-    if action == "remediation_declared":
-        return f"{actor} declared the primary remediated"
-    if action == "validation":
-        return f"Validation {d.get('verdict')}: {d.get('reason')}"
-    if action == "approval_requested":
-        return f"Approval needed for {d.get('gate')}: {d.get('context')}"
-    if action in {"approved", "rejected"}:
-        return f"{actor} {action} {d.get('gate')}: {d.get('reason')}"
-    if action == "ramp_step":
-        return f"Ramp: {d.get('percent')} % of traffic to the primary (attempt {d.get('attempt')})"
-    if action == "ramp_step_passed":
-        rate = d.get("error_rate")
-        rate_text = f"{rate:.1%}" if isinstance(rate, int | float) else "?"
-        return f"Ramp step {d.get('percent'):g} % passed: primary error rate {rate_text}, {d.get('requests', 0):g} requests"
-    if action == "rolled_back":
-        return f"ROLLBACK at {d.get('percent')} %: {d.get('reason')}; traffic goes back to the fallback tier"
-    if action == "restored":
-        return "Fully restored: the primary serves all traffic again"
-    if action == "closed":
-        return f"Incident closed: {d.get('outcome')}"
-    if action == "escalated":
-        return f"Escalated: {d.get('reason')}"
-    if action in {"notification_failed", "activity_failed"}:
-        return f"{action.replace('_', ' ')}: {d.get('error')}"
-    if action == "refused":
-        return f"Refused {d.get('control')} from {actor}: {d.get('reason')}"
-    if action == "note":
-        return f"Note from {actor}: {d.get('text')}"
-    if action in {"pause", "resume", "abort", "promote", "force_tier", "declare_remediated", "promoted", "tier_forced"}:
-        return f"{actor}: {action.replace('_', ' ')} {d.get('reason') or d.get('tier') or ''}".rstrip()
-    return f"{action} ({actor})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from governor.incident import IncidentState
+from governor.timeline import describe
 
 
 def search_attribute_values(s: IncidentState) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def details_markdown(s: IncidentState) -> str:
         lines += ["", f"**Last rollback** at {rb.percent} %: {rb.reason}"]
     lines += ["", "### Recent"]
     for e in s.audit[-6:]:
-        lines.append(f"- {e.at:%H:%M:%S} {e.action} {e.new_state} ({e.actor})")
+        lines.append(f"- {e.at:%H:%M:%S} {describe(e)}")
     if s.postmortem_path:
         lines += ["", f"**Post-mortem**: `{s.postmortem_path}`"]
     return "\n".join(lines)

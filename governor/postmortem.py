@@ -16,6 +16,7 @@ from governor.incident import IncidentState
 from governor.policy import ServicePolicy
 from governor.timefmt import format_duration
 from governor.timefmt import format_time as _ts
+from governor.timeline import describe
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -269,14 +270,14 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
         "",
         f"Audit trail: {len(state.audit)} entries, hash chain {chain}.",
         "",
-        "| # | at | actor | action | from → to | details | checksum |",
-        "|---|---|---|---|---|---|---|",
+        "| # | at | actor | action | from → to | what happened | details | checksum |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in state.audit:
         move = f"{e.previous_state} → {e.new_state}" if (e.previous_state or e.new_state) else ""
         out.append(
             f"| {e.seq} | {_ts(e.at)} | {_cell(e.actor)} | {_cell(e.action)} | {_cell(move)} "
-            f"| {_cell(_details(e.details))} | `{e.checksum}` |"
+            f"| {_cell(describe(e))} | {_cell(_details(e.details))} | `{e.checksum}` |"
         )
     out.append("")
     return "\n".join(out)
