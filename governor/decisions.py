@@ -13,19 +13,8 @@ from governor.enums import DegradationLevel, FailureType, FallbackTier, HealthSt
 from governor.models import Classification, ProbeResult, TierStats
 from governor.policy import RecoveryChecks, Rollback, Thresholds
 
-# Base severity per failure type (README: "Severity rules").
-BASE_SEVERITY: dict[FailureType, Severity] = {
-    FailureType.MODEL_UNAVAILABLE: Severity.CRITICAL,
-    FailureType.HIGH_LATENCY: Severity.HIGH,
-    FailureType.ERROR_SPIKE: Severity.CRITICAL,
-    FailureType.CAPACITY_EXCEEDED: Severity.HIGH,
-    FailureType.DEPENDENCY_DOWN: Severity.HIGH,
-    FailureType.TIMEOUT: Severity.HIGH,
-    FailureType.RATE_LIMITED: Severity.MEDIUM,
-    FailureType.NETWORK_PARTITION: Severity.HIGH,
-    FailureType.DATA_CORRUPTION: Severity.CRITICAL,
-    FailureType.CONFIGURATION_ERROR: Severity.HIGH,
-}
+BASE_SEVERITY: dict[FailureType, Severity] = {t: t.base_severity for t in FailureType}
+"""Base severity per failure type (README: "Severity rules"; the table is governor.enums.FAILURE_FACTS)."""
 
 
 def health_status_of(ok: bool, latency_ms: float, thresholds: Thresholds) -> HealthStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class FailureType(StrEnum):
@@ -21,46 +22,19 @@ class FailureType(StrEnum):
 
     @property
     def detection_method(self) -> str:
-        return _DETECTION_METHOD[self]
+        return FAILURE_FACTS[self].detection_method
 
     @property
     def typical_recovery_minutes(self) -> int:
-        return _TYPICAL_RECOVERY_MINUTES[self]
+        return FAILURE_FACTS[self].typical_recovery_minutes
+
+    @property
+    def base_severity(self) -> Severity:
+        return FAILURE_FACTS[self].base_severity
 
     @property
     def requires_manual_intervention(self) -> bool:
-        return self in {
-            FailureType.DATA_CORRUPTION,
-            FailureType.CONFIGURATION_ERROR,
-            FailureType.NETWORK_PARTITION,
-        }
-
-
-_DETECTION_METHOD = {
-    FailureType.MODEL_UNAVAILABLE: "health_check",
-    FailureType.HIGH_LATENCY: "latency_monitor",
-    FailureType.ERROR_SPIKE: "error_rate_tracker",
-    FailureType.CAPACITY_EXCEEDED: "queue_depth",
-    FailureType.DEPENDENCY_DOWN: "heartbeat",
-    FailureType.TIMEOUT: "request_timeout",
-    FailureType.RATE_LIMITED: "429_response",
-    FailureType.NETWORK_PARTITION: "connectivity_check",
-    FailureType.DATA_CORRUPTION: "checksum_validation",
-    FailureType.CONFIGURATION_ERROR: "config_validator",
-}
-
-_TYPICAL_RECOVERY_MINUTES = {
-    FailureType.MODEL_UNAVAILABLE: 5,
-    FailureType.HIGH_LATENCY: 2,
-    FailureType.ERROR_SPIKE: 3,
-    FailureType.CAPACITY_EXCEEDED: 10,
-    FailureType.DEPENDENCY_DOWN: 15,
-    FailureType.TIMEOUT: 1,
-    FailureType.RATE_LIMITED: 5,
-    FailureType.NETWORK_PARTITION: 20,
-    FailureType.DATA_CORRUPTION: 60,
-    FailureType.CONFIGURATION_ERROR: 10,
-}
+        return FAILURE_FACTS[self].manual
 
 
 class Severity(StrEnum):
@@ -74,6 +48,34 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         return list(Severity).index(self)
+
+
+class FailureFacts(NamedTuple):
+    """What the seed says about one failure type, in one row."""
+
+    detection_method: str
+    typical_recovery_minutes: int
+    base_severity: Severity
+    """README "Severity rules": the severity before the thresholds raise it."""
+    manual: bool
+    """Needs a human to remediate (the seed's requires_manual_intervention)."""
+
+
+S = Severity
+FAILURE_FACTS: dict[FailureType, FailureFacts] = {  # (detection method, minutes, base severity, manual)
+    FailureType.MODEL_UNAVAILABLE: FailureFacts("health_check", 5, S.CRITICAL, False),
+    FailureType.HIGH_LATENCY: FailureFacts("latency_monitor", 2, S.HIGH, False),
+    FailureType.ERROR_SPIKE: FailureFacts("error_rate_tracker", 3, S.CRITICAL, False),
+    FailureType.CAPACITY_EXCEEDED: FailureFacts("queue_depth", 10, S.HIGH, False),
+    FailureType.DEPENDENCY_DOWN: FailureFacts("heartbeat", 15, S.HIGH, False),
+    FailureType.TIMEOUT: FailureFacts("request_timeout", 1, S.HIGH, False),
+    FailureType.RATE_LIMITED: FailureFacts("429_response", 5, S.MEDIUM, False),
+    FailureType.NETWORK_PARTITION: FailureFacts("connectivity_check", 20, S.HIGH, True),
+    FailureType.DATA_CORRUPTION: FailureFacts("checksum_validation", 60, S.CRITICAL, True),
+    FailureType.CONFIGURATION_ERROR: FailureFacts("config_validator", 10, S.HIGH, True),
+}
+"""Each failure type's facts (the seed's FailureType properties and the README's base severity) in one table."""
+del S
 
 
 class FallbackTier(StrEnum):
