@@ -18,9 +18,10 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from governor.client import connect
+from governor.client import GovernorClient, connect
 from governor.logging import configure_logging
 from governor.settings import TemporalSettings, WorkerSettings
+from workers.governor_metrics import GovernorMetrics
 
 log = structlog.get_logger("governor.worker")
 
@@ -71,11 +72,14 @@ def build_worker(
 async def run_worker(temporal: TemporalSettings, settings: WorkerSettings, stop: asyncio.Event) -> None:
     runtime = None
     if settings.metrics_port:
-        runtime = Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=f"{settings.metrics_host}:{settings.metrics_port}")
-            )
+        # Prometheus conventions: counters end in _total, units in the name, durations in seconds.
+        metrics = PrometheusConfig(
+            bind_address=f"{settings.metrics_host}:{settings.metrics_port}",
+            counters_total_suffix=True,
+            unit_suffix=True,
+            durations_as_seconds=True,
         )
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=metrics))
     if not settings.gateway_token:
         log.warning("gateway_token_unset", detail="GOVERNOR_GATEWAY_TOKEN unset: the gateways will refuse every change")
     client = await connect(temporal, runtime=runtime)
@@ -89,8 +93,14 @@ async def run_worker(temporal: TemporalSettings, settings: WorkerSettings, stop:
             policy_dir=str(settings.policy_dir),
             metrics=f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else None,
         )
+        collector = None
+        if runtime is not None:  # the governor's own gauges on the same endpoint (workers/governor_metrics.py)
+            governor = GovernorClient(client, task_queue=temporal.task_queue)
+            collector = asyncio.create_task(GovernorMetrics(governor, runtime.metric_meter).run())
         async with worker:
             await stop.wait()
+            if collector is not None:
+                collector.cancel()
             log.info("worker_stopping", reason="signal")
     log.info("worker_stopped")
 

@@ -28,6 +28,11 @@ class Bookkeeping:
     _published: dict[str, Any]
     """Search attribute values already upserted in this run."""
 
+    def _count(self, metric: str, description: str, **labels: str) -> None:
+        """Add 1 to a governor counter on the worker's Prometheus endpoint (the SDK skips it during replay)."""
+        labels = {"service": self.s.service, "dependency": self.s.dependency, **labels}
+        workflow.metric_meter().create_counter(metric, description).add(1, labels)
+
     def _audit(self, action: AuditAction, actor: str = "system", details: dict[str, Any] | None = None) -> None:
         append_entry(
             self.s.audit, at=workflow.now(), action=action, actor=actor, details=details, new_state=str(self.s.phase)

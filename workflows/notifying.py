@@ -102,6 +102,7 @@ class Notifying(Bookkeeping):
         except ActivityError as err:
             record.error = str(err.cause or err)
             self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
+            self._sla_missed(record)
             return
         delivered = [d.delivered_at for d in result.deliveries if d.delivered_at is not None]
         record.sent_at = max(delivered) if delivered else workflow.now()
@@ -109,6 +110,15 @@ class Notifying(Bookkeeping):
         record.error = "; ".join(f"{d.channel}: {d.error}" for d in result.deliveries if not d.ok)
         if not result.ok:
             self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
+        if not result.ok or record.sent_at > record.due_at:
+            self._sla_missed(record)
+
+    def _sla_missed(self, record: NotificationRecord) -> None:
+        self._count(
+            "governor_notification_sla_missed",
+            "Notifications not delivered within their audience's SLA",
+            audience=str(record.audience),
+        )
 
     async def _drain_notifications(self) -> None:
         pending = [t for t in self._notifications if not t.done()]

@@ -432,6 +432,7 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             actor=rb.actor,
         )
         self.s.rollbacks.append(record)
+        self._count("governor_rollbacks", "Ramp rollbacks (error-rate regressions, rejections, aborts)")
         fallback = self._last_fallback_tier()
         await self._pin(fallback, reason=f"rollback: {rb.reason}")
         self._audit(AuditAction.ROLLED_BACK, actor=rb.actor, details=record.model_dump(mode="json"))

@@ -97,6 +97,7 @@ class FakeWorld:
         self.probe_started = 0
         self.postmortems: list[PostmortemInput] = []
         self.rollback_count = 0
+        self.failing_audiences: set[str] = set()
         self.windows: list[int] = []
 
     def activities(self) -> list[Any]:
@@ -163,8 +164,12 @@ class FakeWorld:
     @activity.defn(name=Activity.NOTIFY)
     async def notify(self, input: NotifyInput) -> NotifyResult:
         self.notifications.append(input)
+        ok = input.audience not in self.failing_audiences
         return NotifyResult(
-            deliveries=[ChannelDelivery(channel=c.type, ok=True, status_code=200) for c in input.channels]
+            deliveries=[
+                ChannelDelivery(channel=c.type, ok=ok, status_code=200 if ok else 503, error="" if ok else "down")
+                for c in input.channels
+            ]
         )
 
     @activity.defn(name=Activity.WRITE_POSTMORTEM)
