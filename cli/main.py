@@ -30,7 +30,7 @@ from cli.parser import build_parser
 from governor.client import ControlRefused, GovernorConfigError, GovernorError, GovernorUnavailable, IncidentNotFound
 from governor.policy import PolicyError
 
-POLICY_COMMANDS = ("setup", "validate", "scenarios", "chain")
+POLICY_COMMANDS = ("setup", "validate", "scenarios", "chain", "alert-rules")
 INCIDENT_COMMANDS = ("status", "list", "show", "simulate", "failover", "recover", "postmortem", "watch")
 CONTROL_COMMANDS = ("approve", "reject", "pause", "resume", "abort", "promote", "force-tier", "note")
 
@@ -41,7 +41,7 @@ def command(name: str) -> Callable[[argparse.Namespace], Any]:
     if name in POLICY_COMMANDS:
         from cli import policy_cmds
 
-        return cast(Callable[[argparse.Namespace], Any], getattr(policy_cmds, f"cmd_{name}"))
+        return cast(Callable[[argparse.Namespace], Any], getattr(policy_cmds, f"cmd_{name.replace('-', '_')}"))
     if name in INCIDENT_COMMANDS or name in CONTROL_COMMANDS:
         from cli import incident_cmds
 

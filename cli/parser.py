@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("chain", "a service's fallback chain from its policy: quality, latency, approval to exit")
     p.add_argument("--service", required=True)
 
+    p = add("alert-rules", "Prometheus alert rules from the policies: SLO burn rate per dependency, governor health")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the rule file here (default: standard output)")
+
     # -- incidents --------------------------------------------------------------------------------------------------
     add("status", "every service: its open incident, tier, quality, degradation and ramp")
 
