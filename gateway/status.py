@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 
 from gateway.service import ServiceRuntime, utcnow
 from governor.enums import CircuitState
-from governor.gateway_api import StatusComponent
+from governor.gateway_api import BREAKER_MODES, StatusComponent
 
 C = StatusComponent
 # Statuspage's page indicator for the worst component status, each status's rank, label and colour.
@@ -111,11 +111,16 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         breaker = GaugeMetricFamily(
             "governor_gateway_breaker_state",
-            "Breaker state: 0 closed, 1 half-open, 2 open",
+            "Breaker state as the chain applies it: 0 closed, 1 half-open, 2 open",
+            labels=["service", "tier"],
+        )
+        breaker_mode = GaugeMetricFamily(
+            "governor_gateway_breaker_mode",
+            "1 for the breaker's mode (auto, or forced open/closed by the governor), 0 for the others",
             labels=["service", "tier", "mode"],
         )
         weight = GaugeMetricFamily(
-            "governor_gateway_primary_weight", "Share of traffic sent to the primary (%)", labels=["service"]
+            "governor_gateway_primary_weight_ratio", "Share of traffic sent to the primary (0 to 1)", labels=["service"]
         )
         pinned = GaugeMetricFamily("governor_gateway_pinned_tier", "1 for the pinned tier", labels=["service", "tier"])
         level = GaugeMetricFamily(
@@ -129,7 +134,7 @@ class StateCollector(Collector):
         )
         cache = GaugeMetricFamily("governor_gateway_cache_entries", "Entries in the cache tier", labels=["service"])
         for svc in self.services.values():
-            weight.add_metric([svc.name], svc.primary_weight)
+            weight.add_metric([svc.name], svc.primary_weight / 100)
             if svc.pinned_tier is not None:
                 pinned.add_metric([svc.name, svc.pinned_tier.value], 1)
             level.add_metric([svc.name, svc.level.value], svc.level.rank)
@@ -138,9 +143,9 @@ class StateCollector(Collector):
             for link in svc.links:
                 in_flight.add_metric([svc.name, link.name], link.window.in_flight)
                 if link.breaker is not None:
-                    breaker.add_metric(
-                        [svc.name, link.name, link.breaker.mode], _BREAKER_VALUE[link.breaker.effective_state()]
-                    )
+                    breaker.add_metric([svc.name, link.name], _BREAKER_VALUE[link.breaker.effective_state()])
+                    for mode in BREAKER_MODES:
+                        breaker_mode.add_metric([svc.name, link.name, mode], 1 if link.breaker.mode == mode else 0)
             if svc.cache is not None:
                 cache.add_metric([svc.name], len(svc.cache))
-        yield from (breaker, weight, pinned, level, component, in_flight, cache)
+        yield from (breaker, breaker_mode, weight, pinned, level, component, in_flight, cache)
