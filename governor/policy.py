@@ -150,6 +150,11 @@ class RecoveryChecks(_Strict):
     min_samples: PosInt = 20
     """Requests needed before a check may pass or fail; below that we wait for more data."""
     probe_interval_s: PosFloat = 1.0
+    stable_s: NonNegFloat = 30.0
+    """A recovering tier counts as healthy only once every check of it has passed for this long (flapping guard)."""
+    reassess_s: PosFloat = 10.0
+    """While the failed tier is down, how often the other tiers are re-checked (move down off a tier that failed,
+    up to a better one that recovered)."""
 
     @property
     def throughput_bar(self) -> float:

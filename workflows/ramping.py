@@ -1,26 +1,25 @@
 """The recovery workflow's ramp: give the primary its share step by step, soak each step, roll back on regression.
 
-A mixin of IncidentRecoveryWorkflow (as `controls.py` is): the gradual_restore phase and its parts. The workflow
-provides the activity, gateway, gate and continue-as-new helpers declared below for the type checker.
+A mixin of IncidentRecoveryWorkflow (as `controls.py` is): the gradual_restore phase and its parts.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from governor.actions import Activity, BreakerChange, GatewayChangeResult, ReadStatsInput, RouteChange
+    from governor.actions import Activity, BreakerChange, ReadStatsInput, RouteChange
     from governor.audit import AuditAction
     from governor.decisions import Verdict, judge_ramp_step, pick_tier
     from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase
     from governor.incident import RollbackRecord
     from governor.models import StatsWindow, TierStats
 
-from workflows.notifying import Notifying
+from workflows.runbook import Runbook
 from workflows.waits import wait_until
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,32 +35,8 @@ class RollbackNow(Exception):
         self.reason, self.metrics, self.actor, self.needs_human = reason, metrics, actor, needs_human
 
 
-class Ramping(Notifying):
+class Ramping(Runbook):
     """The gradual_restore phase: ramp_up, its soak and its rollback."""
-
-    if TYPE_CHECKING:  # provided by IncidentRecoveryWorkflow
-
-        async def _act(
-            self,
-            name: str,
-            arg: BaseModel,
-            result_type: type[M],
-            summary: str,
-            within: timedelta = ...,
-            heartbeat: timedelta | None = None,
-        ) -> M: ...
-
-        async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult: ...
-
-        async def _pin(self, tier: FallbackTier, reason: str) -> None: ...
-
-        async def _await_gate(self, gate: str, context: str, requested_by: str = "system") -> bool: ...
-
-        async def _hold_while_paused(self) -> None: ...
-
-        def _history_too_long(self) -> bool: ...
-
-        async def _continue_as_new(self) -> NoReturn: ...
 
     async def ramp_up(self) -> None:
         """Give the primary its share step by step, soak each, roll back at once on regression."""
@@ -164,6 +139,8 @@ class Ramping(Notifying):
         fallback = self._last_fallback_tier()
         await self._pin(fallback, reason=f"rollback: {rb.reason}")
         self._audit(AuditAction.ROLLED_BACK, actor=rb.actor, details=record.model_dump(mode="json"))
+        if self._tier_health_on():  # the tier rolled back to may have failed meanwhile: move off it if so
+            await self._recheck_tiers()
         self.s.attempt += 1
         if rb.needs_human:
             self.s.awaiting_human = True  # on-call said no: only a human decides when to try again

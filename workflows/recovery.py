@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.controls import Controls
 from workflows.ramping import Ramping
+from workflows.tiering import Tiering
 from workflows.waits import EscalatingWait
 
 M = TypeVar("M", bound=BaseModel)
@@ -60,7 +61,7 @@ QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow(Controls, Ramping):
+class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
@@ -161,13 +162,16 @@ class IncidentRecoveryWorkflow(Controls, Ramping):
         """Pin the highest healthy tier, degrade features as policy maps that tier, and tell each audience."""
         assert self.policy
         self._enter(RecoveryPhase.FALLBACK_ACTIVE)
-        unavailable = {self.s.failed_tier}
-        while True:
-            tier = pick_tier(self.policy.tiers, unavailable)
-            gate = f"enter:{tier}"
-            if not self.policy.approvals.is_gated(gate) or await self._await_gate(gate, f"fall back to {tier}"):
-                break
-            unavailable.add(tier)  # on-call refused this tier: take the next one down
+        if self._tier_health_on():
+            tier = await self._choose_tier(f"{self.s.failed_tier} failed")
+        else:  # histories recorded before the tier check: the next tier down, unchecked
+            unavailable = {self.s.failed_tier}
+            while True:
+                tier = pick_tier(self.policy.tiers, unavailable)
+                gate = f"enter:{tier}"
+                if not self.policy.approvals.is_gated(gate) or await self._await_gate(gate, f"fall back to {tier}"):
+                    break
+                unavailable.add(tier)  # on-call refused this tier: take the next one down
         await self._pin(tier, reason=f"{self.s.failed_tier} failed: {self.s.reason}")
         self.s.mitigated_at = self.s.mitigated_at or workflow.now()
         self._notify_level("fallback_active", f"{self.s.service} is served by {tier}")
@@ -220,14 +224,18 @@ class IncidentRecoveryWorkflow(Controls, Ramping):
             timedelta(seconds=escalate_after),
             lambda: self._escalate(f"the primary is still down after {escalate_after:.0f} s of remediation"),
         )
+        recheck: asyncio.Task[None] | None = None
         try:
             while True:
+                if recheck is None and self._tier_health_on():  # re-check the other tiers while this one is down
+                    recheck = asyncio.create_task(workflow.sleep(self._recheck_due()))
                 await waiting.until(
-                    lambda: (
+                    lambda recheck=recheck: (  # type: ignore[misc]
                         (probing is not None and probing.done())
                         or self.s.remediated_by is not None
                         or self.s.forced_tier is not None
                         or self._history_too_long()
+                        or (recheck is not None and recheck.done())
                     )
                 )
                 if self._history_too_long():  # a long outage or an alert storm: carry on in a fresh run
@@ -235,10 +243,16 @@ class IncidentRecoveryWorkflow(Controls, Ramping):
                 if self.s.forced_tier is not None:
                     await self._apply_forced_tier()
                     continue
+                if recheck is not None and recheck.done() and not (probing is not None and probing.done()):
+                    recheck = None
+                    await self._recheck_tiers()
+                    continue
                 break
         finally:
             if probing is not None and not probing.done():
                 probing.cancel()
+            if recheck is not None and not recheck.done():
+                recheck.cancel()
         if self.s.remediated_by is not None:
             self._audit(AuditAction.REMEDIATION_DECLARED, actor=self.s.remediated_by)
             self.s.remediated_by = None
@@ -345,6 +359,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping):
             return
         tier, self.s.forced_tier = self.s.forced_tier, None
         await self._pin(tier, reason="forced by on-call")
+        self.s.tier_forced = True
         self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 
     async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:
