@@ -48,6 +48,7 @@ class AuditAction(StrEnum):
     PROMOTE = "promote"
     FORCE_TIER = "force_tier"
     DECLARE_REMEDIATED = "declare_remediated"
+    TIERS_CHECKED = "tiers_checked"
 
 
 class AuditEntry(BaseModel):

@@ -262,6 +262,12 @@ class IncidentState(BaseModel):
     closed_at: datetime | None = None
     postmortem_path: str | None = None
     continued: int = 0
+    tiers_down: dict[str, str] = Field(default_factory=dict)
+    """Tiers the last health check found down, and why (the tier served is never one of them)."""
+    healthy_since: dict[FallbackTier, datetime] = Field(default_factory=dict)
+    """When each tier's current healthy streak began: a recovered tier is moved up to only once it is stable."""
+    tier_forced: bool = False
+    """On-call forced the tier: the periodic re-check leaves it alone."""
 
     @property
     def awaiting_approval(self) -> bool:
