@@ -48,6 +48,7 @@ class AuditAction(StrEnum):
     PROMOTE = "promote"
     FORCE_TIER = "force_tier"
     DECLARE_REMEDIATED = "declare_remediated"
+    CLAIM = "claim"
 
 
 class AuditEntry(BaseModel):

@@ -82,7 +82,7 @@ class ApprovalInput(BaseModel):
 
 
 class ControlInput(BaseModel):
-    """pause / resume / abort / promote / declare_remediated. JSON: {"actor": "alice", "reason": "..."}."""
+    """pause / resume / abort / promote / declare_remediated / claim. JSON: {"actor": "alice", "reason": "..."}."""
 
     actor: Name
     reason: Reason = ""
@@ -262,6 +262,8 @@ class IncidentState(BaseModel):
     closed_at: datetime | None = None
     postmortem_path: str | None = None
     continued: int = 0
+    owner: str | None = None
+    """Who took the incident with `claim` (`governor claim`); the recovery plan's owner (governor/plan.py)."""
 
     @property
     def awaiting_approval(self) -> bool:
@@ -306,5 +308,6 @@ CONTROL_INPUTS: dict[Control, type[BaseModel]] = {
     Control.FORCE_TIER: ForceTierInput,
     Control.DECLARE_REMEDIATED: ControlInput,
     Control.NOTE: NoteInput,
+    Control.CLAIM: ControlInput,
 }
 """Each control's input model (what `parse_control_input` validates against)."""

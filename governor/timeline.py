@@ -81,6 +81,13 @@ def _sentence(entry: AuditEntry) -> str:
         return f"{action.replace('_', ' ')}: {d.get('error')}"
     if action == "refused":
         return f"Refused {d.get('control')} from {actor}: {d.get('reason')}"
+    if action == "claim":
+        before = d.get("previous_owner")
+        return (
+            f"{actor} took ownership of the recovery"
+            + (f" from {before}" if before else "")
+            + (f": {d['reason']}" if d.get("reason") else "")
+        )
     if action == "note":
         return f"Note from {actor}: {d.get('text')}"
     if action in {"pause", "resume", "abort", "promote", "force_tier", "declare_remediated", "promoted", "tier_forced"}:
