@@ -49,6 +49,7 @@ class AuditAction(StrEnum):
     FORCE_TIER = "force_tier"
     DECLARE_REMEDIATED = "declare_remediated"
     TIERS_CHECKED = "tiers_checked"
+    CLAIM = "claim"
 
 
 class AuditEntry(BaseModel):

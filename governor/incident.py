@@ -82,7 +82,7 @@ class ApprovalInput(BaseModel):
 
 
 class ControlInput(BaseModel):
-    """pause / resume / abort / promote / declare_remediated. JSON: {"actor": "alice", "reason": "..."}."""
+    """pause / resume / abort / promote / declare_remediated / claim. JSON: {"actor": "alice", "reason": "..."}."""
 
     actor: Name
     reason: Reason = ""
@@ -268,6 +268,8 @@ class IncidentState(BaseModel):
     """When each tier's current healthy streak began: a recovered tier is moved up to only once it is stable."""
     tier_forced: bool = False
     """On-call forced the tier: the periodic re-check leaves it alone."""
+    owner: str | None = None
+    """Who took the incident with `claim` (`governor claim`); the recovery plan's owner (governor/plan.py)."""
 
     @property
     def awaiting_approval(self) -> bool:
@@ -312,5 +314,6 @@ CONTROL_INPUTS: dict[Control, type[BaseModel]] = {
     Control.FORCE_TIER: ForceTierInput,
     Control.DECLARE_REMEDIATED: ControlInput,
     Control.NOTE: NoteInput,
+    Control.CLAIM: ControlInput,
 }
 """Each control's input model (what `parse_control_input` validates against)."""

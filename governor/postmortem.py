@@ -13,6 +13,7 @@ from typing import Any
 from governor.audit import verify_chain
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentState
+from governor.plan import RecoveryPlan, recovery_plan
 from governor.policy import ServicePolicy
 from governor.timefmt import format_duration
 from governor.timefmt import format_time as _ts
@@ -111,6 +112,36 @@ def follow_ups(state: IncidentState, policy: ServicePolicy) -> list[str]:
     return items
 
 
+def plan_of(state: IncidentState, policy: ServicePolicy, now: datetime | None = None) -> RecoveryPlan | None:
+    """The incident's recovery plan as of its end (or `now` while it is open); None before anything happened."""
+    at = _end_of(state, now)
+    return recovery_plan(state, policy, at) if at is not None else None
+
+
+def _plan_section(state: IncidentState, policy: ServicePolicy, now: datetime | None) -> list[str]:
+    plan = plan_of(state, policy, now)
+    if plan is None:
+        return []
+    phases = time_in_phases(state, now)
+    eta = f"; estimated completion {_ts(plan.estimated_completion)}" if plan.estimated_completion else ""
+    out = [
+        "## Recovery plan",
+        "",
+        f"Plan `{plan.plan_id}`: {plan.progress:.0f}% done ({len(plan.completed_steps)} of "
+        f"{len([s for s in plan.steps if s.status != 'skipped'])} steps), owner **{plan.owner}**{eta}.",
+        "",
+        "| step | what | automated | status | time in phase |",
+        "|---|---|---|---|---|",
+    ]
+    for s in plan.steps:
+        spent = phases.get(s.phase) if not s.name.startswith("ramp:") else None
+        out.append(
+            f"| {s.name} | {_cell(s.description)} | {'yes' if s.automated else 'no (may need a human)'} | {s.status.value} "
+            f"| {format_duration(spent) if spent is not None else '-'} |"
+        )
+    return [*out, ""]
+
+
 def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime | None = None) -> dict[str, Any]:
     """The machine-readable post-mortem: the metrics, the summaries, and the full state it was made from."""
     return {
@@ -130,6 +161,7 @@ def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime |
         "notifications": [{**n.model_dump(mode="json"), "within_sla": n.within_sla} for n in state.notifications],
         "notes": state.notes,
         "follow_ups": follow_ups(state, policy),
+        "recovery_plan": plan.model_dump(mode="json") if (plan := plan_of(state, policy, now)) else None,
         "audit_chain_intact": verify_chain(state.audit) is None,
         "state": state.model_dump(mode="json"),
     }
@@ -183,6 +215,7 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
         "",
     ]
 
+    out += _plan_section(state, policy, now)
     phases = time_in_phases(state, now)
     out += ["## Time in each phase", "", "| phase | time |", "|---|---|"]
     out += [f"| {p.value} | {format_duration(s)} |" for p, s in phases.items()] or ["| (none recorded) | |"]
