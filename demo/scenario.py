@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from temporalio.client import Client
@@ -41,7 +42,7 @@ from demo.settings import (
     traffic_file,
 )
 from demo.traffic import TrafficReport, read_traffic
-from governor.client import ControlRefused, GovernorClient
+from governor.client import ControlRefused, GovernorClient, incidents_query
 from governor.detection import watchdog_id
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentState, Names, incident_id
@@ -80,6 +81,7 @@ class Stack(Protocol):
     gateway_token: str
     upstreams: dict[str, str]
     out: IO[str]
+    ui_url: str
 
     def incident_ui_url(self, workflow_id: str) -> str: ...
 
@@ -304,9 +306,9 @@ class Demo:
             opened = time.monotonic()
             after_start = None if s.started_at is None else opened - s.started_at
             self.say(
-                f"Incident {self.incident} is open, found by its search attributes "
-                f"(GovernorService = '{self.service}' AND GovernorDependency = '{self.dependency}')",
+                f"Incident {self.incident} is open, found by its search attributes: {self.incidents_query()}",
                 f"Temporal UI: {self.info.incident_ui_url(self.incident)}",
+                f"All open incidents (watchdog runs left out): governor list, or {self.incidents_list_url()}",
                 *(
                     [f"{after_start:.1f} s after `governor up` started (cold start to first incident)"]
                     if after_start is not None
@@ -325,6 +327,15 @@ class Demo:
         finally:
             await self.pager.stop()
             await self.http.aclose()
+
+    def incidents_query(self) -> str:
+        """The visibility query for this service's open incidents: `governor list`'s, by workflow type, so the
+        watchdog runs (which carry the same GovernorService/GovernorDependency) are not listed."""
+        return incidents_query(self.service, dependency=self.dependency)
+
+    def incidents_list_url(self) -> str:
+        """The Temporal UI's workflow list filtered to open incidents (every service)."""
+        return f"{self.info.ui_url}/namespaces/{self.info.namespace}/workflows?query={quote(incidents_query())}"
 
     async def _primary_serving(self) -> bool:
         try:
