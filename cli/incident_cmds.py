@@ -236,7 +236,8 @@ def postmortem_text(state: IncidentState, policy: ServicePolicy | None) -> tuple
     if policy is None:
         why = f"no policy for service {state.service!r} in the policy folder (the full report needs it)"
         return render_timeline_summary(state), None, why
-    return render_postmortem(state, policy), postmortem_json(state, policy), ""
+    now = datetime.now(UTC)  # an open incident's figures run to now ("open for X so far")
+    return render_postmortem(state, policy, now=now), postmortem_json(state, policy, now=now), ""
 
 
 async def cmd_postmortem(args: argparse.Namespace) -> int:

@@ -51,6 +51,9 @@ class IncidentReport(BaseModel):
     message: str = Field(default="", max_length=4000)
     metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     reported_at: datetime | None = None
+    failing_since: datetime | None = None
+    """When the reporter first saw the failure (a watchdog's first failing check), if earlier than `reported_at`:
+    the post-mortem's figures count from the earliest of these."""
     dedup_key: str | None = Field(default=None, max_length=500)
     manual: bool = False
     """On-call's deliberate failover (maintenance, a known-bad model): detection records it without re-probing."""
