@@ -16,13 +16,13 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
-from governor.client import GovernorClient, static_summary
+from governor.client import GovernorClient, incidents_query, static_summary
 from governor.enums import DegradationLevel, FailureType, FallbackTier, RecoveryPhase, Severity
 from governor.incident import IncidentReport, IncidentState, Names
 from tests.browser.helpers import Shots, Traffic, eventually, running, write_policy
@@ -107,6 +107,7 @@ async def walk_through_the_incident(info: StackInfo, browser: Browser) -> None:
 
             # 2-5. In the Temporal UI: find it by its search attributes, read it, approve the gate as alice.
             await find_the_incident_by_its_search_attributes(page, shots, info, incident)
+            await list_open_incidents_with_phase_and_tier_columns(page, shots, info, incident)
             await read_its_summary_and_current_details(page, shots)
             await approve_the_gate_through_send_a_signal(page, shots)
 
@@ -160,6 +161,28 @@ async def find_the_incident_by_its_search_attributes(page: Page, shots: Shots, i
     await expect(rows.first).to_contain_text("Running")
     await shots.take(page, "temporal ui incident found by search attributes")
     await rows.first.get_by_role("link", name=incident).first.click()
+    await expect(page.get_by_role("heading", level=1, name=incident)).to_be_visible()
+
+
+async def list_open_incidents_with_phase_and_tier_columns(
+    page: Page, shots: Shots, info: StackInfo, incident: str
+) -> None:
+    """docs/cli.md's incident list: the UI takes `governor list`'s query from the URL, and Configure Columns adds
+    the search attributes on-call reads at a glance."""
+    await page.goto(f"{info.ui_url}/namespaces/{info.namespace}/workflows?query={quote(incidents_query())}")
+    table = page.get_by_role("table", name="Workflows")
+    await expect(page.get_by_role("button", name='WorkflowType = "IncidentRecoveryWorkflow"')).to_be_visible()
+    await page.get_by_role("button", name="Configure Columns").click()
+    for attribute in ("RecoveryPhase", "FallbackTier"):
+        await page.get_by_role("button", name=f"Add {attribute} column").click()
+    await page.get_by_role("button", name="Close Workflows Table configuration").click()
+    await expect(table.get_by_role("columnheader", name="RecoveryPhase")).to_be_visible()
+    row = table.get_by_role("row").filter(has_text=incident)
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text(str(RecoveryPhase.GRADUAL_RESTORE))
+    await expect(row).to_contain_text(str(FallbackTier.TIER_1_SECONDARY))
+    await shots.take(page, "temporal ui open incidents with phase and tier columns")
+    await row.get_by_role("link", name=incident).first.click()
     await expect(page.get_by_role("heading", level=1, name=incident)).to_be_visible()
 
 
