@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.gateway_admin import GatewayAdmin, GatewayChangeNotApplied, GatewayUnavailable
 from activities.probes import probe_dependency
+from activities.tiers import TierActivities, read_merged_stats
 from governor.actions import (
     Activity,
     ConfirmFailureInput,
@@ -152,7 +153,7 @@ def _describe_stats(tier: str, s: TierStats) -> str:
     )
 
 
-class RecoveryActivities:
+class RecoveryActivities(TierActivities):
     """Every side effect of IncidentRecoveryWorkflow except notifications (activities/notify)."""
 
     def __init__(self, client: httpx.AsyncClient, settings: WorkerSettings) -> None:
@@ -171,6 +172,7 @@ class RecoveryActivities:
             self.gather_evidence,
             self.wait_for_healthy,
             self.validate_primary,
+            self.assess_tiers,
             self.write_postmortem,
         ]
 
@@ -353,14 +355,7 @@ class RecoveryActivities:
         return window
 
     async def _read_stats(self, gateways: list[str], service: str, window_s: int) -> StatsWindow:
-        if not gateways:
-            raise _config_error(f"policy for {service!r} lists no gateways to read stats from", "PolicyError")
-        windows = await _gather_all([self.gateway.stats(base, service, window_s) for base in gateways])
-        tiers = sorted({tier for w in windows for tier in w.tiers})
-        return StatsWindow(
-            window_s=max(w.window_s for w in windows),
-            tiers={tier: TierStats.merge([w.tiers[tier] for w in windows if tier in w.tiers]) for tier in tiers},
-        )
+        return await read_merged_stats(self.gateway, gateways, service, window_s)
 
     # --- diagnosis
 

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from governor import search_attributes as sa
     from governor.actions import (
         Activity,
+        AssessTiersInput,
         BreakerChange,
         ChannelDelivery,
         ConfirmFailureInput,
@@ -86,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.models import Classification, StatsWindow, TierStats
     from governor.policy import ServicePolicy, load_policy
     from governor.settings import TemporalSettings
+    from governor.tier_health import TierAssessment, judge_tiers
 
 BARE_WORKFLOW = "BareRecoveryWorkflow"
 DEPENDENCY = "primary-llm"
@@ -358,6 +360,11 @@ class BenchWorld:
                 consecutive_passes=3,
             )
 
+        @activity.defn(name=Activity.ASSESS_TIERS)
+        async def assess_tiers(input: AssessTiersInput) -> TierAssessment:
+            world._count(Activity.ASSESS_TIERS)
+            return judge_tiers(input.policy, [], None)
+
         @activity.defn(name=Activity.NOTIFY)
         async def notify(input: NotifyInput) -> NotifyResult:
             world._count(Activity.NOTIFY)
@@ -383,6 +390,7 @@ class BenchWorld:
             gather_evidence,
             wait_for_healthy,
             validate_primary,
+            assess_tiers,
             notify,
             write_postmortem,
         ]

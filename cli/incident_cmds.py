@@ -1,4 +1,4 @@
-"""Incident commands: status, list, show, simulate, failover, recover, the controls, audit, postmortem, watch.
+"""Incident commands: list, show, simulate, failover, recover, the controls, audit, postmortem, watch.
 
 They talk to Temporal through the client SDK (governor.client); a control the workflow refuses exits 2.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.service import RPCError
@@ -34,6 +34,7 @@ from cli.render import (
 )
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentReport, IncidentState
+from governor.plan import recovery_plan
 from governor.policy import PolicyError, ServicePolicy, load_policy_dir
 from governor.postmortem import postmortem_json, render_postmortem
 from governor.watchdogs import start_or_update_watchdogs
@@ -62,74 +63,22 @@ async def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_status(args: argparse.Namespace) -> int:
-    gc = await connect(args)
-    incidents = await gc.list_incidents(limit=None)
-    directory = policy_dir(args)
-    services = sorted(load_policy_dir(directory)) if directory.is_dir() else []
-    rows: list[dict[str, Any]] = []
-    for i in incidents:
-        tier = i.tier or FallbackTier.TIER_0_PRIMARY
-        rows.append(
-            {
-                "service": i.service,
-                "dependency": i.dependency,
-                "incident_id": i.incident_id,
-                "phase": i.phase.value if i.phase else None,
-                "tier": tier.value,
-                "quality": tier.quality_percentage,
-                "degradation": i.degradation_level.value if i.degradation_level else None,
-                "ramp_percent": i.ramp_percent,
-                "awaiting_approval": i.awaiting_approval,
-            }
-        )
-    with_incident = {i.service for i in incidents}
-    for service in services:
-        if service not in with_incident:
-            rows.append(
-                {
-                    "service": service,
-                    "dependency": None,
-                    "incident_id": None,
-                    "phase": None,
-                    "tier": FallbackTier.TIER_0_PRIMARY.value,
-                    "quality": 100,
-                    "degradation": "normal",
-                    "ramp_percent": None,
-                    "awaiting_approval": False,
-                }
-            )
-    rows.sort(key=lambda r: (r["service"] or "", r["dependency"] or ""))
-
-    def text() -> str:
-        head = f"{len(incidents)} open incident(s); {len(services)} service(s) with a policy in {directory}"
-        table = render_table(
-            ["service", "dependency", "incident", "phase", "tier", "quality", "degradation", "ramp", "approval"],
-            [
-                [
-                    r["service"],
-                    r["dependency"],
-                    r["incident_id"],
-                    r["phase"],
-                    r["tier"],
-                    f"{r['quality']}%",
-                    r["degradation"],
-                    f"{r['ramp_percent']}%" if r["ramp_percent"] is not None else None,
-                    "WAITING" if r["awaiting_approval"] else "",
-                ]
-                for r in rows
-            ],
-        )
-        return head + ("\n" + table if rows else "")
-
-    emit(args, {"open_incidents": len(incidents), "services": rows}, text)
-    return EXIT_OK
-
-
 async def cmd_show(args: argparse.Namespace) -> int:
     gc = await connect(args)
     state = await gc.state(resolve_incident(args.incident))
-    emit(args, state, lambda: render_incident(state))
+    try:
+        policy = maybe_policy(args, state.service)
+    except PolicyError:
+        policy = None  # the plan then assumes the seed's ramp; the incident itself is still shown
+    plan = recovery_plan(state, policy, datetime.now(UTC))
+
+    def text() -> str:
+        from cli.status_render import plan_summary, render_plan
+
+        lines = ["", f"Recovery plan {plan.plan_id}: {plan_summary(plan)}", *render_plan(plan)]
+        return render_incident(state) + "\n" + "\n".join(lines)
+
+    emit(args, state, text)  # --json stays the state (what `audit verify --file` reads); the plan: `governor recovery`
     return EXIT_OK
 
 
@@ -172,15 +121,45 @@ async def _one_open(gc: Any, service: str, dependency: str | None) -> Any | None
     return found[0] if found else None
 
 
+def one_tier_down(served: FallbackTier, policy: ServicePolicy | None) -> FallbackTier:
+    """The seed's trigger_fallback without a target: the next tier of the service's chain below the one served."""
+    chain = policy.tiers if policy is not None else list(FallbackTier)
+    below = [t for t in chain if t.rank > served.rank]
+    if not below:
+        raise UserError(f"already at the lowest tier of the chain ({served.value}): pass --tier to choose one")
+    return below[0]
+
+
+async def _served_now(args: argparse.Namespace, policy: ServicePolicy | None) -> FallbackTier:
+    """The tier the service's gateways serve now (the worst replica), primary when nothing answers."""
+    if policy is None:
+        return FallbackTier.TIER_0_PRIMARY
+    from cli.observe import gateway_token, http_client, read_replicas
+    from governor.status_report import service_view
+
+    async with http_client(args) as http:
+        view = service_view(policy, await read_replicas(http, policy, gateway_token(args)))
+    if view.tier is None:
+        raise UserError(
+            f"no gateway of {args.service} answered ({'; '.join(view.errors)}), so the tier served now is unknown: "
+            "pass --tier"
+        )
+    return view.tier
+
+
 async def cmd_failover(args: argparse.Namespace) -> int:
     who = resolve_identity(args.actor)
     policy = maybe_policy(args, args.service)
-    if policy is not None and args.tier not in policy.tiers:
+    if policy is not None and args.tier is not None and args.tier not in policy.tiers:
         chain = ", ".join(t.value for t in policy.tiers)
         raise UserError(f"{args.tier.value} is not in {args.service}'s chain ({chain})")
     gc = await connect(args)
     current = await _one_open(gc, args.service, args.dependency)
     messages: list[str] = []
+    if args.tier is None:
+        served = (await gc.state(current.incident_id)).tier if current is not None else await _served_now(args, policy)
+        args.tier = one_tier_down(served, policy)
+        messages.append(f"one tier down from {served.value}: {args.tier.value}")
     if current is None:
         dependency = args.dependency or (primary_dependency(policy) if policy else None)
         if dependency is None:
@@ -257,7 +236,8 @@ def postmortem_text(state: IncidentState, policy: ServicePolicy | None) -> tuple
     if policy is None:
         why = f"no policy for service {state.service!r} in the policy folder (the full report needs it)"
         return render_timeline_summary(state), None, why
-    return render_postmortem(state, policy), postmortem_json(state, policy), ""
+    now = datetime.now(UTC)  # an open incident's figures run to now ("open for X so far")
+    return render_postmortem(state, policy, now=now), postmortem_json(state, policy, now=now), ""
 
 
 async def cmd_postmortem(args: argparse.Namespace) -> int:

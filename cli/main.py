@@ -1,6 +1,7 @@
 """`governor`: the on-call command line on top of the client SDK (console script `governor = cli.main:main`).
 
-Policy commands (setup, validate, scenarios, chain: cli/policy_cmds.py) read the policy files only. Incident commands
+Policy commands (setup, validate, scenarios: cli/policy_cmds.py) read the policy files only. The live views (status,
+chain/hierarchy, recovery: cli/status_cmds.py) read the gateways' admin API and Temporal. Incident commands
 (cli/incident_cmds.py, cli/audit.py) talk to Temporal through `governor.client`; controls are updates, so a request
 the workflow refuses prints its reason and exits 2. `governor up` is cli/stack_cmds.py.
 
@@ -30,9 +31,10 @@ from cli.parser import build_parser
 from governor.client import ControlRefused, GovernorConfigError, GovernorError, GovernorUnavailable, IncidentNotFound
 from governor.policy import PolicyError
 
-POLICY_COMMANDS = ("setup", "validate", "scenarios", "chain")
-INCIDENT_COMMANDS = ("status", "list", "show", "simulate", "failover", "recover", "postmortem", "watch")
-CONTROL_COMMANDS = ("approve", "reject", "pause", "resume", "abort", "promote", "force-tier", "note")
+POLICY_COMMANDS = ("setup", "validate", "scenarios", "alert-rules")
+STATUS_COMMANDS = ("status", "chain", "hierarchy", "recovery")
+INCIDENT_COMMANDS = ("list", "show", "simulate", "failover", "recover", "postmortem", "watch")
+CONTROL_COMMANDS = ("approve", "reject", "pause", "resume", "abort", "promote", "force-tier", "note", "claim")
 
 
 def command(name: str) -> Callable[[argparse.Namespace], Any]:
@@ -41,7 +43,11 @@ def command(name: str) -> Callable[[argparse.Namespace], Any]:
     if name in POLICY_COMMANDS:
         from cli import policy_cmds
 
-        return cast(Callable[[argparse.Namespace], Any], getattr(policy_cmds, f"cmd_{name}"))
+        return cast(Callable[[argparse.Namespace], Any], getattr(policy_cmds, f"cmd_{name.replace('-', '_')}"))
+    if name in STATUS_COMMANDS:
+        from cli import status_cmds
+
+        return cast(Callable[[argparse.Namespace], Any], getattr(status_cmds, f"cmd_{name}"))
     if name in INCIDENT_COMMANDS or name in CONTROL_COMMANDS:
         from cli import incident_cmds
 

@@ -71,6 +71,14 @@ def _who() -> _Parser:
     return p
 
 
+def _gateway_token(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gateway-token-file",
+        type=Path,
+        help="file holding the gateways' admin token (else $GOVERNOR_GATEWAY_TOKEN, else state/secrets/gateway-token)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="governor",
@@ -103,11 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("scenarios", "the ten failure types: detection method, typical recovery time, manual intervention")
 
-    p = add("chain", "a service's fallback chain from its policy: quality, latency, approval to exit")
-    p.add_argument("--service", required=True)
+    for name, help_ in (
+        (
+            "chain",
+            "a service's fallback chain: the tier serving now (→), each tier's breaker, quality, approval to exit",
+        ),
+        ("hierarchy", "the seed's name for `chain`: the fallback chain with the tier serving now marked"),
+    ):
+        p = add(name, help_)
+        p.add_argument("service_arg", nargs="?", metavar="SERVICE")
+        p.add_argument("--service", dest="service_flag", help="the same as SERVICE")
+        p.add_argument("--policy-only", action="store_true", help="the policy's table only; do not ask the gateways")
+        _gateway_token(p)
+
+    p = add("alert-rules", "Prometheus alert rules from the policies: SLO burn rate per dependency, governor health")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the rule file here (default: standard output)")
 
     # -- incidents --------------------------------------------------------------------------------------------------
-    add("status", "every service: its open incident, tier, quality, degradation and ramp")
+    p = add(
+        "status",
+        "the seed's status report, live: health, degradation, active fallbacks, breakers, open incidents and progress",
+    )
+    _gateway_token(p)
+
+    p = add("recovery", "an incident's recovery checks and ramp with their latest results, what is left, the ETA")
+    p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat-primary-llm) or chat/primary-llm")
 
     p = add("list", "incidents found through their search attributes (open ones unless --all)")
     p.add_argument("--service")
@@ -131,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "failover", "force a tier on the service's open incident, or report a manual failure to open one", actor=True
     )
     p.add_argument("--service", required=True)
-    p.add_argument("--tier", required=True, type=parse_tier)
+    p.add_argument(
+        "--tier", type=parse_tier, help="the tier to serve (default: one tier down from the tier served now)"
+    )
     p.add_argument("--dependency", help="which incident (default: the only open one, else the primary's dependency)")
     p.add_argument("--reason", default="manual failover")
 
@@ -155,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("resume", "continue a paused incident"),
         ("abort", "abort the ramp: primary weight 0, fallback tier pinned again"),
         ("promote", "skip the remaining ramp steps (gated like the last step)"),
+        ("claim", "take ownership of the incident: its recovery plan names you as the owner"),
     ):
         p = add(verb, help_, actor=True)
         p.add_argument("incident", metavar="INCIDENT")

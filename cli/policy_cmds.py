@@ -1,4 +1,4 @@
-"""Policy commands: setup, validate, scenarios, chain. They read the policy files only, never Temporal."""
+"""Policy commands: setup, validate, scenarios, chain, alert-rules. They read the policy files only, never Temporal."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from cli.render import (
     render_setup,
     render_table,
 )
+from governor.alert_rules import render_rules
 from governor.decisions import BASE_SEVERITY
 from governor.enums import FailureType
 from governor.policy import (
@@ -159,4 +160,18 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 def cmd_chain(args: argparse.Namespace) -> int:
     policy = find_policy(policy_dir(args), args.service)
     emit(args, {"service": policy.service, "chain": chain_rows(policy)}, lambda: render_chain(policy))
+    return EXIT_OK
+
+
+def cmd_alert_rules(args: argparse.Namespace) -> int:
+    """The Prometheus rule file for every policy in the folder; `promtool check rules` accepts what it writes."""
+    text = render_rules(load_policy_dir(policy_dir(args)))
+    if args.output is None:
+        print(text, end="")
+        return EXIT_OK
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"{args.output}: cannot write the rule file: {err.strerror or err}") from None
+    print(f"wrote {args.output}: {text.count(chr(10) + '  - alert: ')} alert rules", file=sys.stderr)
     return EXIT_OK

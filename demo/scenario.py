@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from temporalio.client import Client
@@ -41,11 +42,12 @@ from demo.settings import (
     traffic_file,
 )
 from demo.traffic import TrafficReport, read_traffic
-from governor.client import ControlRefused, GovernorClient
+from governor.client import ControlRefused, GovernorClient, incidents_query
 from governor.detection import watchdog_id
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentState, Names, incident_id
 from governor.policy import ServicePolicy
+from governor.postmortem import incident_metrics
 from governor.watchdogs import start_or_update_watchdogs
 
 __all__ = [
@@ -80,6 +82,7 @@ class Stack(Protocol):
     gateway_token: str
     upstreams: dict[str, str]
     out: IO[str]
+    ui_url: str
 
     def incident_ui_url(self, workflow_id: str) -> str: ...
 
@@ -306,9 +309,9 @@ class Demo:
             opened = time.monotonic()
             after_start = None if s.started_at is None else opened - s.started_at
             self.say(
-                f"Incident {self.incident} is open, found by its search attributes "
-                f"(GovernorService = '{self.service}' AND GovernorDependency = '{self.dependency}')",
+                f"Incident {self.incident} is open, found by its search attributes: {self.incidents_query()}",
                 f"Temporal UI: {self.info.incident_ui_url(self.incident)}",
+                f"All open incidents (watchdog runs left out): governor list, or {self.incidents_list_url()}",
                 *(
                     [f"{after_start:.1f} s after `governor up` started (cold start to first incident)"]
                     if after_start is not None
@@ -327,6 +330,15 @@ class Demo:
         finally:
             await self.pager.stop()
             await self.http.aclose()
+
+    def incidents_query(self) -> str:
+        """The visibility query for this service's open incidents: `governor list`'s, by workflow type, so the
+        watchdog runs (which carry the same GovernorService/GovernorDependency) are not listed."""
+        return incidents_query(self.service, dependency=self.dependency)
+
+    def incidents_list_url(self) -> str:
+        """The Temporal UI's workflow list filtered to open incidents (every service)."""
+        return f"{self.info.ui_url}/namespaces/{self.info.namespace}/workflows?query={quote(incidents_query())}"
 
     async def _primary_serving(self) -> bool:
         try:
@@ -516,10 +528,6 @@ class Demo:
     def summary(self, result: DemoResult) -> None:
         state = result.incident
         traffic = result.traffic
-
-        def secs(value: float | None) -> str:
-            return "-" if value is None else f"{value:.1f} s"
-
         served = ", ".join(f"{t} {n}" for t, n in traffic.tiers_between(0, float("inf")).most_common())
         runs = " > ".join(f"{tier} ({last - first + 1} s)" for tier, first, last in traffic.tier_runs())
         approvals = ", ".join(f"{d.gate} by {d.approver}" for d in state.decisions) or "none"
@@ -528,10 +536,7 @@ class Demo:
             f"client requests        {traffic.requests} sent, {traffic.failed} failed (non-2xx or no answer)",
             f"served by              {served}",
             f"main tier over time    {runs}",
-            f"fault -> detection     {secs(result.detected_after_s)} (a watchdog's report reached the governor)",
-            f"fault -> fallback      {secs(result.fallback_after_s)} (traffic pinned to the fallback tier)",
-            f"fault -> recovered     {secs(result.recovered_after_s)} (primary serves all traffic again)",
-            f"fault -> closed        {secs(result.closed_after_s)} (post-mortem written)",
+            *timing_lines(result),
             f"phases                 {' > '.join(p.phase.value for p in state.phases)}",
             f"approvals              {approvals}",
             f"rollbacks              {rollbacks}",
@@ -544,6 +549,29 @@ class Demo:
         if result.first_incident_after_start_s is not None:
             lines.insert(0, f"cold start -> incident {result.first_incident_after_start_s:.1f} s")
         self.say("The demo is over. Summary:", *lines, strong=True)
+
+
+def timing_lines(result: DemoResult) -> list[str]:
+    """The summary's timings, from the injected fault, beside the post-mortem's figures (which count from the
+    failure's start, the watchdog's first failing check): fault -> X = fault -> failure started + the figure."""
+
+    def secs(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} s"
+
+    figures = incident_metrics(result.incident)
+    started = result.started_after_s
+    return [
+        f"fault -> failure start {secs(started)} (the first failing check; the post-mortem's figures count from it)",
+        f"fault -> report        {secs(result.reported_after_s)} (a watchdog's report reached the governor)",
+        f"fault -> detection     {secs(result.detected_after_s)} (the governor confirmed it; post-mortem MTTD "
+        f"{secs(figures['mttd_s'])})",
+        f"fault -> fallback      {secs(result.fallback_after_s)} (a fallback tier served the traffic; post-mortem "
+        f"time to mitigate {secs(figures['time_to_mitigate_s'])})",
+        f"fault -> recovered     {secs(result.recovered_after_s)} (the primary served all traffic again; post-mortem "
+        f"MTTR {secs(figures['mttr_s'])})",
+        f"fault -> closed        {secs(result.closed_after_s)} (post-mortem written; its total duration "
+        f"{secs(figures['duration_s'] if result.incident.closed_at else None)})",
+    ]
 
 
 async def play(info: Stack, settings: DemoSettings) -> DemoResult:

@@ -9,8 +9,9 @@ from typing import Any
 
 from demo.traffic import TrafficReport
 from governor.detection import WatchdogConfig
-from governor.enums import FallbackTier, RecoveryPhase
+from governor.enums import RecoveryPhase
 from governor.incident import IncidentState
+from governor.postmortem import failure_started_at
 
 DEMO_POLICY_DIR = Path(__file__).resolve().parent / "policies"
 DEMO_SERVICE = "chat"
@@ -79,17 +80,25 @@ class DemoResult:
         return None if at is None else (at - self.fault_at).total_seconds()
 
     @property
-    def detected_after_s(self) -> float | None:
+    def started_after_s(self) -> float | None:
+        """Fault -> the failure's start as the post-mortem counts it (the watchdog's first failing check)."""
+        return self.seconds_after_fault(failure_started_at(self.incident))
+
+    @property
+    def reported_after_s(self) -> float | None:
         """Fault -> the first report (a watchdog's) reached the governor."""
-        s = self.incident
-        first = next((e.at for e in s.audit if e.action == "reported"), None)
+        first = next((e.at for e in self.incident.audit if e.action == "reported"), None)
         return self.seconds_after_fault(first)
 
     @property
+    def detected_after_s(self) -> float | None:
+        """Fault -> the governor confirmed the failure (the end point of the post-mortem's MTTD)."""
+        return self.seconds_after_fault(self.incident.detected_at)
+
+    @property
     def fallback_after_s(self) -> float | None:
-        """Fault -> the traffic was pinned to a fallback tier."""
-        span = next((t for t in self.incident.tiers if t.tier is not FallbackTier.TIER_0_PRIMARY), None)
-        return self.seconds_after_fault(span.entered_at if span else None)
+        """Fault -> a fallback tier served the traffic (the end point of the post-mortem's time to mitigate)."""
+        return self.seconds_after_fault(self.incident.mitigated_at)
 
     @property
     def recovered_after_s(self) -> float | None:

@@ -157,7 +157,8 @@ class ChainWalk:
                 self._skipped(svc, link, "breaker_open", breaker.open_cause or "unknown", tried)
             return False
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        t0 = loop.time()  # deadlines are on the loop's clock (its timers); durations on perf_counter (uvloop: 1 ms)
+        p0 = time.perf_counter()
         attempt_deadline = min(t0 + link.timeout_s, deadline)
         if attempt_deadline <= t0:
             if ticket == PROBE:
@@ -174,15 +175,15 @@ class ChainWalk:
             status = resp.status
             ctype = resp.header(b"content-type") or b""
             if stream and 200 <= status < 300 and ctype.startswith(SSE_CT):
-                return await self._relay_stream(svc, link, resp, ticket, t0, tried, send, method, path, body)
+                return await self._relay_stream(svc, link, resp, ticket, p0, tried, send, method, path, body)
             data = await resp.read(attempt_deadline)
         except UpstreamError as err:
             if resp is not None:
                 resp.release()
             window.in_flight -= 1
-            self._fell_through(svc, link, ticket, loop.time() - t0, err.kind, err.kind, tried)
+            self._fell_through(svc, link, ticket, time.perf_counter() - p0, err.kind, err.kind, tried)
             return False
-        elapsed = loop.time() - t0
+        elapsed = time.perf_counter() - p0
         window.in_flight -= 1
         if status == 429:
             retry_after = _retry_after_s(resp.header(b"retry-after"))
@@ -220,7 +221,7 @@ class ChainWalk:
         link: Link,
         resp: Any,
         ticket: int,
-        t0: float,
+        p0: float,
         tried: Tried,
         send: Send,
         method: str,
@@ -229,7 +230,6 @@ class ChainWalk:
     ) -> bool:
         """Pass server-sent events through; fall through if the stream dies before its first event,
         end with an explicit error event if it dies after."""
-        loop = asyncio.get_running_loop()
         breaker, window = link.breaker, link.window
         assert breaker is not None
         chunks = resp.iter_chunks(link.timeout_s)
@@ -240,9 +240,11 @@ class ChainWalk:
         except UpstreamError as err:
             window.in_flight -= 1
             reason = f"stream_failed_before_first_event: {err.kind}"
-            self._fell_through(svc, link, ticket, loop.time() - t0, f"stream_{err.kind}", err.kind, tried, reason)
+            self._fell_through(
+                svc, link, ticket, time.perf_counter() - p0, f"stream_{err.kind}", err.kind, tried, reason
+            )
             return False
-        ttfb = loop.time() - t0
+        ttfb = time.perf_counter() - p0
         headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
         headers.append((b"x-governor-tier", link.name_b))
         headers.append((b"x-accel-buffering", b"no"))

@@ -15,6 +15,7 @@ import structlog
 from gateway.breaker import Breaker, BreakerConfig, BreakerMode
 from gateway.cache import ResponseCache
 from gateway.client import Pool
+from gateway.incidents import IncidentHistory
 from gateway.stats import TierWindow
 from governor.enums import CircuitState, DegradationLevel, FallbackTier, FeatureFlag
 from governor.gateway_api import (
@@ -121,6 +122,8 @@ class ServiceRuntime:
         self.flags_updated_at = self.status_updated_at
         self.incident: str | None = None
         self.audit: deque[dict[str, Any]] = deque(maxlen=200)
+        self.history = IncidentHistory(self.name)
+        """What the status page tells of this service's recent incidents (gateway/incidents.py)."""
 
     # --- routing
 
@@ -150,8 +153,13 @@ class ServiceRuntime:
     def record_change(self, what: str, change: dict[str, Any], incident: str | None, changed: bool) -> None:
         if incident:
             self.incident = incident
-        entry = {"at": utcnow(), "what": what, "change": change, "incident": incident, "changed": changed}
+        at = utcnow()
+        entry = {"at": at, "what": what, "change": change, "incident": incident, "changed": changed}
         self.audit.append(entry)
+        if changed and what == "status":
+            self.history.status_changed(self.component, self.message, incident, at)
+        elif changed and what == "route":
+            self.history.route_changed(self.pinned_tier, self.primary_weight, self.component, at)
         log.info("admin_change", service=self.name, **entry)
 
     def set_route(self, fields: dict[str, Any]) -> bool:

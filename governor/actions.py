@@ -17,8 +17,16 @@ from governor.gateway_api import BreakerChange, DegradationChange, RouteChange, 
 from governor.incident import IncidentReport, IncidentState
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import ChannelSpec, DependencySpec, RecoveryChecks, ServicePolicy, Thresholds
+from governor.tier_health import TierAssessment, TierHealth
 
-__all__ = ["BreakerChange", "DegradationChange", "RouteChange", "StatusChange"]  # re-exported: the contract
+__all__ = [
+    "BreakerChange",
+    "DegradationChange",
+    "RouteChange",
+    "StatusChange",
+    "TierAssessment",
+    "TierHealth",
+]  # re-exported: the contract
 
 
 class Activity:
@@ -29,6 +37,7 @@ class Activity:
     GATHER_EVIDENCE = "gather_evidence"
     WAIT_FOR_HEALTHY = "wait_for_healthy"
     VALIDATE_PRIMARY = "validate_primary"
+    ASSESS_TIERS = "assess_tiers"
     NOTIFY = "notify"
     WRITE_POSTMORTEM = "write_postmortem"
 
@@ -119,6 +128,15 @@ class ValidatePrimaryResult(BaseModel):
     result: ValidationResult
     sample: TierStats
     consecutive_passes: int
+
+
+class AssessTiersInput(BaseModel):
+    """Which tiers are healthy now: every dependency probed once, the gateway's stats window of every tier judged."""
+
+    policy: ServicePolicy
+    window_s: int = 10
+    probe_timeout_ms: int = 1000
+    """Probes are capped at this (or the dependency's own timeout if shorter): the fallback waits on them."""
 
 
 class NotifyInput(BaseModel):

@@ -48,6 +48,8 @@ class AuditAction(StrEnum):
     PROMOTE = "promote"
     FORCE_TIER = "force_tier"
     DECLARE_REMEDIATED = "declare_remediated"
+    TIERS_CHECKED = "tiers_checked"
+    CLAIM = "claim"
 
 
 class AuditEntry(BaseModel):

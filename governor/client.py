@@ -433,6 +433,10 @@ class GovernorClient:
     async def declare_remediated(self, incident: str, actor: str, reason: str = "") -> ControlResult:
         return await self._control(incident, Names.DECLARE_REMEDIATED, ControlInput(actor=actor, reason=reason))
 
+    async def claim(self, incident: str, actor: str, reason: str = "") -> ControlResult:
+        """Take ownership of the incident: its recovery plan names `actor` as the owner."""
+        return await self._control(incident, Names.CLAIM, ControlInput(actor=actor, reason=reason))
+
     async def note(self, incident: str, author: str, text: str) -> ControlResult:
         return await self._control(incident, Names.NOTE, NoteInput(author=author, text=text))
 

@@ -29,6 +29,7 @@ class Control(StrEnum):
     FORCE_TIER = "force_tier"
     DECLARE_REMEDIATED = "declare_remediated"
     NOTE = "note"
+    CLAIM = "claim"
     STATE = "state"
 
 
@@ -67,6 +68,8 @@ def refusal(control: Control | str, arg: Any, state: IncidentState, policy: Serv
         if s.phase in _NO_FORCING:
             return f"cannot force a tier during {s.phase}"
         return None
+    if control is Control.CLAIM:
+        return f"{arg.actor!r} already owns {s.incident_id}" if s.owner == arg.actor else None
     if control is Control.DECLARE_REMEDIATED:
         if s.phase not in _BEFORE_VALIDATION:
             return f"declare_remediated applies before validation; the incident is in {s.phase}"

@@ -5,10 +5,15 @@ Pure functions of the state (no Temporal import); the workflow upserts and sets 
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from governor.incident import IncidentState
+from governor.plan import StepStatus, recovery_plan
 from governor.timeline import describe
+
+if TYPE_CHECKING:
+    from governor.policy import ServicePolicy
 
 
 def search_attribute_values(s: IncidentState) -> dict[str, Any]:
@@ -29,7 +34,10 @@ def search_attribute_values(s: IncidentState) -> dict[str, Any]:
     return values
 
 
-def details_markdown(s: IncidentState) -> str:
+def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now: datetime | None = None) -> str:
+    """The UI's current details. `now` (the workflow's clock) dates the plan's ETA; without it the last audit entry's
+    time stands in, so the text stays a pure function of the state."""
+    when = now or (s.audit[-1].at if s.audit else s.detected_at)
     lines = [
         f"## {s.service}: {s.failure_type or 'failure'} on {s.dependency} ({s.severity or 'unclassified'})",
         "",
@@ -42,6 +50,17 @@ def details_markdown(s: IncidentState) -> str:
         lines += [
             "",
             f"**Late reports**: {s.late_report_count}, arrived during the restore; they open the next occurrence.",
+        ]
+    if when is not None:
+        plan = recovery_plan(s, policy, when)
+        step = plan.current_step
+        eta = f", ETA {plan.estimated_completion:%H:%M:%S} UTC" if plan.estimated_completion else ""
+        doing = f" · now `{step.name}` ({'automated' if step.automated else 'may need a human'})" if step else ""
+        left = [x.name for x in plan.steps if x.status is StepStatus.PENDING]
+        lines += [
+            "",
+            f"**Recovery plan** {plan.progress:.0f} % ({len(plan.completed_steps)} steps done){doing} · "
+            f"**Owner** {plan.owner}{eta}" + (f" · left: {', '.join(left)}" if left else ""),
         ]
     if s.reason:
         lines += ["", f"**Why**: {s.reason}"]

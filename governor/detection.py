@@ -489,5 +489,6 @@ def report_of(state: WatchdogState, classification: Classification, at: datetime
         message=classification.reason,
         metrics=classification.metrics,
         reported_at=at,
+        failing_since=state.hysteresis.first_bad_at,
         dedup_key=f"{watchdog_id(state.service, state.dependency)}:{state.incidents_reported + 1}",
     )

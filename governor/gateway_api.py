@@ -7,7 +7,7 @@ them. The data plane does not touch them (it stays as fast as it is).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -59,6 +59,7 @@ class StatusComponent(StrEnum):
 
 BreakerMode = Literal["open", "closed", "auto"]
 """`open`/`closed` force the breaker; `auto` hands it back to its rules (starting closed, clean counters)."""
+BREAKER_MODES: tuple[BreakerMode, ...] = get_args(BreakerMode)
 
 Weight = Annotated[StrictInt | StrictFloat, Field(ge=0, le=100)]
 

@@ -51,6 +51,9 @@ class IncidentReport(BaseModel):
     message: str = Field(default="", max_length=4000)
     metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     reported_at: datetime | None = None
+    failing_since: datetime | None = None
+    """When the reporter first saw the failure (a watchdog's first failing check), if earlier than `reported_at`:
+    the post-mortem's figures count from the earliest of these."""
     dedup_key: str | None = Field(default=None, max_length=500)
     manual: bool = False
     """On-call's deliberate failover (maintenance, a known-bad model): detection records it without re-probing."""
@@ -88,7 +91,7 @@ class ApprovalInput(BaseModel):
 
 
 class ControlInput(BaseModel):
-    """pause / resume / abort / promote / declare_remediated. JSON: {"actor": "alice", "reason": "..."}."""
+    """pause / resume / abort / promote / declare_remediated / claim. JSON: {"actor": "alice", "reason": "..."}."""
 
     actor: Name
     reason: Reason = ""
@@ -289,6 +292,14 @@ class IncidentState(BaseModel):
     late_report_count: int = 0
     event_instances: dict[str, int] = Field(default_factory=dict)
     """How many times each notification event was sent in this occurrence (the instance in its key)."""
+    tiers_down: dict[str, str] = Field(default_factory=dict)
+    """Tiers the last health check found down, and why (the tier served is never one of them)."""
+    healthy_since: dict[FallbackTier, datetime] = Field(default_factory=dict)
+    """When each tier's current healthy streak began: a recovered tier is moved up to only once it is stable."""
+    tier_forced: bool = False
+    """On-call forced the tier: the periodic re-check leaves it alone."""
+    owner: str | None = None
+    """Who took the incident with `claim` (`governor claim`); the recovery plan's owner (governor/plan.py)."""
 
     @property
     def awaiting_approval(self) -> bool:
@@ -338,5 +349,6 @@ CONTROL_INPUTS: dict[Control, type[BaseModel]] = {
     Control.FORCE_TIER: ForceTierInput,
     Control.DECLARE_REMEDIATED: ControlInput,
     Control.NOTE: NoteInput,
+    Control.CLAIM: ControlInput,
 }
 """Each control's input model (what `parse_control_input` validates against)."""

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     ValidationError,
@@ -23,62 +19,26 @@ from pydantic import (
 )
 
 from governor.enums import (
-    DegradationLevel,
     FallbackTier,
-    FeatureFlag,
     NotificationAudience,
 )
-
-
-class PolicyError(ValueError):
-    """A policy file that cannot be used; the message names the file, the field and the bad value."""
-
-
-def _text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("a NUL byte is not allowed")
-    return value
-
-
-def _non_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return _text(value)
-
-
-def _url(value: str, schemes: tuple[str, ...]) -> str:
-    _text(value)
-    if any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValueError("a URL may not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - parses the port, raising on a bad one
-    except ValueError as err:
-        raise ValueError(f"not a URL ({err})") from None
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(f"must be an absolute {' or '.join(s + '://' for s in schemes)} URL with a host")
-    return value
-
-
-def _http_url(value: str) -> str:
-    return _url(value, ("http", "https"))
-
-
-# Policy value types: numbers are strict (a YAML `true` is no latency; an int is fine where a float is asked),
-# strings carry no NUL byte, names are not blank, URLs are absolute http(s) URLs with a host.
-Text = Annotated[str, AfterValidator(_text)]
-Name = Annotated[str, AfterValidator(_non_blank)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-PosInt = Annotated[int, Field(strict=True, gt=0)]
-NonNegInt = Annotated[int, Field(strict=True, ge=0)]
-PosFloat = Annotated[float, Field(strict=True, gt=0)]
-NonNegFloat = Annotated[float, Field(strict=True, ge=0)]
-Rate = Annotated[float, Field(strict=True, ge=0, le=1)]
-"""A share, 0..1 (0.05 is 5 %)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from governor.policy_degradation import SEED_FEATURES, Degradation, DegradationRule  # noqa: F401
+from governor.policy_types import (  # noqa: F401 - re-exported: the policy's value types
+    HttpUrl,
+    Name,
+    NonNegFloat,
+    NonNegInt,
+    PolicyError,
+    PosFloat,
+    PosInt,
+    Rate,
+    Text,
+    _http_url,
+    _non_blank,
+    _Strict,
+    _text,
+    _url,
+)
 
 
 class DependencySpec(_Strict):
@@ -190,6 +150,11 @@ class RecoveryChecks(_Strict):
     min_samples: PosInt = 20
     """Requests needed before a check may pass or fail; below that we wait for more data."""
     probe_interval_s: PosFloat = 1.0
+    stable_s: NonNegFloat = 30.0
+    """A recovering tier counts as healthy only once every check of it has passed for this long (flapping guard)."""
+    reassess_s: PosFloat = 10.0
+    """While the failed tier is down, how often the other tiers are re-checked (move down off a tier that failed,
+    up to a better one that recovered)."""
 
     @property
     def throughput_bar(self) -> float:
@@ -292,81 +257,6 @@ def parse_gate(gate: str) -> tuple[str, str]:
     elif gate != "promote":
         raise ValueError(f"unknown gate {gate!r}: use enter:<tier>, exit:<tier>, ramp:<percent> or promote")
     return kind, arg
-
-
-def _seed_tier_levels() -> dict[FallbackTier, DegradationLevel]:
-    return {
-        FallbackTier.TIER_0_PRIMARY: DegradationLevel.NORMAL,
-        FallbackTier.TIER_1_SECONDARY: DegradationLevel.DEGRADED_L1,
-        FallbackTier.TIER_2_CACHE: DegradationLevel.DEGRADED_L2,
-        FallbackTier.TIER_3_DEGRADED: DegradationLevel.MINIMAL,
-        FallbackTier.TIER_4_STATIC: DegradationLevel.EMERGENCY,
-        FallbackTier.TIER_5_ERROR: DegradationLevel.OFFLINE,
-    }
-
-
-class DegradationRule(_Strict):
-    preserve: list[Name] = Field(default_factory=list)
-    reduce: list[Name] = Field(default_factory=list)
-    disable: list[Name] = Field(default_factory=list)
-
-
-def _seed_rules() -> dict[DegradationLevel, DegradationRule]:
-    """The seed's DEGRADATION_RULES; emergency keeps the minimal rules, offline disables all."""
-    minimal = DegradationRule(preserve=["authentication"], disable=["all_except_auth"])
-    return {
-        DegradationLevel.NORMAL: DegradationRule(preserve=["all"]),
-        DegradationLevel.DEGRADED_L1: DegradationRule(
-            preserve=["authentication", "core_read", "core_write"],
-            reduce=["response_quality", "feature_richness"],
-            disable=["analytics", "recommendations"],
-        ),
-        DegradationLevel.DEGRADED_L2: DegradationRule(
-            preserve=["authentication", "core_read"],
-            reduce=["core_write"],
-            disable=["analytics", "recommendations", "search", "notifications"],
-        ),
-        DegradationLevel.MINIMAL: minimal,
-        DegradationLevel.EMERGENCY: minimal,
-        DegradationLevel.OFFLINE: DegradationRule(disable=["all"]),
-    }
-
-
-SEED_FEATURES = [
-    "authentication",
-    "core_read",
-    "core_write",
-    "response_quality",
-    "feature_richness",
-    "analytics",
-    "recommendations",
-    "search",
-    "notifications",
-]
-
-
-class Degradation(_Strict):
-    features: list[Name] = Field(default_factory=lambda: list(SEED_FEATURES))
-    tier_levels: dict[FallbackTier, DegradationLevel] = Field(default_factory=_seed_tier_levels)
-    rules: dict[DegradationLevel, DegradationRule] = Field(default_factory=_seed_rules)
-
-    def level_for(self, tier: FallbackTier) -> DegradationLevel:
-        return self.tier_levels.get(tier, _seed_tier_levels()[tier])
-
-    def flags_for(self, level: DegradationLevel) -> dict[str, FeatureFlag]:
-        """Every feature's flag at this level: preserve -> enabled, reduce -> degraded, disable -> disabled."""
-        rule = self.rules.get(level) or _seed_rules()[level]
-        flags: dict[str, FeatureFlag] = {}
-        for feature in self.features:
-            if "all" in rule.disable or ("all_except_auth" in rule.disable and feature != "authentication"):
-                flags[feature] = FeatureFlag.DISABLED
-            elif feature in rule.disable:
-                flags[feature] = FeatureFlag.DISABLED
-            elif feature in rule.reduce:
-                flags[feature] = FeatureFlag.DEGRADED
-            else:
-                flags[feature] = FeatureFlag.ENABLED
-        return flags
 
 
 class ChannelSpec(_Strict):

@@ -1,22 +1,39 @@
 """The post-mortem of one incident, rendered from the workflow's state: pure, so the activity and the CLI share it.
 
-Times are measured from the failure's start as first reported (the earliest `reported_at`, else `detected_at`):
-MTTD = detected - start, time to mitigate = mitigated - start, MTTR = recovered - start.
+Every figure counts from one origin, the failure's start: the earliest sign of it any report names (a watchdog's
+first failing check, an alert's `startsAt`, a report's own time), else the first report's arrival, else detection.
+MTTD = detected (the governor confirmed it) - start, time to mitigate = fallback serving - start,
+MTTR = primary restored - start, total duration = closed - start (an open incident is "open for X so far").
+The demo's summary counts from the fault it injects; `governor up --demo` prints both, and `fault -> X` equals
+`fault -> failure started` plus the figure here.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from governor.audit import verify_chain
+from governor.audit import AuditAction, verify_chain
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentState
+from governor.plan import RecoveryPlan, recovery_plan
 from governor.policy import ServicePolicy
 from governor.timefmt import format_duration
 from governor.timefmt import format_time as _ts
 from governor.timeline import describe
+
+FIGURES: dict[str, str] = {
+    "failure started": "the earliest sign of the failure a report names (a watchdog's first failing check, an "
+    "alert's startsAt, else the report's time); every figure below counts from it",
+    "MTTD (time to detect)": "failure started -> the governor confirmed the failure (detection re-probed it)",
+    "time to mitigate": "failure started -> a fallback tier served the traffic",
+    "MTTR (time to restore)": "failure started -> the primary served all traffic again",
+    "total duration": "failure started -> the incident closed (post-mortem written)",
+    "open for": "failure started -> now: the incident is still open",
+}
+"""What each key time measures, as the post-mortem (and the demo's summary) say it."""
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -31,9 +48,33 @@ def _cell(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@dataclass(frozen=True)
+class FailureStart:
+    at: datetime | None
+    source: str
+    """Where the time comes from, e.g. `watchdog: first failing check`."""
+
+
+def failure_start(state: IncidentState) -> FailureStart:
+    """The origin of every figure: the earliest of the reports' `failing_since` and `reported_at`, never after the
+    first report arrived (a reporter's clock may run ahead); else that arrival; else detection."""
+    candidates: list[tuple[datetime, str]] = []
+    for r in state.reports:
+        if r.failing_since is not None:
+            candidates.append((r.failing_since, f"{r.source}: first failing check"))
+        if r.reported_at is not None:
+            candidates.append((r.reported_at, f"{r.source}: reported at"))
+    arrived = next((e.at for e in state.audit if e.action == AuditAction.REPORTED), None)
+    if arrived is not None:
+        candidates.append((arrived, "first report received"))
+    if not candidates:
+        return FailureStart(state.detected_at, "detection (no report carried a time)")
+    at, source = min(candidates, key=lambda c: c[0])
+    return FailureStart(at, source)
+
+
 def failure_started_at(state: IncidentState) -> datetime | None:
-    reported = [r.reported_at for r in state.reports if r.reported_at is not None]
-    return min(reported) if reported else state.detected_at
+    return failure_start(state).at
 
 
 def _end_of(state: IncidentState, now: datetime | None) -> datetime | None:
@@ -47,7 +88,8 @@ def _end_of(state: IncidentState, now: datetime | None) -> datetime | None:
 
 
 def incident_metrics(state: IncidentState, now: datetime | None = None) -> dict[str, float | None]:
-    """MTTD, time to mitigate, MTTR and total duration, in seconds (None when that point was never reached)."""
+    """MTTD, time to mitigate, MTTR and duration (to the close, or to `now` while open), in seconds from the
+    failure's start (None when that point was never reached)."""
     start = failure_started_at(state)
     return {
         "mttd_s": _seconds(start, state.detected_at),
@@ -111,6 +153,36 @@ def follow_ups(state: IncidentState, policy: ServicePolicy) -> list[str]:
     return items
 
 
+def plan_of(state: IncidentState, policy: ServicePolicy, now: datetime | None = None) -> RecoveryPlan | None:
+    """The incident's recovery plan as of its end (or `now` while it is open); None before anything happened."""
+    at = _end_of(state, now)
+    return recovery_plan(state, policy, at) if at is not None else None
+
+
+def _plan_section(state: IncidentState, policy: ServicePolicy, now: datetime | None) -> list[str]:
+    plan = plan_of(state, policy, now)
+    if plan is None:
+        return []
+    phases = time_in_phases(state, now)
+    eta = f"; estimated completion {_ts(plan.estimated_completion)}" if plan.estimated_completion else ""
+    out = [
+        "## Recovery plan",
+        "",
+        f"Plan `{plan.plan_id}`: {plan.progress:.0f}% done ({len(plan.completed_steps)} of "
+        f"{len([s for s in plan.steps if s.status != 'skipped'])} steps), owner **{plan.owner}**{eta}.",
+        "",
+        "| step | what | automated | status | time in phase |",
+        "|---|---|---|---|---|",
+    ]
+    for s in plan.steps:
+        spent = phases.get(s.phase) if not s.name.startswith("ramp:") else None
+        out.append(
+            f"| {s.name} | {_cell(s.description)} | {'yes' if s.automated else 'no (may need a human)'} | {s.status.value} "
+            f"| {format_duration(spent) if spent is not None else '-'} |"
+        )
+    return [*out, ""]
+
+
 def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime | None = None) -> dict[str, Any]:
     """The machine-readable post-mortem: the metrics, the summaries, and the full state it was made from."""
     return {
@@ -122,7 +194,15 @@ def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime |
         "severity": state.severity.value if state.severity else None,
         "reason": state.reason,
         "failure_started_at": _iso(failure_started_at(state)),
+        "failure_start_source": failure_start(state).source,
+        "open": state.closed_at is None,
         "metrics": incident_metrics(state, now),
+        "metrics_measure": {
+            "mttd_s": FIGURES["MTTD (time to detect)"],
+            "time_to_mitigate_s": FIGURES["time to mitigate"],
+            "mttr_s": FIGURES["MTTR (time to restore)"],
+            "duration_s": FIGURES["total duration" if state.closed_at is not None else "open for"],
+        },
         "time_in_phase_s": {p.value: s for p, s in time_in_phases(state, now).items()},
         "time_in_tier_s": {t.value: s for t, s in time_in_tiers(state, now).items()},
         "approvals": [d.model_dump(mode="json") for d in state.decisions],
@@ -130,9 +210,40 @@ def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime |
         "notifications": [{**n.model_dump(mode="json"), "within_sla": n.within_sla} for n in state.notifications],
         "notes": state.notes,
         "follow_ups": follow_ups(state, policy),
+        "recovery_plan": plan.model_dump(mode="json") if (plan := plan_of(state, policy, now)) else None,
         "audit_chain_intact": verify_chain(state.audit) is None,
         "state": state.model_dump(mode="json"),
     }
+
+
+def key_times(state: IncidentState, metrics: dict[str, float | None], now: datetime | None) -> list[str]:
+    """The key-times table: each figure, its value, when it happened and what it measures."""
+    start = failure_start(state)
+    rows = [
+        (
+            "failure started",
+            _ts(start.at, "unknown"),
+            _ts(start.at, "unknown"),
+            f"{FIGURES['failure started']}; here: {start.source}",
+        ),
+        ("MTTD (time to detect)", format_duration(metrics["mttd_s"]), _ts(state.detected_at), None),
+        ("time to mitigate", format_duration(metrics["time_to_mitigate_s"]), _ts(state.mitigated_at), None),
+        ("MTTR (time to restore)", format_duration(metrics["mttr_s"]), _ts(state.recovered_at), None),
+    ]
+    if state.closed_at is not None:
+        rows.append(("total duration", format_duration(metrics["duration_s"]), _ts(state.closed_at), None))
+    else:
+        so_far = format_duration(metrics["duration_s"], "unknown")
+        if now is not None:
+            rows.append(("open for", f"{so_far} so far", _ts(now), None))
+        else:  # no clock given: the span to the last thing the state knows
+            rows.append(("open for", f"{so_far} up to its last event", "not closed", None))
+    out = ["## Key times", "", "| figure | value | at | what it measures |", "|---|---|---|---|"]
+    out += [
+        f"| {name} | {value} | {at} | {_cell(measures or FIGURES[name], 300)} |" for name, value, at, measures in rows
+    ]
+    out.append("")
+    return out
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -175,20 +286,9 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
         out += ["", "### Evidence at diagnosis", "", "```", str(summary), "```"]
     out.append("")
 
-    out += [
-        "## Key times",
-        "",
-        "| measure | value | at |",
-        "|---|---|---|",
-        f"| failure started (first report) | - | {_ts(failure_started_at(state))} |",
-        f"| MTTD (time to detect) | {format_duration(metrics['mttd_s'])} | {_ts(state.detected_at)} |",
-        f"| time to mitigate (fallback serving) | {format_duration(metrics['time_to_mitigate_s'])} "
-        f"| {_ts(state.mitigated_at)} |",
-        f"| MTTR (primary fully restored) | {format_duration(metrics['mttr_s'])} | {_ts(state.recovered_at)} |",
-        f"| total duration | {format_duration(metrics['duration_s'])} | {_ts(state.closed_at)} |",
-        "",
-    ]
+    out += key_times(state, metrics, now)
 
+    out += _plan_section(state, policy, now)
     phases = time_in_phases(state, now)
     out += ["## Time in each phase", "", "| phase | time |", "|---|---|"]
     out += [f"| {p.value} | {format_duration(s)} |" for p, s in phases.items()] or ["| (none recorded) | |"]

@@ -81,6 +81,17 @@ def _sentence(entry: AuditEntry) -> str:
         return f"{action.replace('_', ' ')}: {d.get('error')}"
     if action == "refused":
         return f"Refused {d.get('control')} from {actor}: {d.get('reason')}"
+    if action == "tiers_checked":
+        down = d.get("down") or {}
+        listed = "; ".join(f"{t} ({why})" for t, why in down.items()) if isinstance(down, dict) else str(down)
+        return f"Tier health checked: down {listed}" if down else "Tier health checked: every tier answers"
+    if action == "claim":
+        before = d.get("previous_owner")
+        return (
+            f"{actor} took ownership of the recovery"
+            + (f" from {before}" if before else "")
+            + (f": {d['reason']}" if d.get("reason") else "")
+        )
     if action == "note":
         return f"Note from {actor}: {d.get('text')}"
     if action in {"pause", "resume", "abort", "promote", "force_tier", "declare_remediated", "promoted", "tier_forced"}:

@@ -108,4 +108,4 @@ class Bookkeeping:
         if changed:
             workflow.upsert_search_attributes(changed)
             self._published.update(values)
-        workflow.set_current_details(details_markdown(self.s))
+        workflow.set_current_details(details_markdown(self.s, self.policy, workflow.now()))

@@ -73,6 +73,7 @@ class Controls(Bookkeeping):
             message = "note added"
         else:
             actor = arg.actor
+            details: dict[str, Any] = {"reason": arg.reason}
             if name == Names.PAUSE:
                 s.paused = True
             elif name == Names.RESUME:
@@ -85,7 +86,9 @@ class Controls(Bookkeeping):
                 s.forced_tier = arg.tier
             elif name == Names.DECLARE_REMEDIATED:
                 s.remediated_by = actor
-            details = {"reason": arg.reason}
+            elif name == Names.CLAIM:
+                details["previous_owner"] = s.owner or ""
+                s.owner = actor
             if name == Names.FORCE_TIER:
                 details["tier"] = str(arg.tier)
             self._audit(AuditAction(name), actor=actor, details=details)
@@ -265,6 +268,9 @@ class Controls(Bookkeeping):
         'The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "rolled back deploy"}',
     )
     note_signal = _signal_handler(Control.NOTE, 'Add a note to the incident. JSON: {"author": "alice", "text": "..."}')
+    claim_signal = _signal_handler(
+        Control.CLAIM, 'Take ownership of the recovery (its plan\'s owner). JSON: {"actor": "alice", "reason": "..."}'
+    )
 
     # updates: same rules, but a refusal answers the caller and leaves no trace
     approve_update = _update_handler(
@@ -299,6 +305,9 @@ class Controls(Bookkeeping):
         'The primary is fixed: go on to validation. JSON: {"actor": "alice", "reason": "..."}',
     )
     note_update = _update_handler(Control.NOTE, 'Add a note to the incident. JSON: {"author": "alice", "text": "..."}')
+    claim_update = _update_handler(
+        Control.CLAIM, 'Take ownership of the recovery (its plan\'s owner). JSON: {"actor": "alice", "reason": "..."}'
+    )
 
     @workflow.query(
         name=Control.STATE,

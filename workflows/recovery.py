@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         LoadPolicyInput,
         PostmortemInput,
         PostmortemResult,
-        ReadStatsInput,
         RouteChange,
         StatusChange,
         ValidatePrimaryInput,
@@ -40,40 +39,29 @@ with workflow.unsafe.imports_passed_through():
         WaitForHealthyResult,
     )
     from governor.audit import AuditAction
-    from governor.decisions import Verdict, judge_ramp_step, pick_tier, status_component
+    from governor.decisions import Verdict, pick_tier, status_component
     from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase, Severity
     from governor.incident import (
         WORKFLOW_NAME,
         IncidentState,
         PendingGate,
         RecoveryInput,
-        RollbackRecord,
         incident_id,
     )
-    from governor.models import StatsWindow, TierStats
     from governor.policy import ServicePolicy
 
 from workflows.controls import Controls
-from workflows.notifying import Notifying
-from workflows.waits import EscalatingWait, wait_until
+from workflows.ramping import Ramping
+from workflows.tiering import Tiering
+from workflows.waits import EscalatingWait
 
 M = TypeVar("M", bound=BaseModel)
 
 QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
 
 
-class RollbackNow(Exception):
-    """Raised inside the ramp when a step regresses or on-call aborts."""
-
-    def __init__(
-        self, reason: str, metrics: dict[str, float], actor: str = "system", needs_human: bool = False
-    ) -> None:
-        super().__init__(reason)
-        self.reason, self.metrics, self.actor, self.needs_human = reason, metrics, actor, needs_human
-
-
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow(Controls, Notifying):
+class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
@@ -177,13 +165,16 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         """Pin the highest healthy tier, degrade features as policy maps that tier, and tell each audience."""
         assert self.policy
         self._enter(RecoveryPhase.FALLBACK_ACTIVE)
-        unavailable = {self.s.failed_tier}
-        while True:
-            tier = pick_tier(self.policy.tiers, unavailable)
-            gate = f"enter:{tier}"
-            if not self.policy.approvals.is_gated(gate) or await self._await_gate(gate, f"fall back to {tier}"):
-                break
-            unavailable.add(tier)  # on-call refused this tier: take the next one down
+        if self._tier_health_on():
+            tier = await self._choose_tier(f"{self.s.failed_tier} failed")
+        else:  # histories recorded before the tier check: the next tier down, unchecked
+            unavailable = {self.s.failed_tier}
+            while True:
+                tier = pick_tier(self.policy.tiers, unavailable)
+                gate = f"enter:{tier}"
+                if not self.policy.approvals.is_gated(gate) or await self._await_gate(gate, f"fall back to {tier}"):
+                    break
+                unavailable.add(tier)  # on-call refused this tier: take the next one down
         await self._pin(tier, reason=f"{self.s.failed_tier} failed: {self.s.reason}")
         self.s.mitigated_at = self.s.mitigated_at or workflow.now()
         self._notify_level("fallback_active", f"{self.s.service} is served by {tier}")
@@ -236,14 +227,18 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
             timedelta(seconds=escalate_after),
             lambda: self._escalate(f"the primary is still down after {escalate_after:.0f} s of remediation"),
         )
+        recheck: asyncio.Task[None] | None = None
         try:
             while True:
+                if recheck is None and self._tier_health_on():  # re-check the other tiers while this one is down
+                    recheck = asyncio.create_task(workflow.sleep(self._recheck_due()))
                 await waiting.until(
-                    lambda: (
+                    lambda recheck=recheck: (  # type: ignore[misc]
                         (probing is not None and probing.done())
                         or self.s.remediated_by is not None
                         or self.s.forced_tier is not None
                         or self._history_too_long()
+                        or (recheck is not None and recheck.done())
                     )
                 )
                 if self._history_too_long():  # a long outage or an alert storm: carry on in a fresh run
@@ -251,10 +246,16 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
                 if self.s.forced_tier is not None:
                     await self._apply_forced_tier()
                     continue
+                if recheck is not None and recheck.done() and not (probing is not None and probing.done()):
+                    recheck = None
+                    await self._recheck_tiers()
+                    continue
                 break
         finally:
             if probing is not None and not probing.done():
                 probing.cancel()
+            if recheck is not None and not recheck.done():
+                recheck.cancel()
         if self.s.remediated_by is not None:
             self._audit(AuditAction.REMEDIATION_DECLARED, actor=self.s.remediated_by)
             self.s.remediated_by = None
@@ -300,45 +301,6 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         self.s.ramp_step = 0
         self.s.phase = RecoveryPhase.GRADUAL_RESTORE
 
-    async def ramp_up(self) -> None:
-        """Give the primary its share step by step, soak each, roll back at once on regression."""
-        assert self.policy
-        self._enter(RecoveryPhase.GRADUAL_RESTORE)
-        steps = self.policy.ramp.steps
-        try:
-            while self.s.ramp_step < len(steps):
-                await self._hold_while_paused()
-                if self.s.promote_requested_by is not None:
-                    actor = self.s.promote_requested_by
-                    self.s.promote_requested_by = None
-                    if not self.policy.approvals.is_gated("promote") or await self._await_gate(
-                        "promote", f"skip to 100 % (asked by {actor})", requested_by=actor
-                    ):
-                        self._audit(AuditAction.PROMOTED, actor=actor, details={"from_percent": self.s.ramp_percent})
-                        self.s.ramp_step, self.s.soak_started_at = len(steps) - 1, None
-                step = steps[self.s.ramp_step]
-                if self.s.soak_started_at is None:  # a new step (a continued run resumes its soak instead)
-                    gate = f"ramp:{step.percent}"
-                    if self.policy.approvals.is_gated(gate) and not await self._await_gate(
-                        gate, f"send {step.percent} % of traffic to the primary"
-                    ):
-                        decision = self.s.decisions[-1]
-                        raise RollbackNow(
-                            f"{decision.approver} rejected {gate}: {decision.reason}",
-                            {},
-                            decision.approver,
-                            needs_human=True,
-                        )
-                    await self._set_weight(step.percent)
-                    self.s.soak_started_at, self.s.soak_passes = workflow.now(), 0
-                await self._soak(step.percent, step.soak_s)
-                self.s.soak_started_at = None
-                self.s.ramp_step += 1
-        except RollbackNow as rb:
-            await self._roll_back(rb)
-            return
-        self.s.phase = RecoveryPhase.FULL_RESTORE
-
     async def restore(self) -> None:
         """Primary pinned, breaker closed, degradation normal, pages resolved, status operational."""
         assert self.policy
@@ -377,93 +339,6 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         self.s.postmortem_path = result.markdown_path
         self._publish()
 
-    # ------------------------------------------------------------------ the ramp's parts
-    async def _soak(self, percent: int, soak_s: float) -> None:
-        """Sample the primary every interval; pass after the soak time with at least one judged-healthy sample."""
-        assert self.policy
-        ramp = self.policy.ramp
-        started = self.s.soak_started_at or workflow.now()
-        stalled_told = False
-        while True:
-            await wait_until(
-                lambda: self.s.abort_requested_by is not None or self.s.promote_requested_by is not None,
-                workflow.now() + timedelta(seconds=ramp.sample_interval_s),
-            )
-            if self.s.abort_requested_by is not None:
-                actor, self.s.abort_requested_by = self.s.abort_requested_by, None
-                raise RollbackNow(f"aborted by {actor}", {}, actor=actor)
-            if self.s.promote_requested_by is not None:
-                return
-            await self._hold_while_paused()
-            # Judge the step on its own traffic only: a window reaching back before the weight was set would
-            # count the outage's errors (or the previous step's traffic) against it.
-            own_s = int((workflow.now() - started).total_seconds())
-            window = await self._act(
-                Activity.READ_STATS,
-                ReadStatsInput(
-                    gateways=self.policy.gateways,
-                    service=self.s.service,
-                    window_s=max(1, min(ramp.stats_window_s, own_s)),
-                ),
-                StatsWindow,
-                f"sample the primary at {percent} %",
-            )
-            primary = window.tiers.get(str(FallbackTier.TIER_0_PRIMARY), TierStats())
-            judgement = judge_ramp_step(primary, percent, self.policy.rollback, self.policy.recovery_checks)
-            self.s.last_judgement = judgement.model_dump(mode="json")
-            if judgement.verdict is Verdict.FAIL:
-                raise RollbackNow(judgement.reason, judgement.metrics)
-            if self._history_too_long():  # the new run picks up this soak where it stands
-                await self._continue_as_new()
-            self.s.soak_passes += judgement.verdict is Verdict.PASS
-            elapsed = (workflow.now() - started).total_seconds()
-            if elapsed >= soak_s and self.s.soak_passes > 0:
-                self._audit(AuditAction.RAMP_STEP_PASSED, details={"percent": percent, **judgement.metrics})
-                return
-            if elapsed >= 3 * max(soak_s, ramp.sample_interval_s) and not stalled_told:
-                stalled_told = True
-                self._escalate(f"ramp step {percent} % cannot be judged: {judgement.reason}")
-
-    async def _roll_back(self, rb: RollbackNow) -> None:
-        assert self.policy
-        record = RollbackRecord(
-            at=workflow.now(),
-            attempt=self.s.attempt,
-            percent=self.s.ramp_percent,
-            reason=rb.reason,
-            metrics=rb.metrics,
-            actor=rb.actor,
-        )
-        self.s.rollbacks.append(record)
-        self._count("governor_rollbacks", "Ramp rollbacks (error-rate regressions, rejections, aborts)")
-        fallback = self._last_fallback_tier()
-        await self._pin(fallback, reason=f"rollback: {rb.reason}")
-        self._audit(AuditAction.ROLLED_BACK, actor=rb.actor, details=record.model_dump(mode="json"))
-        self.s.attempt += 1
-        if rb.needs_human:
-            self.s.awaiting_human = True  # on-call said no: only a human decides when to try again
-        elif self.s.attempt > self.policy.rollback.max_attempts:
-            self.s.awaiting_human = True
-            self._escalate(
-                f"{self.policy.rollback.max_attempts} ramp attempts rolled back; waiting for a human to declare "
-                "the primary fixed"
-            )
-        self._notify(
-            "rolled_back",
-            [NotificationAudience.ONCALL, NotificationAudience.INTERNAL],
-            f"{self.s.service}: ramp rolled back at {record.percent} %",
-            rb.reason,
-        )
-        self.s.ramp_step, self.s.soak_started_at = 0, None
-        self.s.phase = RecoveryPhase.REMEDIATION
-
-    def _last_fallback_tier(self) -> FallbackTier:
-        for span in reversed(self.s.tiers):
-            if span.tier is not FallbackTier.TIER_0_PRIMARY:
-                return span.tier
-        assert self.policy
-        return pick_tier(self.policy.tiers, {self.s.failed_tier})
-
     # ------------------------------------------------------------------ gateway changes
     def _degradation_for(self, tier: FallbackTier) -> DegradationChange:
         assert self.policy
@@ -482,23 +357,12 @@ class IncidentRecoveryWorkflow(Controls, Notifying):
         self.s.degradation_level = degradation.level
         self._enter_tier(tier, reason)
 
-    async def _set_weight(self, percent: int) -> None:
-        # Hand the breaker isolation forced open back to its rules: a forced-open breaker would turn the primary's
-        # share away and leave the step with nothing to judge.
-        await self._gateway(
-            f"primary weight {percent} %",
-            route=RouteChange(primary_weight=percent),
-            breaker=BreakerChange(tier=self.s.failed_tier, mode="auto"),
-        )
-        self.s.ramp_percent = percent
-        self._audit(AuditAction.RAMP_STEP, details={"percent": percent, "attempt": self.s.attempt})
-        self._publish()
-
     async def _apply_forced_tier(self) -> None:
         if self.s.forced_tier is None:
             return
         tier, self.s.forced_tier = self.s.forced_tier, None
         await self._pin(tier, reason="forced by on-call")
+        self.s.tier_forced = True
         self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 
     async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:

@@ -6,12 +6,16 @@ A channel makes one delivery attempt: it returns a `ChannelDelivery` when the re
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import os
 import re
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -26,7 +30,15 @@ from governor.policy import ChannelSpec
 
 USER_AGENT = "fallback-governor/0.1"
 SIGNATURE_HEADER = "X-Governor-Signature"
-"""`sha256=<hex HMAC-SHA256 of the exact body bytes>` with the secret from the channel's `secret_env`."""
+"""Deprecated (kept for one release): `sha256=<hex HMAC-SHA256 of the body bytes>`; no timestamp, so replayable.
+Verify the Standard Webhooks headers instead (`webhook-id`, `webhook-timestamp`, `webhook-signature`)."""
+
+WEBHOOK_ID_HEADER = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
+"""Standard Webhooks (https://www.standardwebhooks.com): `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`."""
+SECRET_PREFIX = "whsec_"
+"""A Standard Webhooks secret: `whsec_` and the base64 of the key bytes. Any other value is the key as UTF-8."""
 
 RESOLVE_EVENTS = frozenset({"resolve", "resolved", "recovered", "full_restore", "false_alarm", "closed"})
 """Events that end an incident: PagerDuty resolves the page, the status page goes back to operational."""
@@ -134,8 +146,48 @@ def redact(url: str | httpx.URL) -> str:
 
 
 def sign(secret: str, body: bytes) -> str:
-    """The signature header value: `sha256=` and the hex HMAC-SHA256 of the body."""
+    """The deprecated `X-Governor-Signature` value: `sha256=` and the hex HMAC-SHA256 of the body (the secret's
+    UTF-8 bytes as the key, whatever its form, exactly as before)."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signing_key(spec: ChannelSpec, secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks signature: `whsec_<base64>` decoded, else the secret's UTF-8 bytes."""
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode()
+    encoded = secret[len(SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        key = b""
+    if not key:
+        raise config_error(
+            spec,
+            f"the secret in {spec.secret_env} starts with {SECRET_PREFIX} but what follows is not base64 key bytes",
+        )
+    return key
+
+
+def standard_webhook_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 of "{msg_id}.{timestamp}.{body}">`, as the Standard Webhooks spec signs."""
+    signed = msg_id.encode() + b"." + str(timestamp).encode() + b"." + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def standard_webhook_headers(
+    spec: ChannelSpec, msg_id: str, body: bytes, *, now: float, required: bool = False
+) -> dict[str, str]:
+    """`webhook-id` and `webhook-timestamp` always; with a secret (`secret_env`, or `required`) `webhook-signature`
+    and, for one more release, the deprecated body-only `X-Governor-Signature`."""
+    timestamp = int(now)
+    headers = {WEBHOOK_ID_HEADER: msg_id, WEBHOOK_TIMESTAMP_HEADER: str(timestamp)}
+    if spec.secret_env or required:
+        secret = read_secret(spec, "signing secret")
+        headers[WEBHOOK_SIGNATURE_HEADER] = standard_webhook_signature(
+            signing_key(spec, secret), msg_id, timestamp, body
+        )
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    return headers
 
 
 def json_bytes(payload: Any) -> bytes:
@@ -171,8 +223,10 @@ def _excerpt(response: httpx.Response) -> str:
 class HttpChannel(Channel):
     """A channel that POSTs or PUTs to an HTTP endpoint with the worker's shared `httpx.AsyncClient`."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, *, clock: Callable[[], float] = time.time) -> None:
         self._http = http
+        self.clock = clock
+        """Unix seconds for `webhook-timestamp`; tests move it to show that receivers reject old messages."""
 
     def base_headers(self, input: NotifyInput) -> dict[str, str]:
         return {

@@ -2,8 +2,9 @@
 
 https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md : required `specversion`, `id`, `source`, `type`;
 `id` is unique per `source`, so a receiver deduplicates on (source, id) and id is our idempotency key.
-The signature header `X-Governor-Signature: sha256=<hex>` is the HMAC-SHA256 of the exact body bytes with the secret
-from the environment variable the channel's `secret_env` names.
+Signed as the webhook channel signs (Standard Webhooks: `webhook-id` = the event's `id`, `webhook-timestamp`,
+`webhook-signature`), with the secret from the environment variable the channel's `secret_env` names; the body-only
+`X-Governor-Signature: sha256=<hex>` is still sent for one release (deprecated).
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import re
 from typing import Any
 
 from activities.notify.base import (
-    SIGNATURE_HEADER,
     HttpChannel,
     http_url,
     json_bytes,
     now_rfc3339,
-    read_secret,
     redact,
-    sign,
+    standard_webhook_headers,
 )
 from governor.actions import ChannelDelivery, NotifyInput
 from governor.policy import ChannelSpec
@@ -75,8 +74,11 @@ class CloudEventsChannel(HttpChannel):
 
     async def send(self, input: NotifyInput, spec: ChannelSpec) -> ChannelDelivery:
         url = http_url(spec)
-        secret = read_secret(spec, "HMAC signing secret")
         body = json_bytes(cloud_event(input))
-        headers = {**self.base_headers(input), "Content-Type": CONTENT_TYPE, SIGNATURE_HEADER: sign(secret, body)}
+        headers = {
+            **self.base_headers(input),
+            "Content-Type": CONTENT_TYPE,
+            **standard_webhook_headers(spec, input.idempotency_key, body, now=self.clock(), required=True),
+        }
         response = await self.request("POST", url, content=body, headers=headers)
         return self.delivered(spec, response, redact(url))

@@ -1,18 +1,22 @@
-"""Plain JSON webhook: the whole notification as JSON, with `Idempotency-Key` so the receiver can deduplicate."""
+"""Plain JSON webhook: the whole notification as JSON, signed per Standard Webhooks when `secret_env` is set.
+
+`webhook-id` is the notification's idempotency key (the same on every retry, so a receiver deduplicates on it),
+`webhook-timestamp` the send time in Unix seconds, and `webhook-signature` `v1,<base64 HMAC-SHA256>` of
+`{id}.{timestamp}.{body}`: a receiver that checks the timestamp's age (the standard's libraries allow 5 minutes)
+refuses a replayed message. The body-only `X-Governor-Signature` is still sent for one release (deprecated).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from activities.notify.base import (
-    SIGNATURE_HEADER,
     HttpChannel,
     http_url,
     json_bytes,
     now_rfc3339,
-    read_secret,
     redact,
-    sign,
+    standard_webhook_headers,
 )
 from governor.actions import ChannelDelivery, NotifyInput
 from governor.policy import ChannelSpec
@@ -36,15 +40,17 @@ def webhook_payload(input: NotifyInput) -> dict[str, Any]:
 
 
 class WebhookChannel(HttpChannel):
-    """POST the notification as JSON; signed like the CloudEvents channel when `secret_env` is set."""
+    """POST the notification as JSON; Standard Webhooks headers always, the signature when `secret_env` is set."""
 
     type = "webhook"
 
     async def send(self, input: NotifyInput, spec: ChannelSpec) -> ChannelDelivery:
         url = http_url(spec)
         body = json_bytes(webhook_payload(input))
-        headers = {**self.base_headers(input), "Content-Type": "application/json"}
-        if spec.secret_env:
-            headers[SIGNATURE_HEADER] = sign(read_secret(spec, "signing secret"), body)
+        headers = {
+            **self.base_headers(input),
+            "Content-Type": "application/json",
+            **standard_webhook_headers(spec, input.idempotency_key, body, now=self.clock()),
+        }
         response = await self.request("POST", url, content=body, headers=headers)
         return self.delivered(spec, response, redact(url))

@@ -265,7 +265,10 @@ async def test_webhook_posts_the_notification_as_json_with_its_idempotency_key(
         "CRITICAL",
     )
     assert body["details"]["tier"] == "tier_1_secondary" and body["sla_minutes"] == 0
-    assert "X-Governor-Signature" not in got.headers  # unsigned unless secret_env is set
+    # Standard Webhooks: the id (the idempotency key) and the send time always, the signature only with secret_env
+    assert got.headers["webhook-id"] == got.headers["Idempotency-Key"]
+    assert abs(int(got.headers["webhook-timestamp"]) - datetime.now(UTC).timestamp()) < 5
+    assert "webhook-signature" not in got.headers and "X-Governor-Signature" not in got.headers
 
 
 async def test_pagerduty_trigger_then_resolve_follow_events_api_v2(

@@ -22,6 +22,7 @@ from governor.incident import (
     RollbackRecord,
     TierSpan,
 )
+from governor.postmortem import incident_metrics, postmortem_json, render_postmortem
 from governor.settings import WorkerSettings
 from tests.activities.conftest import make_policy
 
@@ -122,10 +123,14 @@ async def test_postmortem_files_tell_the_story(acts: RecoveryActivities, setting
     md = md_path.read_text()
     assert md == result.markdown
     assert md.startswith("# Post-mortem: chat: error_spike on primary-llm (CRITICAL)")
-    # key times, measured from the first report
-    assert "| MTTD (time to detect) | 30.0s |" in md
-    assert "| time to mitigate (fallback serving) | 45.0s |" in md
-    assert "| MTTR (primary fully restored) | 1h 00m 00s |" in md
+    # key times, measured from the failure's start (here the watchdog's report time), each saying what it measures
+    assert "| failure started | 2026-03-01 12:00:00 UTC | 2026-03-01 12:00:00 UTC | the earliest sign" in md
+    assert "here: watchdog: reported at |" in md
+    assert "| MTTD (time to detect) | 30.0s | 2026-03-01 12:00:30 UTC | failure started -> the governor confirmed" in md
+    assert "| time to mitigate | 45.0s | 2026-03-01 12:00:45 UTC | failure started -> a fallback tier served" in md
+    assert "| MTTR (time to restore) | 1h 00m 00s |" in md
+    assert "| total duration | 1h 01m 00s | 2026-03-01 13:01:00 UTC | failure started -> the incident closed" in md
+    assert "open for" not in md
     # remediation entered twice: 940 s + 700 s
     assert "| remediation | 27m 20s |" in md
     assert "| tier_1_secondary | 90% | 59m 15s |" in md
@@ -139,6 +144,9 @@ async def test_postmortem_files_tell_the_story(acts: RecoveryActivities, setting
 
     data = json.loads((settings.postmortem_dir / "recovery-chat-primary-llm.json").read_text())
     assert data["metrics"] == {"mttd_s": 30.0, "time_to_mitigate_s": 45.0, "mttr_s": 3600.0, "duration_s": 3660.0}
+    assert data["open"] is False and data["metrics_measure"]["duration_s"].endswith(
+        "the incident closed (post-mortem written)"
+    )
     assert data["time_in_phase_s"]["remediation"] == 1640.0
     assert [n["within_sla"] for n in data["notifications"]] == [True, False, False]
     assert data["audit_chain_intact"] is True
@@ -165,3 +173,75 @@ async def test_unwritable_postmortem_folder_is_non_retryable(
             PostmortemInput(state=recovered_incident(), policy=make_policy("http://127.0.0.1:9/health")),
         )
     assert err.value.non_retryable
+
+
+def key_times(md: str) -> dict[str, list[str]]:
+    """The post-mortem's key-times table: figure -> [value, at, what it measures]."""
+    table = md.split("## Key times", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in table.splitlines() if line.startswith("| ")][1:]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_figures_count_from_the_watchdogs_first_failing_check() -> None:
+    """A watchdog confirms a failure some checks after the first bad one: the figures count from that first check,
+    so they add up with the demo's `fault -> ...` lines (fault -> first check, plus the figure)."""
+    state = recovered_incident()
+    state.reports = [
+        IncidentReport(
+            service="chat", dependency="primary-llm", source="watchdog", failing_since=at(-2), reported_at=at(0)
+        )
+    ]
+    md = render_postmortem(state, make_policy("http://127.0.0.1:9/health"))
+    times = key_times(md)
+    assert times["failure started"][0] == "2026-03-01 11:59:58 UTC"
+    assert times["failure started"][2].endswith("here: watchdog: first failing check")
+    assert times["MTTD (time to detect)"][0] == "32.0s" and times["time to mitigate"][0] == "47.0s"
+    assert incident_metrics(state)["mttd_s"] == 32.0
+    for figure, (_value, _at, measures) in times.items():
+        assert measures, f"{figure} says nothing about what it measures"
+
+
+def test_a_reporter_clock_ahead_never_moves_the_start_after_the_report_arrived() -> None:
+    state = recovered_incident()
+    state.reports = [IncidentReport(service="chat", dependency="primary-llm", source="client", reported_at=at(20))]
+    state.audit = []
+    append_entry(state.audit, at=at(5), actor="client", action="reported", details={})
+    times = key_times(render_postmortem(state, make_policy("http://127.0.0.1:9/health")))
+    assert times["failure started"][0] == "2026-03-01 12:00:05 UTC"
+    assert times["failure started"][2].endswith("here: first report received")
+    assert times["MTTD (time to detect)"][0] == "25.0s"
+
+
+def test_failure_started_is_known_without_report_times() -> None:
+    """Reports from clients often carry no time: the arrival of the first report is the start, never `-`."""
+    state = recovered_incident()
+    state.reports = [IncidentReport(service="chat", dependency="primary-llm", source="client")]
+    state.audit = []
+    append_entry(state.audit, at=at(3), actor="client", action="reported", details={})
+    times = key_times(render_postmortem(state, make_policy("http://127.0.0.1:9/health")))
+    assert times["failure started"][:2] == ["2026-03-01 12:00:03 UTC", "2026-03-01 12:00:03 UTC"]
+    state.reports, state.audit = [], []  # nothing at all: detection is the start
+    times = key_times(render_postmortem(state, make_policy("http://127.0.0.1:9/health")))
+    assert times["failure started"][0] == "2026-03-01 12:00:30 UTC" and times["MTTD (time to detect)"][0] == "0.0s"
+
+
+def test_an_open_incident_claims_no_total_duration() -> None:
+    state = recovered_incident()
+    state.recovered_at = state.closed_at = None
+    state.outcome = "open"
+    policy = make_policy("http://127.0.0.1:9/health")
+
+    md = render_postmortem(state, policy, now=at(300))
+
+    times = key_times(md)
+    assert "total duration" not in times
+    assert times["open for"] == [
+        "5m 00s so far",
+        "2026-03-01 12:05:00 UTC",
+        "failure started -> now: the incident is still open",
+    ]
+    assert times["MTTR (time to restore)"][0] == "n/a"
+    data = postmortem_json(state, policy, now=at(300))
+    assert data["open"] is True and data["metrics"]["duration_s"] == 300.0
+    # Without a clock (a caller that passes none) it still says open, up to the last event it knows.
+    assert key_times(render_postmortem(state, policy))["open for"][:2] == ["21m 40s up to its last event", "not closed"]

@@ -28,7 +28,11 @@ pytestmark = pytest.mark.integration  # the Temporal dev server or a server in a
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TOKEN = "compose-test-token"
-TOKENS = {"GOVERNOR_GATEWAY_TOKEN": TOKEN, "GOVERNOR_INTAKE_TOKEN": "intake-test-token"}
+TOKENS = {
+    "GOVERNOR_GATEWAY_TOKEN": TOKEN,
+    "GOVERNOR_INTAKE_TOKEN": "intake-test-token",
+    "GOVERNOR_ONCALL_WEBHOOK_URL": "https://pager.example/hooks/governor?team=sre&x=1",
+}
 
 
 def docker_compose() -> str:
@@ -95,7 +99,7 @@ def test_the_file_is_valid_and_the_token_is_required(config: dict[str, Any]) -> 
     assert services.returncode == 0, services.stderr
     names = set(services.stdout.split())
     assert {"postgresql", "temporal-schema", "temporal", "temporal-setup", "temporal-ui", "worker"} <= names
-    assert {"gateway-1", "gateway-2", "intake", "prometheus"} <= names
+    assert {"gateway-1", "gateway-2", "intake", "prometheus", "alertmanager"} <= names
     profiled = {name for name, svc in config["services"].items() if svc.get("profiles")}
     assert profiled == {n for n in names if n.startswith("upstream-")}, "only the demo upstreams are optional"
 
@@ -180,7 +184,9 @@ def test_compose_policy_is_the_embedded_one_with_compose_hosts(policies: dict[st
         )
 
 
-def test_prometheus_scrapes_every_gateway_and_worker(config: dict[str, Any]) -> None:
+def test_prometheus_scrapes_every_gateway_and_worker_and_loads_the_alert_rules(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
     path = ROOT / "deploy" / "prometheus" / "prometheus.yml"
     prom = yaml.safe_load(path.read_text())
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
@@ -188,14 +194,39 @@ def test_prometheus_scrapes_every_gateway_and_worker(config: dict[str, Any]) -> 
     s = config["services"]
     for name in (n for n in s if n.startswith("gateway-")):
         assert f"{name}:8080" in targets
-    worker_port = int(s["worker"]["environment"]["GOVERNOR_METRICS_PORT"])
+    worker_env = s["worker"]["environment"]
+    worker_port = int(worker_env["GOVERNOR_METRICS_PORT"])
+    assert worker_env["GOVERNOR_METRICS_HOST"] == "0.0.0.0", (
+        "the worker binds loopback unless told: Prometheus needs it"
+    )
     dns = jobs["governor-worker"]["dns_sd_configs"][0]
     assert dns["names"] == ["worker"] and dns["port"] == worker_port
-    assert Path(mounts(s["prometheus"]["volumes"])["/etc/prometheus/prometheus.yml"]) == path
+    mounted = mounts(s["prometheus"]["volumes"])
+    assert Path(mounted["/etc/prometheus/prometheus.yml"]) == path
+    assert [am["static_configs"][0]["targets"] for am in prom["alerting"]["alertmanagers"]] == [["alertmanager:9093"]]
+    # promtool checks the file with the rule files the container sees, read from where compose mounts them from.
+    assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert Path(mounted["/etc/prometheus/alerts.yml"]) == ROOT / "deploy" / "prometheus" / "alerts.yml"
+    local = tmp_path / "prometheus.yml"
+    local.write_text(yaml.safe_dump({**prom, "rule_files": [mounted[f] for f in prom["rule_files"]]}))
     promtool = shutil.which("promtool")
-    if promtool:
-        check = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+    assert promtool, "promtool (Debian's prometheus package) is not installed: run `make system-deps`"
+    check = subprocess.run([promtool, "check", "config", str(local)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 8 rules found" in check.stdout
+
+
+def test_alertmanager_gets_its_secrets_from_the_environment_never_from_a_file_in_the_repo(
+    config: dict[str, Any],
+) -> None:
+    am = config["services"]["alertmanager"]
+    assert am["image"].startswith("prom/alertmanager:")
+    assert am["depends_on"]["intake"]["condition"] == "service_healthy"
+    assert am["environment"]["GOVERNOR_INTAKE_TOKEN"] == TOKENS["GOVERNOR_INTAKE_TOKEN"]
+    assert am["tmpfs"] == ["/tmp/governor"], "the rendered config and the token live in memory only"
+    source = Path(mounts(am["volumes"])["/etc/alertmanager/governor.yml"])
+    assert source == ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+    assert TOKENS["GOVERNOR_INTAKE_TOKEN"] not in source.read_text()
 
 
 def test_the_image_holds_every_package_and_runs_unprivileged() -> None:

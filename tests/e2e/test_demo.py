@@ -152,3 +152,12 @@ async def test_demo_incident_plays_end_to_end_without_a_failed_client_request(tm
         assert needle in text, needle
     rollback_section = text.split("## Rollbacks", 1)[1].split("\n## ", 1)[0]
     assert "25" in rollback_section and "error rate" in rollback_section
+    # Every audience the demo notifies is routed (leadership too: the outage is CRITICAL), so nothing failed for lack
+    # of a channel; the figures count from the watchdog's first failing check and the incident is closed.
+    assert (
+        "no channel configured" not in text and "FAILED" not in text.split("## Notifications", 1)[1].split("\n## ")[0]
+    )
+    assert any(p["audience"] == "leadership" for p in result.pages)
+    assert "| failure started | 20" in text and "here: watchdog: first failing check" in text
+    assert "| total duration |" in text and "open for" not in text
+    assert result.started_after_s is not None and 0 <= result.started_after_s <= (result.detected_after_s or 0)

@@ -24,8 +24,10 @@ async def test_metrics_and_healthz(st: Stack) -> None:
     assert 'governor_gateway_tier_attempts_total{outcome="ok",service="chat",tier="tier_0_primary"} 1.0' in text
     assert 'governor_gateway_tier_attempts_total{outcome="http_500",service="chat",tier="tier_0_primary"} 1.0' in text
     assert 'governor_gateway_responses_total{service="chat",tier="tier_1_secondary"} 1.0' in text
-    assert 'governor_gateway_breaker_state{mode="auto",service="chat",tier="tier_0_primary"} 0.0' in text
-    assert 'governor_gateway_primary_weight{service="chat"} 100.0' in text
+    assert 'governor_gateway_breaker_state{service="chat",tier="tier_0_primary"} 0.0' in text
+    for mode, value in (("auto", 1.0), ("open", 0.0), ("closed", 0.0)):  # every mode always there: no series churn
+        assert f'governor_gateway_breaker_mode{{mode="{mode}",service="chat",tier="tier_0_primary"}} {value}' in text
+    assert 'governor_gateway_primary_weight_ratio{service="chat"} 1.0' in text
     assert "governor_gateway_tier_latency_seconds_bucket" in text
 
 

@@ -169,8 +169,8 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
     code, out, _ = await g.governor("list", "--service", g.service, "--awaiting")
     assert code == 0 and incident in out and "WAITING" in out
     code, out, _ = await g.governor("status")
-    row = next(line for line in out.splitlines() if incident in line).split()
-    assert code == 0 and row[:5] == [g.service, "primary-llm", incident, "gradual_restore", "tier_1_secondary"]
+    assert code == 0 and f"• {incident}: error_spike (CRITICAL) on tier_1_secondary" in out
+    assert "phase gradual_restore (may need a human), AWAITING APPROVAL" in out
 
     code, out, _ = await g.governor("show", incident)
     assert code == 0

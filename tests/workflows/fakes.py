@@ -17,6 +17,7 @@ from temporalio import activity
 
 from governor.actions import (
     Activity,
+    AssessTiersInput,
     ChannelDelivery,
     ConfirmFailureInput,
     ConfirmFailureResult,
@@ -36,9 +37,10 @@ from governor.actions import (
     WaitForHealthyResult,
 )
 from governor.decisions import ValidationResult, Verdict
-from governor.enums import FailureType, Severity
+from governor.enums import FailureType, FallbackTier, HealthStatus, Severity
 from governor.models import Classification, StatsWindow, TierStats
 from governor.policy import ServicePolicy, parse_policy
+from governor.tier_health import TierAssessment, TierHealth
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,6 +97,9 @@ class FakeWorld:
         self.primary_fixed = asyncio.Event()
         self.primary_fixed.set()
         self.probe_started = 0
+        self.primary_down = False
+        """While True, wait_for_healthy fails at once (and the workflow retries it): unlike `primary_fixed`, no
+        activity stays running, so the time-skipping server skips through long waits."""
         self.postmortems: list[PostmortemInput] = []
         self.rollback_count = 0
         self.failing_audiences: set[str] = set()
@@ -106,6 +111,10 @@ class FakeWorld:
         """Channel URL -> how many notify attempts to that channel fail (raise) before it delivers."""
         self.sends: list[tuple[str, str]] = []
         """(channel URL, idempotency key) of every delivery attempt, failed ones included."""
+        self.tiers_down: dict[str, str] = {}
+        """Tiers `assess_tiers` finds down (tier -> why); every other tier answers."""
+        self.down: Callable[[FakeWorld], dict[str, str]] = lambda w: w.tiers_down
+        self.assessments = 0
 
     def activities(self) -> list[Any]:
         return [
@@ -116,6 +125,7 @@ class FakeWorld:
             self.gather_evidence,
             self.wait_for_healthy,
             self.validate_primary,
+            self.assess_tiers,
             self.notify,
             self.write_postmortem,
         ]
@@ -158,6 +168,8 @@ class FakeWorld:
     @activity.defn(name=Activity.WAIT_FOR_HEALTHY)
     async def wait_for_healthy(self, input: WaitForHealthyInput) -> WaitForHealthyResult:
         self.probe_started += 1
+        if self.primary_down:
+            raise RuntimeError("the primary is still down")
         while not self.primary_fixed.is_set():
             activity.heartbeat()
             await asyncio.sleep(0.05)
@@ -170,6 +182,18 @@ class FakeWorld:
             sample=healthy(),
             consecutive_passes=3,
         )
+
+    @activity.defn(name=Activity.ASSESS_TIERS)
+    async def assess_tiers(self, input: AssessTiersInput) -> TierAssessment:
+        self.assessments += 1
+        down = self.down(self)
+        tiers = {
+            t: TierHealth(tier=t, status=HealthStatus.UNHEALTHY, reason=down[str(t)])
+            if str(t) in down
+            else TierHealth(tier=t, status=HealthStatus.HEALTHY, reason="answers")
+            for t in [*input.policy.tiers, FallbackTier.TIER_5_ERROR]
+        }
+        return TierAssessment(tiers=tiers, checked_at=now())
 
     @activity.defn(name=Activity.NOTIFY)
     async def notify(self, input: NotifyInput) -> NotifyResult:

@@ -42,7 +42,7 @@ def test_control_names_are_todays_wire_names() -> None:
     assert Names is Control
     assert [str(c) for c in Control] == [
         "report", "approve", "reject", "pause", "resume", "abort", "promote", "force_tier",
-        "declare_remediated", "note", "state",
+        "declare_remediated", "note", "claim", "state",
     ]  # fmt: skip
     assert f"{Control.APPROVE}" == "approve" and Control("approve") is Control.APPROVE
 
@@ -148,6 +148,19 @@ def test_force_tier_and_declare_remediated_phases() -> None:
         Control.FORCE_TIER, ForceTierInput(tier=outside, actor="a"), state(phase=RecoveryPhase.REMEDIATION), policy
     )
     assert bad is not None and bad.startswith(f"tier {outside} is not in chat's chain")
+
+
+def test_claim_takes_ownership_once_per_owner() -> None:
+    policy = policy_for()
+    assert refusal(Control.CLAIM, ControlInput(actor="alice"), state(), policy) is None
+    assert refusal(Control.CLAIM, ControlInput(actor="bob"), state(owner="alice"), policy) is None  # a hand-over
+    assert refusal(Control.CLAIM, ControlInput(actor="alice"), state(owner="alice"), policy) == (
+        "'alice' already owns recovery-chat-primary-llm"
+    )
+    closed = state(closed_at=NOW, outcome="recovered")
+    assert refusal(Control.CLAIM, ControlInput(actor="alice"), closed, policy) == (
+        "incident recovery-chat-primary-llm is closed (recovered)"
+    )
 
 
 def test_actor_of_names_whoever_sent_it() -> None:

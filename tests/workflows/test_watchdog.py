@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -77,7 +77,14 @@ class FakeWatch:
         h = inp.hysteresis
         if behaviour == "confirm":
             confirmed = h.model_copy(
-                update={"failing": True, "bad_streak": 3, "suspect": SPIKE, "confirmed_at": NOW, "evaluations": 3}
+                update={
+                    "failing": True,
+                    "bad_streak": 3,
+                    "suspect": SPIKE,
+                    "first_bad_at": NOW - timedelta(seconds=0.5),
+                    "confirmed_at": NOW,
+                    "evaluations": 3,
+                }
             )
             return WatchResult(transition="confirmed", hysteresis=confirmed)
         if behaviour == "silent":  # never heartbeats: the workflow must notice
@@ -132,6 +139,8 @@ async def test_confirmed_failure_is_reported_once_and_the_watchdog_continues_as_
     assert report.task_queue == "recovery-q"
     assert (report.report.service, report.report.dependency) == ("chat", "primary-llm")
     assert report.report.failure_type is FailureType.ERROR_SPIKE and report.report.source == "watchdog"
+    # the first failing check travels with the report: the post-mortem's figures count from it
+    assert report.report.failing_since == NOW - timedelta(seconds=0.5)
     # the new run started from the carried state: failing, watching for it to clear
     assert fake.inputs[1].hysteresis.failing
     assert state.continued == 1 and state.incidents_reported == 1

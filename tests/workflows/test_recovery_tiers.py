@@ -1,0 +1,121 @@
+"""The tier served is the highest tier healthy now, never one known down (time-skipping server, scripted activities).
+
+`FakeWorld.tiers_down` is what `assess_tiers` finds (the real activity is tested against the real gateway and demo
+models in tests/activities/test_tiers.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from governor.enums import DegradationLevel, FailureType, FallbackTier, RecoveryPhase
+from governor.incident import ApprovalInput, IncidentState, Names
+from tests.workflows.fakes import FakeWorld, policy_for
+
+STATIC_BODY = {"choices": [{"message": {"role": "assistant", "content": "limited mode"}}]}
+
+
+def pins(world: FakeWorld) -> list[str | None]:
+    """Every tier the workflow pinned, in order."""
+    return [
+        str(c.route.pinned_tier) if c.route.pinned_tier else None
+        for c in world.changes
+        if c.route is not None and "pinned_tier" in c.route.model_fields_set
+    ]
+
+
+def served(state: IncidentState) -> list[FallbackTier]:
+    return [t.tier for t in state.tiers]
+
+
+async def approve(inc: Any, gate: str) -> None:
+    await inc.handle.signal(Names.APPROVE, ApprovalInput(gate=gate, approver="alice", reason="nothing better"))
+
+
+async def test_primary_and_secondary_down_ends_on_static_through_its_enter_gate(incident) -> None:
+    world = FakeWorld(
+        policy_for(
+            approvals={"approvers": ["alice"], "gates": ["enter:tier_4_static"], "timeout_s": 300},
+        )
+    )
+    world.tiers_down = {
+        "tier_1_secondary": "secondary-llm probe: refused",
+        "tier_2_cache": "gateway: error_spike",
+        "tier_3_degraded": "gateway: model_unavailable",
+    }
+    world.primary_down = True
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    state = await inc.until(lambda s: s.awaiting_approval)
+    assert [g.gate for g in state.pending_gates] == ["enter:tier_4_static"]
+    assert pins(world) == []  # never pinned the dead secondary while the gate waits
+    await approve(inc, "enter:tier_4_static")
+    state = await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    assert served(state) == [FallbackTier.TIER_4_STATIC] and world.pinned == "tier_4_static"
+    assert state.degradation_level is DegradationLevel.EMERGENCY
+    assert set(state.tiers_down) == {"tier_1_secondary", "tier_2_cache", "tier_3_degraded"}
+    assert any(e.action == "tiers_checked" for e in state.audit)
+    world.primary_down = False
+    world.tiers_down = {}
+    state = await inc.result()
+    assert state.outcome == "recovered" and "tier_1_secondary" not in pins(world)
+
+
+async def test_secondary_recovering_first_moves_the_service_up_once_stable(incident) -> None:
+    world = FakeWorld(policy_for(recovery_checks={"stable_s": 60, "reassess_s": 10}))
+    world.tiers_down = {"tier_1_secondary": "refused", "tier_2_cache": "down", "tier_3_degraded": "down"}
+    world.primary_down = True
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    assert world.pinned == "tier_4_static"
+    world.tiers_down = {}  # the secondary (and the rest) come back while the primary is still down
+    await inc.env.sleep(35)
+    assert world.pinned == "tier_4_static", "moved up before the secondary was stable for stable_s"
+    state = await inc.until(lambda s: s.tier is FallbackTier.TIER_1_SECONDARY, step_s=5, limit=20)
+    assert world.pinned == "tier_1_secondary" and state.phase is RecoveryPhase.REMEDIATION
+    # (degradation there: see test_recovery_severity)
+    world.primary_down = False
+    state = await inc.result()
+    assert state.outcome == "recovered"
+    assert served(state) == [FallbackTier.TIER_4_STATIC, FallbackTier.TIER_1_SECONDARY, FallbackTier.TIER_0_PRIMARY]
+
+
+async def test_a_flapping_secondary_is_never_moved_up_to(incident) -> None:
+    world = FakeWorld(policy_for(recovery_checks={"stable_s": 30, "reassess_s": 10}))
+    world.down = lambda w: {"tier_1_secondary": "refused"} if w.assessments % 2 else {}  # down one check, up the next
+    world.primary_down = True
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    await inc.env.sleep(600)
+    assert world.assessments > 30
+    assert "tier_1_secondary" not in pins(world) and world.pinned == "tier_2_cache"
+    world.primary_down = False
+    assert (await inc.result()).outcome == "recovered"
+
+
+async def test_the_pinned_tier_failing_during_remediation_moves_the_service_down(incident) -> None:
+    world = FakeWorld(policy_for(recovery_checks={"reassess_s": 10}))
+    world.primary_down = True
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    assert world.pinned == "tier_1_secondary"
+    world.tiers_down = {"tier_1_secondary": "gateway: error_spike, error rate 40%"}
+    state = await inc.until(lambda s: s.tier is FallbackTier.TIER_2_CACHE, limit=10)
+    assert world.pinned == "tier_2_cache" and state.tiers_down == world.tiers_down
+    world.primary_down = False
+    world.tiers_down = {}
+    assert (await inc.result()).outcome == "recovered"
+
+
+async def test_auto_failover_off_asks_before_pinning_the_fallback(incident) -> None:
+    world = FakeWorld(policy_for(auto_failover=False))
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    state = await inc.until(lambda s: s.awaiting_approval)
+    assert [g.gate for g in state.pending_gates] == ["enter:tier_1_secondary"] and pins(world) == []
+    await approve(inc, "enter:tier_1_secondary")
+    state = await inc.result()
+    assert state.outcome == "recovered" and pins(world)[0] == "tier_1_secondary"

@@ -1,0 +1,52 @@
+"""What the recovery workflow's phase mixins (`ramping.py`, `tiering.py`) may call: the helpers that
+IncidentRecoveryWorkflow defines (activities, gateway changes, gates, pauses, continue-as-new), declared here for the
+type checker only, so each mixin reads like the rest of the runbook.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from governor.actions import GatewayChangeResult
+    from governor.enums import FallbackTier
+
+from workflows.notifying import Notifying
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Runbook(Notifying):
+    """The base of the phase mixins; IncidentRecoveryWorkflow provides every method declared here."""
+
+    if TYPE_CHECKING:  # provided by IncidentRecoveryWorkflow
+
+        async def _act(
+            self,
+            name: str,
+            arg: BaseModel,
+            result_type: type[M],
+            summary: str,
+            within: timedelta = ...,
+            heartbeat: timedelta | None = None,
+        ) -> M: ...
+
+        async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult: ...
+
+        async def _pin(self, tier: FallbackTier, reason: str) -> None: ...
+
+        def _tier_health_on(self) -> bool: ...
+
+        async def _recheck_tiers(self) -> None: ...
+
+        async def _await_gate(self, gate: str, context: str, requested_by: str = "system") -> bool: ...
+
+        async def _hold_while_paused(self) -> None: ...
+
+        def _history_too_long(self) -> bool: ...
+
+        async def _continue_as_new(self) -> NoReturn: ...

@@ -1,0 +1,103 @@
+"""The recovery workflow's tier choice: serve the highest tier healthy now, never one known to be down.
+
+A mixin of IncidentRecoveryWorkflow. Fallback asks `assess_tiers` (every dependency probed, every tier's gateway
+window judged) and pins the best tier it finds, through that tier's `enter:` gate where the policy gates it (or asks
+for every tier when `auto_failover` is off). While the failed tier is down the check repeats every
+`recovery_checks.reassess_s`: the service moves down off a tier that failed, and up to a better one that has been
+healthy for `recovery_checks.stable_s` (a flapping tier is never moved up to in an up-window).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from governor.actions import Activity, AssessTiersInput
+    from governor.audit import AuditAction
+    from governor.enums import FallbackTier
+    from governor.tier_health import TierAssessment, best_tier, track_healthy_since
+
+from workflows.runbook import Runbook
+
+TIER_HEALTH_PATCH = "tier-health"
+"""workflow.patched id: histories recorded before the tier check replay without it."""
+
+
+class Tiering(Runbook):
+    """Fallback's tier choice and the periodic re-check while the failed tier is down."""
+
+    def _tier_health_on(self) -> bool:
+        return workflow.patched(TIER_HEALTH_PATCH)
+
+    def _gated(self, gate: str) -> bool:
+        """Whether `gate` waits for on-call: the policy gates it, or `auto_failover: false` gates every fallback."""
+        assert self.policy
+        return self.policy.approvals.is_gated(gate) or (not self.policy.auto_failover and gate.startswith("enter:"))
+
+    async def _assess(self) -> TierAssessment:
+        assert self.policy
+        assessment = await self._act(
+            Activity.ASSESS_TIERS,
+            AssessTiersInput(policy=self.policy),
+            TierAssessment,
+            "check every tier's health",
+        )
+        self.s.healthy_since = track_healthy_since(self.s.healthy_since, assessment, workflow.now())
+        down = {str(t): h.reason for t, h in assessment.tiers.items() if not h.status.allows_traffic}
+        if down != self.s.tiers_down:
+            self._audit(AuditAction.TIERS_CHECKED, details={"down": down})
+        self.s.tiers_down = down
+        return assessment
+
+    async def _choose_tier(self, context: str) -> FallbackTier:
+        """The highest tier healthy now (never the failed one), through its enter gate; a refused tier is skipped."""
+        assert self.policy
+        assessment = await self._assess()
+        unavailable = {self.s.failed_tier}
+        while True:
+            tier = best_tier(self.policy.tiers, assessment, unavailable)
+            gate = f"enter:{tier}"
+            if not self._gated(gate) or await self._await_gate(gate, f"{context}: fall back to {tier}"):
+                return tier
+            unavailable.add(tier)  # on-call refused this tier: take the next one down
+
+    async def _recheck_tiers(self) -> None:
+        """While the failed tier is down: leave a tier that failed, or move up to a better one that is stable."""
+        assert self.policy
+        if self.s.tier_forced:
+            return  # on-call chose the tier; only on-call changes it
+        assessment = await self._assess()
+        current, checks = self.s.tier, self.policy.recovery_checks
+        unavailable = {self.s.failed_tier}
+        while True:
+            target = best_tier(
+                self.policy.tiers,
+                assessment,
+                unavailable,
+                current=current,
+                healthy_since=self.s.healthy_since,
+                now=workflow.now(),
+                stable_s=checks.stable_s,
+            )
+            if target is current:
+                return
+            if target.rank > current.rank:  # the tier serving is down: move down, through the new tier's gate
+                gate, why = f"enter:{target}", f"{current} is down ({self.s.tiers_down.get(str(current), '')})"
+            else:  # a better tier has been healthy for stable_s: move up, through the current tier's exit gate
+                since = self.s.healthy_since[target]
+                gate = f"exit:{current}"
+                why = f"{target} healthy for {(workflow.now() - since).total_seconds():.0f} s"
+            if not self._gated(gate) or await self._await_gate(gate, f"{why}: serve from {target}"):
+                break
+            if target.rank < current.rank:
+                self.s.healthy_since.pop(target, None)  # refused: ask again only after another stable window
+                return
+            unavailable.add(target)
+        await self._pin(target, reason=why)
+        self._notify_level(f"fallback_active:{len(self.s.tiers)}", f"{self.s.service} is served by {target}")
+
+    def _recheck_due(self) -> timedelta:
+        assert self.policy
+        return timedelta(seconds=self.policy.recovery_checks.reassess_s)
