@@ -212,7 +212,7 @@ async def cmd_control(args: argparse.Namespace) -> int:
     gc = await connect(args)
     command = args.command
     if command in {"approve", "reject"}:
-        result = await getattr(gc, command)(incident, args.gate, who, args.reason)
+        result = await getattr(gc, command)(incident, args.gate, who, args.reason, gate_id=args.gate_id)
         label = f"{command} {args.gate}"
     elif command == "force-tier":
         result = await gc.force_tier(incident, args.tier, who, args.reason)

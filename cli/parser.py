@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(verb, help_, actor=True)
         p.add_argument("incident", metavar="INCIDENT")
         p.add_argument("--gate", required=True, help="e.g. ramp:10, exit:tier_3_degraded, promote")
+        p.add_argument(
+            "--gate-id",
+            help="the pending request's id (governor show lists it); without it, the request pending right now",
+        )
         p.add_argument("--reason", required=True, help="why; it goes on record")
 
     for verb, help_ in (

@@ -45,9 +45,10 @@ def _short(value: Any, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def approve_command(incident: str, gate: str, verb: str = "approve") -> str:
+def approve_command(incident: str, gate: str, verb: str = "approve", gate_id: str = "") -> str:
     why = "why it is safe" if verb == "approve" else "why not"
-    return f'governor {verb} {shlex.quote(incident)} --gate {shlex.quote(gate)} --reason "{why}"'
+    request = f" --gate-id {shlex.quote(gate_id)}" if gate_id else ""
+    return f'governor {verb} {shlex.quote(incident)} --gate {shlex.quote(gate)}{request} --reason "{why}"'
 
 
 def timeline_rows(state: IncidentState) -> list[list[Any]]:
@@ -74,6 +75,7 @@ def render_incident(state: IncidentState) -> str:
     severity = f" ({state.severity.value})" if state.severity else ""
     flags = [f for f, on in (("PAUSED", state.paused), ("WAITING FOR A HUMAN", state.awaiting_human)) if on]
     facts: list[tuple[str, str]] = [
+        ("occurrence", state.occurrence_id or "-"),
         ("service", f"{state.service} / {state.dependency}"),
         ("failure", f"{failure}{severity}" + (f": {state.reason}" if state.reason else "")),
         ("phase", state.phase.value + (f"  [{', '.join(flags)}]" if flags else "")),
@@ -89,6 +91,10 @@ def render_incident(state: IncidentState) -> str:
         ("mitigated", format_time(state.mitigated_at, missing="-")),
         ("recovered", format_time(state.recovered_at, missing="-")),
     ]
+    if state.follows:
+        facts.append(("follows", f"{state.follows} (reports arrived during its restore)"))
+    if state.late_report_count:
+        facts.append(("late reports", f"{state.late_report_count} (they open the next occurrence at close)"))
     if state.rollbacks:
         last = state.rollbacks[-1]
         facts.append(("rollbacks", f"{len(state.rollbacks)} (last at {last.percent}%: {last.reason})"))
@@ -103,13 +109,22 @@ def render_incident(state: IncidentState) -> str:
     if state.pending_gates:
         lines.append("Pending gates")
         rows = [
-            [g.gate, g.requested_at, g.deadline, ", ".join(g.approvers), g.escalated, g.context]
+            [
+                g.gate,
+                g.gate_id or "-",
+                g.requested_at,
+                g.deadline,
+                ", ".join(g.approvers) + (f" (approved by {', '.join(g.approved_by)})" if g.approved_by else ""),
+                g.escalated,
+                g.context,
+            ]
             for g in state.pending_gates
         ]
-        lines.append(indent(render_table(["gate", "requested", "deadline", "approvers", "escalated", "why"], rows)))
+        headers = ["gate", "id", "requested", "deadline", "approvers", "escalated", "why"]
+        lines.append(indent(render_table(headers, rows)))
         for g in state.pending_gates:
-            lines.append(f"  approve {g.gate}:  {approve_command(state.incident_id, g.gate)}")
-            lines.append(f"  reject  {g.gate}:  {approve_command(state.incident_id, g.gate, 'reject')}")
+            lines.append(f"  approve {g.gate}:  {approve_command(state.incident_id, g.gate, gate_id=g.gate_id)}")
+            lines.append(f"  reject  {g.gate}:  {approve_command(state.incident_id, g.gate, 'reject', g.gate_id)}")
     else:
         lines.append("Pending gates: none")
 
@@ -128,7 +143,8 @@ def indent(text: str, by: str = "  ") -> str:
 
 
 def render_result(incident: str, control: str, result: ControlResult) -> str:
-    pending = ", ".join(result.pending_gates) or "none"
+    ids = result.pending_gate_ids or [""] * len(result.pending_gates)
+    pending = ", ".join(f"{g} (id {i})" if i else g for g, i in zip(result.pending_gates, ids, strict=False)) or "none"
     return (
         f"{result.message or control + ' accepted'}\n"
         f"  {incident}: phase {result.phase.value}, tier {result.tier.value}, ramp {result.ramp_percent}%, "

@@ -208,12 +208,13 @@ class Demo:
         span = f"last {seconds:g} s" if since is None else f"last {now - since:.0f} s"
         return f"clients' {span}: {served}; {failed} failed"
 
-    def approve_hints(self, gate: str) -> list[str]:
+    def approve_hints(self, gate: str, gate_id: str = "") -> list[str]:
         info = self.info
         approvers = self.policy.approvals.approvers_for(gate)
         approver = next((a for a in approvers if a != self.settings.approver), approvers[0] if approvers else "alice")
         reason = "primary validated"
-        payload = json.dumps({"gate": gate, "approver": approver, "reason": reason})
+        ids = {"gate_id": gate_id} if gate_id else {}
+        payload = json.dumps({"gate": gate, **ids, "approver": approver, "reason": reason})
         governor_bin = info.python.parent / "governor"
         governor = str(governor_bin) if governor_bin.exists() else "governor"
         connection = ""
@@ -222,7 +223,8 @@ class Demo:
         if info.namespace != "default":
             connection += f" --namespace {info.namespace}"
         return [
-            f"CLI:      {governor} approve {self.incident} --gate {gate} --as {approver} "
+            f"CLI:      {governor} approve {self.incident} --gate {gate}{f' --gate-id {gate_id}' if gate_id else ''} "
+            f"--as {approver} "
             f"--reason {shlex.quote(reason)}{connection}",
             f"UI:       {info.incident_ui_url(self.incident)}",
             f"          More Actions > Send a Signal, signal name `{Names.APPROVE}`, input {payload}",
@@ -419,13 +421,13 @@ class Demo:
                         self.say(
                             f"{s.approver} will approve {gate.gate} in {s.approve_after_s:g} s (--auto-approve); "
                             "a human would use one of:",
-                            *self.approve_hints(gate.gate),
+                            *self.approve_hints(gate.gate, gate.gate_id),
                         )
-                        approving = asyncio.create_task(self._approve_later(gate.gate, result))
+                        approving = asyncio.create_task(self._approve_later(gate.gate, result, gate.gate_id))
                     else:
                         self.say(
                             f"Waiting for on-call to approve {gate.gate} ({', '.join(gate.approvers)}):",
-                            *self.approve_hints(gate.gate),
+                            *self.approve_hints(gate.gate, gate.gate_id),
                             strong=True,
                         )
                 waiting = [g for g in state.pending_gates if not (s.auto_approve and s.approver in g.approvers)]
@@ -478,14 +480,18 @@ class Demo:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    async def _approve_later(self, gate: str, result: DemoResult) -> None:
+    async def _approve_later(self, gate: str, result: DemoResult, gate_id: str = "") -> None:
         s = self.settings
         await asyncio.sleep(s.approve_after_s)
         if result.regression_at is not None and result.fixed_at is None:
             await self._until("the fix before approving again", lambda: result.fixed_at is not None)
         try:
             await self.governor.approve(
-                self.incident, gate, s.approver, reason="demo: primary validated, approved by --auto-approve"
+                self.incident,
+                gate,
+                s.approver,
+                reason="demo: primary validated, approved by --auto-approve",
+                gate_id=gate_id or None,
             )
         except ControlRefused as refused:
             self.say(f"{s.approver}'s approval of {gate} was refused: {refused.reason} (someone was faster?)")

@@ -149,7 +149,11 @@ class NotifyInput(BaseModel):
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str
-    """`{incident_id}:{event}:{audience}`; receivers deduplicate on it, so a retry never notifies twice."""
+    """`{occurrence}:{event}:{instance}:{audience}`; receivers deduplicate on it, so a retry never notifies twice,
+    while a later incident, a gate's second request or a second rollback is a new notification."""
+    occurrence: str = ""
+    """The incident occurrence (`{workflow id}/{first run id}`): PagerDuty's dedup_key and the mail thread use it, so
+    one occurrence is one alert and the next occurrence on the same dependency is a new one. Empty: the incident id."""
 
 
 class ChannelDelivery(BaseModel):

@@ -382,11 +382,34 @@ class GovernorClient:
 
     # ---- controls (updates) ----------------------------------------------------------------------------------
 
-    async def approve(self, incident: str, gate: str, approver: str, reason: str = "") -> ControlResult:
-        return await self._control(incident, Names.APPROVE, ApprovalInput(gate=gate, approver=approver, reason=reason))
+    async def approve(
+        self, incident: str, gate: str, approver: str, reason: str = "", gate_id: str | None = None
+    ) -> ControlResult:
+        """Approve the pending request `gate_id` of `gate`; without an id, the request pending now (see `gate_id_of`)."""
+        return await self._decide(Names.APPROVE, incident, gate, approver, reason, gate_id)
 
-    async def reject(self, incident: str, gate: str, approver: str, reason: str = "") -> ControlResult:
-        return await self._control(incident, Names.REJECT, ApprovalInput(gate=gate, approver=approver, reason=reason))
+    async def reject(
+        self, incident: str, gate: str, approver: str, reason: str = "", gate_id: str | None = None
+    ) -> ControlResult:
+        return await self._decide(Names.REJECT, incident, gate, approver, reason, gate_id)
+
+    async def gate_id_of(self, incident: str, gate: str) -> str | None:
+        """The id of `gate`'s request pending now, or None when it is not pending.
+
+        For a person deciding now (the CLI without `--gate-id`): the id is read at the moment of the decision, so it
+        cannot be an old one. Programs that saw the gate earlier should pass the id they saw instead: a later request
+        of the same gate (after a rollback) has another id, and their decision for the earlier one is then refused.
+        """
+        pending = (await self.state(incident)).pending(gate)
+        return (pending.gate_id or None) if pending is not None else None
+
+    async def _decide(
+        self, name: str, incident: str, gate: str, approver: str, reason: str, gate_id: str | None
+    ) -> ControlResult:
+        if gate_id is None:
+            gate_id = await self.gate_id_of(incident, gate)
+        decision = ApprovalInput(gate=gate, approver=approver, reason=reason, gate_id=gate_id)
+        return await self._control(incident, name, decision)
 
     async def pause(self, incident: str, actor: str, reason: str = "") -> ControlResult:
         return await self._control(incident, Names.PAUSE, ControlInput(actor=actor, reason=reason))

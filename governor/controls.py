@@ -53,15 +53,7 @@ def refusal(control: Control | str, arg: Any, state: IncidentState, policy: Serv
     if s.closed_at is not None:
         return f"incident {s.incident_id} is closed ({s.outcome})"
     if control in (Control.APPROVE, Control.REJECT):
-        pending = s.pending(arg.gate)
-        if pending is None:
-            waiting = ", ".join(g.gate for g in s.pending_gates) or "none"
-            return f"gate {arg.gate!r} is not pending (pending: {waiting})"
-        if arg.approver not in pending.approvers:
-            return f"{arg.approver!r} may not approve {arg.gate} (approvers: {', '.join(pending.approvers)})"
-        if policy.approvals.four_eyes and arg.approver == pending.requested_by:
-            return f"four-eyes rule: {arg.approver!r} requested {arg.gate} and cannot also decide it"
-        return None
+        return _decision_refusal(control, arg, s, policy)
     if control is Control.PAUSE:
         return "already paused" if s.paused else None
     if control is Control.RESUME:
@@ -83,6 +75,48 @@ def refusal(control: Control | str, arg: Any, state: IncidentState, policy: Serv
             return f"declare_remediated applies before validation; the incident is in {s.phase}"
         return None
     return None
+
+
+def _decision_refusal(control: Control, arg: Any, s: IncidentState, policy: ServicePolicy) -> str | None:
+    """An approval or rejection must name the pending request of its gate (its id) and come from an approver."""
+    pending = s.pending(arg.gate)
+    if pending is None:
+        earlier = next((d for d in reversed(s.decisions) if arg.gate_id and d.gate_id == arg.gate_id), None)
+        if earlier is not None:
+            return f"stale decision: {arg.gate} {arg.gate_id} was already decided by {earlier.approver}"
+        return f"gate {arg.gate!r} is not pending (pending: {pending_text(s)})"
+    if pending.gate_id:  # gates opened without an id (older workflow code) are decided by name alone
+        if arg.gate_id is None:
+            return (
+                f"{control} must name the pending request of {arg.gate}: add "
+                f'"gate_id": "{pending.gate_id}" (shown with the pending gate; an approval without it could be a replay)'
+            )
+        if arg.gate_id != pending.gate_id:
+            decided = any(d.gate_id == arg.gate_id for d in s.decisions)
+            return (
+                f"stale or replayed {control}: gate id {arg.gate_id!r} is "
+                + ("an earlier, already decided request" if decided else "not a request")
+                + f" of {arg.gate} in this incident; the pending request is {pending.gate_id!r}"
+            )
+    if arg.approver not in pending.approvers:
+        return f"{arg.approver!r} may not approve {arg.gate} (approvers: {', '.join(pending.approvers)})"
+    if policy.approvals.four_eyes:
+        if arg.approver == pending.requested_by:
+            return f"four-eyes rule: {arg.approver!r} requested {arg.gate} and cannot also decide it"
+        if control is Control.APPROVE and arg.approver in pending.approved_by:
+            return f"four-eyes rule: {arg.approver!r} already approved {arg.gate}; a second, different approver must"
+    return None
+
+
+def approvals_needed(requested_by: str, policy: ServicePolicy) -> int:
+    """Distinct approvals a gate needs: two under the four-eyes rule for a gate the system opened (nobody asked for
+    it, so no requester is the first pair of eyes), else one (a requester and an approver are already two)."""
+    return 2 if policy.approvals.four_eyes and requested_by == "system" else 1
+
+
+def pending_text(s: IncidentState) -> str:
+    """The pending gates with their ids, as refusals and the CLI name them."""
+    return ", ".join(f"{g.gate} (id {g.gate_id})" if g.gate_id else g.gate for g in s.pending_gates) or "none"
 
 
 def actor_of(arg: Any) -> str:

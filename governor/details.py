@@ -44,6 +44,13 @@ def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now:
         f"**Phase** `{s.phase}` · **Tier** `{s.tier}` ({s.tier.quality_percentage} % quality) · "
         f"**Degradation** `{s.degradation_level}` · **Ramp** {s.ramp_percent} % · **Attempt** {s.attempt}",
     ]
+    if s.occurrence_id:
+        lines += ["", f"**Occurrence** `{s.occurrence_id}`" + (f" (follows `{s.follows}`)" if s.follows else "")]
+    if s.late_report_count:
+        lines += [
+            "",
+            f"**Late reports**: {s.late_report_count}, arrived during the restore; they open the next occurrence.",
+        ]
     if when is not None:
         plan = recovery_plan(s, policy, when)
         step = plan.current_step
@@ -62,12 +69,18 @@ def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now:
     if s.awaiting_human:
         lines += ["", '**Waiting for a human**: send `declare_remediated` with `{"actor": "you", "reason": "..."}`.']
     for g in s.pending_gates:
+        gate_id = f'"gate_id": "{g.gate_id}", ' if g.gate_id else ""
         lines += [
             "",
-            f"### Awaiting approval: `{g.gate}`",
+            f"### Awaiting approval: `{g.gate}`" + (f" (id `{g.gate_id}`)" if g.gate_id else ""),
             f"{g.context}. Approvers: {', '.join(g.approvers)}. Deadline {g.deadline:%H:%M:%S} UTC"
-            + (" (escalated)" if g.escalated else ""),
-            f'Send the `approve` signal with `{{"gate": "{g.gate}", "approver": "<name>", "reason": "..."}}`',
+            + (" (escalated)" if g.escalated else "")
+            + (
+                f". Approved so far by {', '.join(g.approved_by)}: a second, different approver is needed"
+                if g.approved_by
+                else ""
+            ),
+            f'Send the `approve` signal with `{{"gate": "{g.gate}", {gate_id}"approver": "<name>", "reason": "..."}}`',
         ]
     if s.rollbacks:
         rb = s.rollbacks[-1]

@@ -76,12 +76,18 @@ MAX_CONTROL_BYTES = 16 * 1024
 """A control's input as JSON may be at most this long; larger input is refused before it is parsed."""
 
 
+GateId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
 class ApprovalInput(BaseModel):
-    """Approve or reject one pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}."""
+    """Approve or reject one pending gate. JSON: {"gate": "ramp:10", "gate_id": "3f9a2c1d7b60", "approver": "alice", "reason": "..."}."""
 
     gate: GateName
     approver: Name
     reason: Reason = ""
+    gate_id: GateId | None = None
+    """The pending gate instance this decision is for (shown with the pending gate): a decision meant for an earlier
+    request of the same gate, or for another incident, names another id and is refused."""
 
 
 class ControlInput(BaseModel):
@@ -169,6 +175,13 @@ class PendingGate(BaseModel):
     requested_by: str = "system"
     escalated: bool = False
     context: str = ""
+    gate_id: str = ""
+    """This request's identity (random per request, so per occurrence and per attempt); an approval must name it.
+    Empty for gates opened by workflow code older than gate ids (no id is required for those)."""
+    approved_by: list[str] = Field(default_factory=list)
+    """Approvals so far, when the four-eyes rule needs two distinct approvers before the gate opens."""
+    instance: int = 1
+    """The how-manyth request of this gate in this occurrence (a rollback asks for `ramp:10` again)."""
 
 
 class Decision(BaseModel):
@@ -177,6 +190,9 @@ class Decision(BaseModel):
     approver: str
     reason: str
     at: datetime
+    gate_id: str = ""
+    approved_by: list[str] = Field(default_factory=list)
+    """Everyone who approved (two distinct names under the four-eyes rule); the approver is the last of them."""
 
 
 class PhaseSpan(BaseModel):
@@ -206,6 +222,7 @@ class NotificationRecord(BaseModel):
     channel: str
     event: str
     idempotency_key: str
+    """`{occurrence}:{event}:{instance}:{audience}`: unique per occurrence, per repeat of the event, per audience."""
     due_at: datetime
     sent_at: datetime | None = None
     ok: bool = False
@@ -265,6 +282,16 @@ class IncidentState(BaseModel):
     closed_at: datetime | None = None
     postmortem_path: str | None = None
     continued: int = 0
+    occurrence_id: str = ""
+    """This occurrence of the incident: `{workflow id}/{run id of its first run}`. The workflow id repeats for every
+    incident on the same dependency; the occurrence never does (notification keys, PagerDuty alerts build on it)."""
+    follows: str | None = None
+    """The occurrence this one continues from, when reports arrived after that one had started its full restore."""
+    late_reports: list[IncidentReport] = Field(default_factory=list)
+    """Reports that arrived after the full restore began: they open the next occurrence when this one closes."""
+    late_report_count: int = 0
+    event_instances: dict[str, int] = Field(default_factory=dict)
+    """How many times each notification event was sent in this occurrence (the instance in its key)."""
     tiers_down: dict[str, str] = Field(default_factory=dict)
     """Tiers the last health check found down, and why (the tier served is never one of them)."""
     healthy_since: dict[FallbackTier, datetime] = Field(default_factory=dict)
@@ -281,6 +308,9 @@ class IncidentState(BaseModel):
     def pending(self, gate: str) -> PendingGate | None:
         return next((g for g in self.pending_gates if g.gate == gate), None)
 
+    def gate_request(self, gate_id: str) -> PendingGate | None:
+        return next((g for g in self.pending_gates if g.gate_id and g.gate_id == gate_id), None)
+
 
 class ControlResult(BaseModel):
     """What an update answers: accepted, and the state it left."""
@@ -291,6 +321,8 @@ class ControlResult(BaseModel):
     tier: FallbackTier
     ramp_percent: int
     pending_gates: list[str] = Field(default_factory=list)
+    pending_gate_ids: list[str] = Field(default_factory=list)
+    """The pending gates' ids, in the order of `pending_gates`."""
 
 
 class RecoveryInput(BaseModel):

@@ -267,7 +267,8 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
     out += [
         "## Summary",
         "",
-        f"- Incident: `{state.incident_id}`",
+        f"- Incident: `{state.incident_id}`, occurrence `{state.occurrence_id or '-'}`"
+        + (f" (follows `{state.follows}`)" if state.follows else ""),
         f"- Outcome: **{state.outcome}**",
         f"- What happened: {state.reason or 'n/a'}",
         f"- Failed tier: {state.failed_tier.value}; final tier: {state.tier.value} "
@@ -275,6 +276,11 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
         f"- Ramp attempts: {state.attempt} of {policy.rollback.max_attempts}; rollbacks: {len(state.rollbacks)}",
         f"- Reports: {max(state.report_count, len(state.reports))} (sources: {', '.join(sorted({r.source for r in state.reports})) or 'none'})",
     ]
+    if state.late_report_count:
+        out.append(
+            f"- Late reports: {state.late_report_count} arrived after the full restore began; they open the next "
+            "occurrence of this incident (its own post-mortem)"
+        )
     summary = state.evidence.get("summary") if isinstance(state.evidence, dict) else None
     if summary:
         out += ["", "### Evidence at diagnosis", "", "```", str(summary), "```"]
@@ -298,7 +304,8 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
     if state.decisions:
         out += ["| gate | decision | approver | at | reason |", "|---|---|---|---|---|"]
         out += [
-            f"| {_cell(d.gate)} | {'approved' if d.approved else 'rejected'} | {_cell(d.approver)} | {_ts(d.at)} "
+            f"| {_cell(d.gate + (f' ({d.gate_id})' if d.gate_id else ''))} | {'approved' if d.approved else 'rejected'} "
+            f"| {_cell(', '.join(d.approved_by) or d.approver)} | {_ts(d.at)} "
             f"| {_cell(d.reason or '-')} |"
             for d in state.decisions
         ]

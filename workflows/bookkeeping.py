@@ -28,6 +28,23 @@ class Bookkeeping:
     _published: dict[str, Any]
     """Search attribute values already upserted in this run."""
 
+    def _identify_occurrence(self) -> None:
+        """Name this occurrence after its first run: a new incident (or the next occurrence after late reports) starts
+        with `continued == 0` in this run; a continued run of an older incident without a name takes the chain's first
+        run. The workflow id alone repeats for every incident on the dependency."""
+        if not self.s.occurrence_id:
+            info = workflow.info()
+            first_run = info.run_id if self.s.continued == 0 else info.first_execution_run_id
+            self.s.occurrence_id = f"{info.workflow_id}/{first_run}"
+
+    def _gate_identity(self, gate: str) -> dict[str, Any]:
+        """A new request of `gate`: a random id an approval must name (so an earlier request's, or another incident's,
+        approval cannot open it) and its instance number (the second `ramp:10` after a rollback is instance 2)."""
+        instance = 1 + sum(d.gate == gate for d in self.s.decisions)
+        if not workflow.patched("gate-instance-ids"):  # a history recorded before gate ids replays as it was
+            return {"instance": instance}
+        return {"gate_id": workflow.uuid4().hex[:12], "instance": instance}
+
     def _count(self, metric: str, description: str, **labels: str) -> None:
         """Add 1 to a governor counter on the worker's Prometheus endpoint (the SDK skips it during replay)."""
         labels = {"service": self.s.service, "dependency": self.s.dependency, **labels}

@@ -7,20 +7,23 @@ in the audit trail and changes nothing else; a refused update is answered by its
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from governor.audit import AuditAction
-    from governor.controls import Control, actor_of, refusal
+    from governor.controls import Control, actor_of, approvals_needed, refusal
+    from governor.enums import RecoveryPhase
     from governor.incident import (
+        ApprovalInput,
         ControlInputError,
         ControlResult,
         Decision,
         IncidentReport,
         IncidentState,
         Names,
+        RecoveryInput,
         claimed_actor,
         parse_control_input,
     )
@@ -28,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
 from workflows.bookkeeping import Bookkeeping
 
 MAX_KEPT_REPORTS = 20
+_RESTORING = (RecoveryPhase.FULL_RESTORE, RecoveryPhase.POST_MORTEM)
+"""Phases in which the occurrence no longer handles a report: it goes to the next occurrence instead."""
 
 
 def _signal_handler(control: Control, description: str) -> Callable[..., None]:
@@ -61,17 +66,7 @@ class Controls(Bookkeeping):
     def _apply(self, name: str, arg: Any) -> str:
         s, now = self.s, workflow.now()
         if name in (Names.APPROVE, Names.REJECT):
-            approved = name == Names.APPROVE
-            s.pending_gates = [g for g in s.pending_gates if g.gate != arg.gate]
-            s.decisions.append(
-                Decision(gate=arg.gate, approved=approved, approver=arg.approver, reason=arg.reason, at=now)
-            )
-            self._audit(
-                AuditAction.APPROVED if approved else AuditAction.REJECTED,
-                actor=arg.approver,
-                details={"gate": arg.gate, "reason": arg.reason},
-            )
-            message = f"{arg.gate} {'approved' if approved else 'rejected'} by {arg.approver}"
+            return self._decide(name == Names.APPROVE, arg)
         elif name == Names.NOTE:
             s.notes.append({"at": now.isoformat(), "author": arg.author, "text": arg.text})
             self._audit(AuditAction.NOTE, actor=arg.author, details={"text": arg.text})
@@ -101,6 +96,40 @@ class Controls(Bookkeeping):
         self._publish()
         return message
 
+    def _decide(self, approved: bool, arg: ApprovalInput) -> str:
+        """Record an approval or rejection of the pending request `arg` names (the rules have already passed it)."""
+        s, now = self.s, workflow.now()
+        pending = s.pending(arg.gate)
+        assert pending is not None and self.policy is not None
+        approvers = [*pending.approved_by, arg.approver] if approved else [arg.approver]
+        needed = approvals_needed(pending.requested_by, self.policy) if approved else 1
+        details: dict[str, Any] = {"gate": arg.gate, "reason": arg.reason}
+        if pending.gate_id:
+            details["gate_id"] = pending.gate_id
+        if len(approvers) < needed:  # four-eyes: the gate stays pending until a second, different approver agrees
+            pending.approved_by = approvers
+            details["approvals"] = f"{len(approvers)} of {needed}"
+            self._audit(AuditAction.APPROVED, actor=arg.approver, details=details)
+            self._publish()
+            return f"{arg.gate} approved by {arg.approver} ({len(approvers)} of {needed}: four-eyes needs another approver)"
+        s.pending_gates = [g for g in s.pending_gates if g is not pending]
+        s.decisions.append(
+            Decision(
+                gate=arg.gate,
+                approved=approved,
+                approver=arg.approver,
+                reason=arg.reason,
+                at=now,
+                gate_id=pending.gate_id,
+                approved_by=approvers if approved else [],
+            )
+        )
+        if needed > 1:
+            details["approvals"] = f"{len(approvers)} of {needed}"
+        self._audit(AuditAction.APPROVED if approved else AuditAction.REJECTED, actor=arg.approver, details=details)
+        self._publish()
+        return f"{arg.gate} {'approved' if approved else 'rejected'} by {arg.approver}"
+
     def _result(self, accepted: bool, message: str) -> ControlResult:
         return ControlResult(
             accepted=accepted,
@@ -109,6 +138,7 @@ class Controls(Bookkeeping):
             tier=self.s.tier,
             ramp_percent=self.s.ramp_percent,
             pending_gates=[g.gate for g in self.s.pending_gates],
+            pending_gate_ids=[g.gate_id for g in self.s.pending_gates],
         )
 
     def _signal(self, name: Control, args: tuple[Any, ...]) -> None:
@@ -153,6 +183,9 @@ class Controls(Bookkeeping):
             self._refused(Control.REPORT, claimed_actor(args[0] if args else None), str(err))
             return
         assert isinstance(report, IncidentReport)
+        if self.s.phase in _RESTORING and self.s.report_count > 0:
+            self._late_report(report)
+            return
         first = self.s.report_count == 0
         self.s.report_count += max(report.coalesced, 1 + len(report.also))  # a coalesced burst counts every report
         for i, one in enumerate(report.expanded()):
@@ -164,12 +197,54 @@ class Controls(Bookkeeping):
                     details={"failure_type": str(one.failure_type or ""), "message": one.message},
                 )
 
+    def _late_report(self, report: IncidentReport) -> None:
+        """A report after the full restore began is not this occurrence's any more: keep it for the next one, which
+        opens as soon as this one closes (`_open_next_occurrence`), so it is never counted and lost."""
+        self.s.late_report_count += max(report.coalesced, 1 + len(report.also))
+        for one in report.expanded():
+            if len(self.s.late_reports) < MAX_KEPT_REPORTS:
+                self.s.late_reports.append(one)
+                self._audit(
+                    AuditAction.REPORT_JOINED,
+                    actor=one.source,
+                    details={
+                        "failure_type": str(one.failure_type or ""),
+                        "message": one.message,
+                        "late": "arrived during the restore: the next occurrence handles it",
+                    },
+                )
+
+    async def _open_next_occurrence(self) -> NoReturn:
+        """This occurrence is closed and its post-mortem written; reports that arrived meanwhile start the next one
+        in a fresh run of the same workflow id (detection re-probes: a dependency down again is a new incident)."""
+        assert self.s.late_reports
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        reports, count = self.s.late_reports, self.s.late_report_count
+        workflow.logger.info("late reports open the next occurrence", extra={"incident_id": self.s.incident_id})
+        workflow.continue_as_new(
+            RecoveryInput(
+                service=self.s.service,
+                dependency=self.s.dependency,
+                state=IncidentState(
+                    incident_id=self.s.incident_id,
+                    service=self.s.service,
+                    dependency=self.s.dependency,
+                    reports=reports,
+                    report_count=max(count, len(reports)),
+                    follows=self.s.occurrence_id or None,
+                ),
+                history_limit=self.history_limit,
+            )
+        )
+
     approve_signal = _signal_handler(
         Control.APPROVE,
-        'Approve a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "error rate flat"}',
+        "Approve a pending gate; name its gate_id (shown with the pending gate in current details, `governor show`): "
+        'JSON: {"gate": "ramp:10", "gate_id": "<id>", "approver": "alice", "reason": "error rate flat"}',
     )
     reject_signal = _signal_handler(
-        Control.REJECT, 'Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}'
+        Control.REJECT,
+        'Reject a pending gate. JSON: {"gate": "ramp:10", "gate_id": "<id>", "approver": "alice", "reason": "..."}',
     )
     pause_signal = _signal_handler(
         Control.PAUSE, 'Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'
@@ -200,11 +275,13 @@ class Controls(Bookkeeping):
     # updates: same rules, but a refusal answers the caller and leaves no trace
     approve_update = _update_handler(
         Control.APPROVE,
-        "Approve a pending gate; refused with a reason if the gate is not pending or the approver is not allowed. "
-        'JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}',
+        "Approve a pending gate; refused with a reason if the gate is not pending, the gate_id is not its pending "
+        "request (stale or replayed) or the approver is not allowed. "
+        'JSON: {"gate": "ramp:10", "gate_id": "<id>", "approver": "alice", "reason": "..."}',
     )
     reject_update = _update_handler(
-        Control.REJECT, 'Reject a pending gate. JSON: {"gate": "ramp:10", "approver": "alice", "reason": "..."}'
+        Control.REJECT,
+        'Reject a pending gate. JSON: {"gate": "ramp:10", "gate_id": "<id>", "approver": "alice", "reason": "..."}',
     )
     pause_update = _update_handler(
         Control.PAUSE, 'Hold the recovery at its next step. JSON: {"actor": "alice", "reason": "..."}'

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.audit import AuditAction
     from governor.decisions import audiences_for, status_component
     from governor.enums import NotificationAudience
-    from governor.incident import NotificationRecord
+    from governor.incident import NotificationRecord, PendingGate
 
 from workflows.bookkeeping import Bookkeeping
 
@@ -33,11 +33,21 @@ class Notifying(Bookkeeping):
     def _escalate(self, why: str) -> None:
         assert self.policy
         self._audit(AuditAction.ESCALATED, details={"reason": why})
+        self._notify("escalation", self.policy.notifications.escalation, f"{self.s.service}: escalation", why)
+
+    def _request_approval(self, pending: PendingGate) -> None:
+        """Audit a gate's request and page on-call with the id the approval must name (each request pages anew)."""
+        gate, ids = pending.gate, {"gate_id": pending.gate_id} if pending.gate_id else {}
+        details = {"gate": gate, "context": pending.context, **ids}
+        self._audit(AuditAction.APPROVAL_REQUESTED, actor=pending.requested_by, details=details)
+        self._publish()
+        gate_id = f" --gate-id {pending.gate_id}" if pending.gate_id else ""
         self._notify(
-            f"escalation:{len(self.s.audit)}",
-            self.policy.notifications.escalation,
-            f"{self.s.service}: escalation",
-            why,
+            f"approval_requested:{gate}",
+            [NotificationAudience.ONCALL],
+            f"{self.s.service}: approval needed for {gate}",
+            f"{pending.context}. Approve: governor approve {self.s.incident_id} --gate {gate}{gate_id} --reason '...'",
+            instance=pending.instance,
         )
 
     def _notify_level(self, event: str, title: str) -> None:
@@ -49,13 +59,33 @@ class Notifying(Bookkeeping):
         )
         self._notify(event, audiences, title, message)
 
-    def _notify(self, event: str, audiences: list[NotificationAudience], title: str, message: str) -> None:
-        """Notify in the background: a slow channel never holds up the recovery, and every send is recorded."""
+    def _notify(
+        self,
+        event: str,
+        audiences: list[NotificationAudience],
+        title: str,
+        message: str,
+        instance: int | None = None,
+    ) -> None:
+        """Notify in the background: a slow channel never holds up the recovery, and every send is recorded.
+
+        Each send's key is `{occurrence}:{event}:{instance}:{audience}`: a later incident on the same dependency, the
+        second request of a gate and the second rollback each get their own, so receivers that deduplicate (as they
+        should) drop only true repeats. `instance` defaults to this event's next number in the occurrence.
+        """
         assert self.policy
+        instance = instance if instance is not None else self.s.event_instances.get(event, 0) + 1
+        self.s.event_instances[event] = max(instance, self.s.event_instances.get(event, 0))
+        occurrence = self.s.occurrence_id or self.s.incident_id
+        keyed = workflow.patched("notification-instances")
         for audience in audiences:
-            key = f"{self.s.incident_id}:{event}:{audience}"
+            key = f"{occurrence}:{event}:{instance}:{audience}"
+            if not keyed:  # a history recorded before instances replays as it was: one key per event and audience
+                key = f"{self.s.incident_id}:{event}:{audience}"
+                if event == "escalation":  # its old keys named the audit length: never a repeat
+                    key += f":{len(self.s.audit)}"
             if any(n.idempotency_key == key for n in self.s.notifications):
-                continue
+                continue  # the very same notification (a phase re-entered by a continued run): receivers have it
             channels = self.policy.notifications.routes.get(audience, [])
             record = NotificationRecord(
                 audience=audience,
@@ -85,33 +115,48 @@ class Notifying(Bookkeeping):
                     "component": status_component(self.s.degradation_level),
                 },
                 idempotency_key=key,
+                occurrence=occurrence,
             )
             self._notifications.append(asyncio.create_task(self._send(notify, record)))
 
     async def _send(self, notify: NotifyInput, record: NotificationRecord) -> None:
+        """Each channel's delivery is its own activity, so a worker crash re-sends only the deliveries in flight, never
+        a channel whose delivery completed (histories from before deliver all channels in one activity)."""
+        if workflow.patched("notify-per-channel"):
+            parts = [notify.model_copy(update={"channels": [c]}) for c in notify.channels]
+            results = await asyncio.gather(*(self._deliver(part) for part in parts))
+        else:
+            results = [await self._deliver(notify)]
+        failed = [r for r in results if isinstance(r, str)]
+        deliveries = [d for r in results if not isinstance(r, str) for d in r.deliveries]
+        if failed and not deliveries:
+            record.error = "; ".join(failed)
+            self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
+            self._sla_missed(record)
+            return
+        delivered = [d.delivered_at for d in deliveries if d.delivered_at is not None]
+        record.sent_at = max(delivered) if delivered else workflow.now()
+        record.ok = not failed and all(d.ok for d in deliveries)
+        record.error = "; ".join([*failed, *(f"{d.channel}: {d.error}" for d in deliveries if not d.ok)])
+        if not record.ok:
+            self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
+        if not record.ok or record.sent_at > record.due_at:
+            self._sla_missed(record)
+
+    async def _deliver(self, notify: NotifyInput) -> NotifyResult | str:
+        """One notify activity; its failure (retries exhausted) as text."""
         try:
-            result = await workflow.execute_activity(
+            return await workflow.execute_activity(
                 Activity.NOTIFY,
                 notify,
                 result_type=NotifyResult,
                 start_to_close_timeout=timedelta(seconds=60),
                 heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=NOTIFY_RETRY,
-                summary=f"notify {notify.audience}: {notify.event}",
+                summary=f"notify {notify.audience} via {','.join(c.type for c in notify.channels)}: {notify.event}",
             )
         except ActivityError as err:
-            record.error = str(err.cause or err)
-            self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
-            self._sla_missed(record)
-            return
-        delivered = [d.delivered_at for d in result.deliveries if d.delivered_at is not None]
-        record.sent_at = max(delivered) if delivered else workflow.now()
-        record.ok = result.ok
-        record.error = "; ".join(f"{d.channel}: {d.error}" for d in result.deliveries if not d.ok)
-        if not result.ok:
-            self._audit(AuditAction.NOTIFICATION_FAILED, details={"key": record.idempotency_key, "error": record.error})
-        if not result.ok or record.sent_at > record.due_at:
-            self._sla_missed(record)
+            return str(err.cause or err)
 
     def _sla_missed(self, record: NotificationRecord) -> None:
         self._count(

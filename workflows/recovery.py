@@ -74,6 +74,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         self._notifications: list[asyncio.Task[None]] = []
         self._published: dict[str, Any] = {}
         """Search attribute values already upserted in this run."""
+        self._identify_occurrence()
 
     # ------------------------------------------------------------------ run: the runbook
     @workflow.run
@@ -108,6 +109,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
             if self.s.closed_at is None and self._history_too_long():
                 await self._continue_as_new()
         await self._drain_notifications()
+        if self.s.late_reports and workflow.patched("late-reports-open-next-occurrence"):
+            await self._open_next_occurrence()
         return self.s
 
     async def detect(self) -> None:
@@ -386,16 +389,10 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
             approvers=self.policy.approvals.approvers_for(gate),
             requested_by=requested_by,
             context=context,
+            **self._gate_identity(gate),
         )
         self.s.pending_gates.append(pending)
-        self._audit(AuditAction.APPROVAL_REQUESTED, actor=requested_by, details={"gate": gate, "context": context})
-        self._publish()
-        self._notify(
-            f"approval_requested:{gate}",
-            [NotificationAudience.ONCALL],
-            f"{self.s.service}: approval needed for {gate}",
-            f"{context}. Approve: governor approve {self.s.incident_id} --gate {gate} --reason '...'",
-        )
+        self._request_approval(pending)
 
         def overdue() -> None:
             pending.escalated, pending.deadline = True, waiting.deadline

@@ -134,7 +134,7 @@ class NotificationActivities:
         )
         if not input.idempotency_key.strip():
             raise ApplicationError(
-                "NotifyInput.idempotency_key is empty: use {incident_id}:{event}:{audience}",
+                "NotifyInput.idempotency_key is empty: use {occurrence}:{event}:{instance}:{audience}",
                 type="BadNotifyInput",
                 non_retryable=True,
             )

@@ -49,8 +49,10 @@ def cloud_event(input: NotifyInput) -> dict[str, Any]:
         "datacontenttype": "application/json",
         # extension attributes: lowercase letters and digits only (spec: attribute naming)
         "audience": input.audience.value,
+        "occurrence": input.occurrence or input.incident_id,
         "data": {
             "incident_id": input.incident_id,
+            "occurrence": input.occurrence or input.incident_id,
             "event": input.event,
             "audience": input.audience.value,
             "severity": input.severity.value if input.severity else None,

@@ -1,4 +1,4 @@
-"""PagerDuty Events API v2: trigger, acknowledge or resolve one alert per incident (dedup_key = incident id).
+"""PagerDuty Events API v2: trigger, acknowledge or resolve one alert per incident occurrence (dedup_key = occurrence).
 
 https://developer.pagerduty.com/docs/events-api-v2/trigger-events/ : `routing_key`, `event_action`, and for a trigger
 `payload.summary` (<= 1024 chars), `payload.source`, `payload.severity` (critical, error, warning, info).
@@ -29,7 +29,8 @@ UNCLASSIFIED_SEVERITY = "error"
 
 
 def dedup_key(incident_id: str) -> str:
-    """The incident id, so every event of one incident lands on one PagerDuty alert (hashed if over 255 chars)."""
+    """The occurrence (or incident id), so every event of one occurrence lands on one PagerDuty alert and the next
+    incident on the same dependency opens a new one (hashed if over 255 chars)."""
     if len(incident_id) <= DEDUP_KEY_MAX:
         return incident_id
     return incident_id[: DEDUP_KEY_MAX - 17] + "-" + hashlib.sha256(incident_id.encode()).hexdigest()[:16]
@@ -49,7 +50,7 @@ def pagerduty_event(input: NotifyInput, routing_key: str) -> dict[str, Any]:
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": action,
-        "dedup_key": dedup_key(input.incident_id),
+        "dedup_key": dedup_key(input.occurrence or input.incident_id),
     }
     if action != "trigger":
         return event  # acknowledge and resolve need only the key; PagerDuty ignores a payload on them
@@ -66,6 +67,7 @@ def pagerduty_event(input: NotifyInput, routing_key: str) -> dict[str, Any]:
         "class": str(details.get("failure_type") or input.event),
         "custom_details": {
             "incident_id": input.incident_id,
+            "occurrence": input.occurrence or input.incident_id,
             "event": input.event,
             "audience": input.audience.value,
             "idempotency_key": input.idempotency_key,

@@ -44,7 +44,7 @@ def build_email(input: NotifyInput, spec: ChannelSpec) -> EmailMessage:
     msg["To"] = ", ".join(spec.to)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = message_id(input.idempotency_key, domain)
-    root = message_id(input.incident_id, domain)
+    root = message_id(input.occurrence or input.incident_id, domain)  # one thread per occurrence
     msg["In-Reply-To"] = root
     msg["References"] = root
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies

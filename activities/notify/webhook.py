@@ -27,6 +27,7 @@ def webhook_payload(input: NotifyInput) -> dict[str, Any]:
         "id": input.idempotency_key,
         "idempotency_key": input.idempotency_key,
         "incident_id": input.incident_id,
+        "occurrence": input.occurrence or input.incident_id,
         "event": input.event,
         "audience": input.audience.value,
         "sla_minutes": input.audience.sla_minutes,

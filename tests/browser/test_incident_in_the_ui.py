@@ -99,7 +99,8 @@ async def walk_through_the_incident(info: StackInfo, browser: Browser) -> None:
 
             # The primary comes back; the recovery validates it and waits for on-call at the first ramp step.
             await set_faults(http, info.upstreams["primary"], outage=False)
-            await governor.wait_for(incident, lambda s: s.pending(GATE) is not None, timeout=90)
+            waiting = await governor.wait_for(incident, lambda s: s.pending(GATE) is not None, timeout=90)
+            gate_id = waiting.pending(GATE).gate_id  # type: ignore[union-attr]
             await eventually(
                 lambda: governor.list_incidents(service="chat", awaiting_approval=True),
                 "the incident in visibility with AwaitingApproval = true",
@@ -109,7 +110,7 @@ async def walk_through_the_incident(info: StackInfo, browser: Browser) -> None:
             await find_the_incident_by_its_search_attributes(page, shots, info, incident)
             await list_open_incidents_with_phase_and_tier_columns(page, shots, info, incident)
             await read_its_summary_and_current_details(page, shots)
-            await approve_the_gate_through_send_a_signal(page, shots)
+            await approve_the_gate_through_send_a_signal(page, shots, gate_id)
 
             # The workflow records alice's approval and moves on: the ramp runs and the incident closes.
             moved_on = await governor.wait_for(incident, lambda s: approved_by_alice(s) and left_the_gate(s))
@@ -199,7 +200,7 @@ async def read_its_summary_and_current_details(page: Page, shots: Shots) -> None
     await shots.take(page, "incident summary and current details with the pending gate")
 
 
-async def approve_the_gate_through_send_a_signal(page: Page, shots: Shots) -> None:
+async def approve_the_gate_through_send_a_signal(page: Page, shots: Shots, gate_id: str) -> None:
     await page.get_by_role("button", name="More Actions").click()
     await page.get_by_role("menuitem", name="Send a Signal").click()
     dialog = page.get_by_role("dialog", name="Send a Signal")
@@ -212,7 +213,8 @@ async def approve_the_gate_through_send_a_signal(page: Page, shots: Shots) -> No
     await data.click()
     # insert_text, not typing: the JSON editor would auto-close every bracket and quote typed after it.
     # Already indented as the editor formats it: it reformats on blur, and a taller editor moves Submit away.
-    await page.keyboard.insert_text(json.dumps(APPROVAL, indent=2))
+    # The approval names the pending request's id (the current details show it with the gate).
+    await page.keyboard.insert_text(json.dumps({**APPROVAL, "gate_id": gate_id}, indent=2))
     await data.blur()
     await expect(data).to_contain_text('"approver": "alice"')
     await shots.take(page, "send a signal approve ramp 10 as alice")

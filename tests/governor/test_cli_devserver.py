@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import sys
 import time
 import uuid
@@ -174,7 +175,8 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
 
     code, out, _ = await g.governor("show", incident)
     assert code == 0
-    assert f'approve ramp:10:  governor approve {incident} --gate ramp:10 --reason "why it is safe"' in out
+    command = rf'approve ramp:10:  governor approve {incident} --gate ramp:10 --gate-id [0-9a-f]{{12}} --reason "why it is safe"'
+    assert re.search(command, out), out  # the request's id, so the printed command cannot approve a later request
     assert "phase        gradual_restore" in out and "error_spike (CRITICAL)" in out
 
     code, _, err = await g.governor(
@@ -183,7 +185,7 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
     assert code == common.EXIT_REFUSED
     assert err.strip() == "refused: 'mallory' may not approve ramp:10 (approvers: alice, bob)"
     code, _, err = await g.governor("approve", incident, "--gate", "ramp:50", "--reason", "x", "--as", "alice")
-    assert code == common.EXIT_REFUSED and "gate 'ramp:50' is not pending (pending: ramp:10)" in err
+    assert code == common.EXIT_REFUSED and "gate 'ramp:50' is not pending (pending: ramp:10 (id " in err
 
     monkeypatch.setenv("GOVERNOR_USER", "alice")  # identity from the environment this time
     code, out, _ = await g.governor(
@@ -203,7 +205,7 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
     code, out, err = await g.governor("postmortem", incident)  # governor.postmortem's full report
     assert code == 0 and "timeline only" not in err
     assert out.startswith(f"# Post-mortem: {g.service}: error_spike on primary-llm") and f"`{incident}`" in out
-    assert "| ramp:10 | approved | alice |" in out
+    assert re.search(r"\| ramp:10 \([0-9a-f]{12}\) \| approved \| alice \|", out), out
 
     code, _, err = await g.governor("pause", incident, "--reason", "too late")
     assert code == common.EXIT_REFUSED and "closed" in err

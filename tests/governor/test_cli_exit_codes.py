@@ -42,7 +42,7 @@ async def run_governor(g: Governed, *argv: str) -> tuple[int, str]:
 
 async def open_gate(g: Governed) -> str:
     reported = await g.sdk.report_failure(IncidentReport(service=g.service, dependency="primary-llm", source="test"))
-    await g.sdk.wait_for(reported.incident_id, lambda s: s.pending("ramp:10") is not None, timeout=30)
+    await g.sdk.wait_for(reported.incident_id, lambda s: s.pending("ramp:10") is not None, timeout=120)
     return reported.incident_id
 
 
@@ -89,7 +89,7 @@ async def test_every_command_exits_with_its_documented_code(governed: Governed) 
             "--as",
             "alice",
         )
-        await g.sdk.wait_for(incident, lambda s: s.closed_at is not None, timeout=30)
+        await g.sdk.wait_for(incident, lambda s: s.closed_at is not None, timeout=120)
 
     assert odd == [], "\n".join(odd)
     assert sum(codes.values()) == 5 * RUNS, codes

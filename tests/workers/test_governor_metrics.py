@@ -117,7 +117,9 @@ async def test_collector_reports_open_incidents_and_the_approval_wait(dev_env: W
         assert (value(samples, "governor_approval_wait_seconds", service=service) or 0) > 0
         assert value(samples, "governor_metrics_collected") == 1
 
-        await inc.handle.signal(Names.APPROVE, ApprovalInput(gate="ramp:10", approver="alice", reason="ok"))  # type: ignore[union-attr]
+        gate_id = (await inc.state()).pending_gates[0].gate_id
+        approval = ApprovalInput(gate="ramp:10", approver="alice", reason="ok", gate_id=gate_id)
+        await inc.handle.signal(Names.APPROVE, approval)  # type: ignore[union-attr]
         assert (await inc.result()).outcome == "recovered"
         for _ in range(50):
             await collector.collect_once()

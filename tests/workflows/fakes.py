@@ -104,6 +104,13 @@ class FakeWorld:
         self.rollback_count = 0
         self.failing_audiences: set[str] = set()
         self.windows: list[int] = []
+        self.hold_restore: asyncio.Event | None = None
+        """When set, the full restore's gateway change waits for it (a report can then arrive during the restore)."""
+        self.hold_postmortem: asyncio.Event | None = None
+        self.flaky_channels: dict[str, int] = {}
+        """Channel URL -> how many notify attempts to that channel fail (raise) before it delivers."""
+        self.sends: list[tuple[str, str]] = []
+        """(channel URL, idempotency key) of every delivery attempt, failed ones included."""
         self.tiers_down: dict[str, str] = {}
         """Tiers `assess_tiers` finds down (tier -> why); every other tier answers."""
         self.down: Callable[[FakeWorld], dict[str, str]] = lambda w: w.tiers_down
@@ -135,6 +142,9 @@ class FakeWorld:
 
     @activity.defn(name=Activity.APPLY_GATEWAY_CHANGE)
     async def apply_gateway_change(self, input: GatewayChange) -> GatewayChangeResult:
+        restoring = input.route is not None and input.route.pinned_tier is None and input.route.primary_weight == 100
+        if restoring and self.hold_restore is not None:
+            await self.hold_restore.wait()
         self.changes.append(input)
         if input.route is not None:
             fields = input.route.model_fields_set
@@ -187,6 +197,12 @@ class FakeWorld:
 
     @activity.defn(name=Activity.NOTIFY)
     async def notify(self, input: NotifyInput) -> NotifyResult:
+        for c in input.channels:
+            self.sends.append((c.url or "", input.idempotency_key))
+        for c in input.channels:
+            if self.flaky_channels.get(c.url or "", 0) > 0:
+                self.flaky_channels[c.url or ""] -= 1
+                raise RuntimeError(f"{c.url} crashed mid-delivery")
         self.notifications.append(input)
         ok = input.audience not in self.failing_audiences
         return NotifyResult(
@@ -198,6 +214,8 @@ class FakeWorld:
 
     @activity.defn(name=Activity.WRITE_POSTMORTEM)
     async def write_postmortem(self, input: PostmortemInput) -> PostmortemResult:
+        if self.hold_postmortem is not None:
+            await self.hold_postmortem.wait()
         self.postmortems.append(input)
         path = f"/tmp/{input.state.incident_id}.md"
         return PostmortemResult(markdown_path=path, json_path=path.replace(".md", ".json"), markdown="# post-mortem")

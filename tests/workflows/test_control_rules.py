@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from governor.controls import POLICY_LOADING, Control, actor_of, refusal
+from governor.controls import POLICY_LOADING, Control, actor_of, approvals_needed, pending_text, refusal
 from governor.details import details_markdown, search_attribute_values
 from governor.enums import FailureType, FallbackTier, RecoveryPhase, Severity
 from governor.incident import (
     ApprovalInput,
     ControlInput,
+    Decision,
     ForceTierInput,
     IncidentState,
     Names,
@@ -75,6 +76,48 @@ def test_approval_rules(arg, pending, four_eyes, expected) -> None:
     policy = policy_for(approvals={"approvers": ["alice", "bob"], "gates": ["ramp:10"], "four_eyes": four_eyes})
     for control in (Control.APPROVE, Control.REJECT):
         assert refusal(control, arg, state(pending_gates=pending), policy) == expected
+
+
+def test_an_approval_must_name_the_pending_request_of_its_gate() -> None:
+    """A decision names the gate's pending request by id: a replayed one (an earlier attempt's, another incident's, or
+    one without an id) is refused with the reason, for approve and reject alike."""
+    policy = policy_for(approvals={"approvers": ["alice", "bob"], "gates": ["ramp:10"]})
+    now = gate().model_copy(update={"gate_id": "bbbbbbbbbbbb", "instance": 2})
+    earlier = Decision(gate="ramp:10", approved=True, approver="alice", reason="", at=NOW, gate_id="aaaaaaaaaaaa")
+    s = state(pending_gates=[now], decisions=[earlier])
+    for control in (Control.APPROVE, Control.REJECT):
+        ok = ApprovalInput(gate="ramp:10", approver="alice", gate_id="bbbbbbbbbbbb")
+        assert refusal(control, ok, s, policy) is None
+        stale = refusal(control, ok.model_copy(update={"gate_id": "aaaaaaaaaaaa"}), s, policy)
+        assert stale == (
+            f"stale or replayed {control}: gate id 'aaaaaaaaaaaa' is an earlier, already decided request of ramp:10 "
+            "in this incident; the pending request is 'bbbbbbbbbbbb'"
+        )
+        foreign = refusal(control, ok.model_copy(update={"gate_id": "cccccccccccc"}), s, policy)
+        assert foreign is not None and "gate id 'cccccccccccc' is not a request of ramp:10" in foreign
+        missing = refusal(control, ok.model_copy(update={"gate_id": None}), s, policy)
+        assert missing is not None and '"gate_id": "bbbbbbbbbbbb"' in missing
+        decided = refusal(
+            control, ok.model_copy(update={"gate_id": "aaaaaaaaaaaa"}), state(decisions=[earlier]), policy
+        )
+        assert decided == "stale decision: ramp:10 aaaaaaaaaaaa was already decided by alice"
+    assert pending_text(s) == "ramp:10 (id bbbbbbbbbbbb)"
+
+
+def test_four_eyes_needs_two_distinct_approvers_for_a_gate_the_system_opened() -> None:
+    policy = policy_for(approvals={"approvers": ["alice", "bob"], "gates": ["ramp:10"], "four_eyes": True})
+    once = gate().model_copy(update={"gate_id": "g1", "approved_by": ["alice"]})
+    again = ApprovalInput(gate="ramp:10", approver="alice", gate_id="g1")
+    assert refusal(Control.APPROVE, again, state(pending_gates=[once]), policy) == (
+        "four-eyes rule: 'alice' already approved ramp:10; a second, different approver must"
+    )
+    assert refusal(Control.REJECT, again, state(pending_gates=[once]), policy) is None  # any one may stop it
+    assert (
+        refusal(Control.APPROVE, again.model_copy(update={"approver": "bob"}), state(pending_gates=[once]), policy)
+        is None
+    )
+    assert approvals_needed("system", policy) == 2 and approvals_needed("alice", policy) == 1
+    assert approvals_needed("system", policy_for()) == 1
 
 
 def test_pause_resume_and_ramp_only_controls() -> None:

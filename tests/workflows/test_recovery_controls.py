@@ -25,8 +25,21 @@ def gated(*gates: str, four_eyes: bool = False, timeout_s: float = 300) -> FakeW
     )
 
 
+async def with_gate_id(inc, arg):
+    """A decision names the pending request of its gate: fill in the id the incident shows, as on-call would."""
+    if isinstance(arg, ApprovalInput) and arg.gate_id is None:
+        pending = (await inc.state()).pending(arg.gate)
+        if pending is not None:
+            arg = arg.model_copy(update={"gate_id": pending.gate_id})
+    return arg
+
+
 async def update(inc, name: str, arg) -> ControlResult:
-    return await inc.handle.execute_update(name, arg, result_type=ControlResult)
+    return await inc.handle.execute_update(name, await with_gate_id(inc, arg), result_type=ControlResult)
+
+
+async def signal(inc, name: str, arg) -> None:
+    await inc.handle.signal(name, await with_gate_id(inc, arg))
 
 
 async def test_gate_approved_by_update_lets_the_ramp_go_on(incident) -> None:
@@ -40,7 +53,12 @@ async def test_gate_approved_by_update_lets_the_ramp_go_on(incident) -> None:
     state = await inc.result()
     assert state.outcome == "recovered"
     approval = next(e for e in state.audit if e.action == "approved")
-    assert approval.actor == "alice" and approval.details == {"gate": "ramp:10", "reason": "flat errors"}
+    assert approval.actor == "alice" and approval.details == {
+        "gate": "ramp:10",
+        "reason": "flat errors",
+        "gate_id": state.decisions[0].gate_id,
+    }
+    assert len(state.decisions[0].gate_id) == 12
     assert verify_chain(state.audit) is None
 
 
@@ -54,12 +72,12 @@ async def test_unknown_approver_is_refused_by_update_and_by_signal(incident) -> 
     with pytest.raises(WorkflowUpdateFailedError) as not_pending:
         await update(inc, Names.APPROVE, ApprovalInput(gate="ramp:50", approver="alice"))
     assert "not pending" in str(not_pending.value.cause)
-    await inc.handle.signal(Names.APPROVE, ApprovalInput(gate="ramp:10", approver="mallory", reason="trust me"))
+    await signal(inc, Names.APPROVE, ApprovalInput(gate="ramp:10", approver="mallory", reason="trust me"))
     state = await inc.until(lambda s: any(e.action == "refused" for e in s.audit))
     refusal = next(e for e in state.audit if e.action == "refused")
     assert refusal.actor == "mallory" and "may not approve" in refusal.details["reason"]
     assert state.pending_gates and state.decisions == []  # the refusal changed nothing
-    await inc.handle.signal(Names.APPROVE, ApprovalInput(gate="ramp:10", approver="bob", reason="ok"))
+    await signal(inc, Names.APPROVE, ApprovalInput(gate="ramp:10", approver="bob", reason="ok"))
     assert (await inc.result()).outcome == "recovered"
 
 

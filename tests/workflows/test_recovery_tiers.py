@@ -29,7 +29,11 @@ def served(state: IncidentState) -> list[FallbackTier]:
 
 
 async def approve(inc: Any, gate: str) -> None:
-    await inc.handle.signal(Names.APPROVE, ApprovalInput(gate=gate, approver="alice", reason="nothing better"))
+    """Approve the pending request of `gate` by its id, as the CLI does."""
+    pending = (await inc.state()).pending(gate)
+    assert pending is not None, f"{gate} is not pending"
+    approval = ApprovalInput(gate=gate, gate_id=pending.gate_id, approver="alice", reason="nothing better")
+    await inc.handle.signal(Names.APPROVE, approval)
 
 
 async def test_primary_and_secondary_down_ends_on_static_through_its_enter_gate(incident) -> None:
