@@ -23,7 +23,7 @@ from cli.render import (
     render_setup,
     render_table,
 )
-from governor.alert_rules import render_rules
+from governor.alert_rules import prometheus_rules, render_rules, rule_count
 from governor.decisions import BASE_SEVERITY
 from governor.enums import FailureType
 from governor.policy import (
@@ -165,7 +165,8 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 def cmd_alert_rules(args: argparse.Namespace) -> int:
     """The Prometheus rule file for every policy in the folder; `promtool check rules` accepts what it writes."""
-    text = render_rules(load_policy_dir(policy_dir(args)))
+    rules = prometheus_rules(load_policy_dir(policy_dir(args)))
+    text = render_rules(rules)
     if args.output is None:
         print(text, end="")
         return EXIT_OK
@@ -173,5 +174,5 @@ def cmd_alert_rules(args: argparse.Namespace) -> int:
         args.output.write_text(text, encoding="utf-8")
     except OSError as err:
         raise UserError(f"{args.output}: cannot write the rule file: {err.strerror or err}") from None
-    print(f"wrote {args.output}: {text.count(chr(10) + '  - alert: ')} alert rules", file=sys.stderr)
+    print(f"wrote {args.output}: {rule_count(rules)} alert rules", file=sys.stderr)
     return EXIT_OK

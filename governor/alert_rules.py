@@ -113,10 +113,13 @@ def prometheus_rules(policies: dict[str, ServicePolicy], config: BurnRateConfig 
     }
 
 
-def render_rules(policies: dict[str, ServicePolicy], config: BurnRateConfig | None = None) -> str:
-    """The rule file as Prometheus loads it (YAML, the header saying where it comes from)."""
-    body = yaml.dump(prometheus_rules(policies, config), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
-    return HEADER + body
+def render_rules(rules: dict[str, Any]) -> str:
+    """The rule file (`prometheus_rules`) as Prometheus loads it: YAML, with the header saying where it comes from."""
+    return HEADER + yaml.dump(rules, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+def rule_count(rules: dict[str, Any]) -> int:
+    return sum(len(group["rules"]) for group in rules["groups"])
 
 
 class _Dumper(yaml.SafeDumper):

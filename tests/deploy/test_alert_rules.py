@@ -37,7 +37,7 @@ def run(*cmd: str, cwd: Path | None = None, env: dict[str, str] | None = None) -
 
 
 def test_the_shipped_rule_file_is_what_the_policies_give() -> None:
-    written = render_rules(load_policy_dir(ROOT / "deploy" / "policies"))
+    written = render_rules(prometheus_rules(load_policy_dir(ROOT / "deploy" / "policies")))
     assert RULES.read_text() == written, (
         "deploy/prometheus/alerts.yml is stale: governor alert-rules --policy-dir deploy/policies "
         "--output deploy/prometheus/alerts.yml"
