@@ -355,7 +355,11 @@ def oncall_hints(info: StackInfo) -> list[str]:
     wf = incident_id(policy.service, dependency)
     gate = policy.approvals.gates[0] if policy.approvals.gates else "ramp:10"
     approver = policy.approvals.approvers[0] if policy.approvals.approvers else "alice"
-    payload = json.dumps({"gate": gate, "approver": approver, "reason": "primary validated"})
+    # A signal names the gate request it answers; its id exists only once the gate is asked (`governor show` lists
+    # it, the UI's details show the whole input), so the banner can only say where to read it. The CLI fills it in.
+    payload = json.dumps(
+        {"gate": gate, "gate_id": "<id from governor show>", "approver": approver, "reason": "primary validated"}
+    )
     governor_bin = info.python.parent / "governor"
     governor = shown_path(governor_bin) if governor_bin.exists() else "governor"
     connection = ""
