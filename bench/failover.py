@@ -200,8 +200,8 @@ class Bench:
             for dep in policy.dependencies:
                 with contextlib.suppress(Exception):
                     await self.client.get_workflow_handle(watchdog_id(policy.service, dep.name)).terminate("bench over")
-                with contextlib.suppress(Exception):
-                    await self.client.get_workflow_handle(incident_id(policy.service, dep.name)).terminate("bench over")
+            with contextlib.suppress(Exception):
+                await self.client.get_workflow_handle(incident_id(policy.service)).terminate("bench over")
 
     async def failover(self, mode: str, trials: int, concurrency: int, warmup_s: float, limit_s: float) -> ModeResult:
         """`trials` outages, `concurrency` at a time (each batch its own services, watchdogs and gateway)."""

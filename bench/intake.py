@@ -326,7 +326,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
         # open every incident first (one report each), so the rates measure reports joining open incidents
         await offer(stack, rate=max(len(stack.targets), 1), seconds=1, sources=1, seq=seq)
         await asyncio.sleep(2)
-        wids = [incident_id(s, d) for s, d in stack.targets]
+        wids = sorted({incident_id(s) for s, _ in stack.targets})
         _, signals_before = await counted_reports(stack.address, wids)
         accepted_before = len(stack.targets)
         for rate in args.rates:

@@ -139,11 +139,11 @@ def parse_positive(text: str) -> int:
 
 
 def resolve_incident(text: str) -> str:
-    """An incident by workflow id (`recovery-chat-primary-llm`) or as `service/dependency` (`chat/primary-llm`)."""
+    """An incident by workflow id (`recovery-chat`) or as `service/dependency` (`chat/primary-llm`)."""
     if "/" in text:
         service, _, dependency = text.partition("/")
         if service and dependency:
-            return incident_id(service, dependency)
+            return incident_id(service)
     return text
 
 

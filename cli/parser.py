@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _gateway_token(p)
 
     p = add("recovery", "an incident's recovery checks and ramp with their latest results, what is left, the ETA")
-    p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat-primary-llm) or chat/primary-llm")
+    p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat) or chat/primary-llm")
 
     p = add("list", "incidents found through their search attributes (open ones unless --all)")
     p.add_argument("--service")
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=parse_positive, default=100, help="at most this many rows (default 100)")
 
     p = add("show", "one incident: phase, tier, degradation, ramp, pending gates, timeline")
-    p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat-primary-llm) or chat/primary-llm")
+    p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat) or chat/primary-llm")
 
     p = add("simulate", "report a failure of a given type through the SDK (opens or joins an incident)")
     p.add_argument("--service", required=True)

@@ -118,7 +118,7 @@ class Demo:
             (d.name for d in self.policy.dependencies if d.tier is FallbackTier.TIER_0_PRIMARY),
             self.policy.dependencies[0].name,
         )
-        self.incident = incident_id(self.service, self.dependency)
+        self.incident = incident_id(self.service)
         self.governor = GovernorClient(info.client, task_queue=info.task_queue)
         self.narrator = Narrator(info.out, time.monotonic())
         self.pager = Pager(self.narrator)

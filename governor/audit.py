@@ -50,6 +50,8 @@ class AuditAction(StrEnum):
     DECLARE_REMEDIATED = "declare_remediated"
     TIERS_CHECKED = "tiers_checked"
     CLAIM = "claim"
+    FLAPPING = "flapping"
+    DEPENDENCY_RESTORED = "dependency_restored"
 
 
 class AuditEntry(BaseModel):

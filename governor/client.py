@@ -245,7 +245,7 @@ async def connect(
 
 
 class GovernorClient:
-    """The governor's view of Temporal: one incident workflow per service and dependency."""
+    """The governor's view of Temporal: one incident workflow per service (a failure of any of its dependencies joins it)."""
 
     def __init__(
         self,
@@ -284,8 +284,8 @@ class GovernorClient:
     # ---- reporting -------------------------------------------------------------------------------------------
 
     async def report_failure(self, report: IncidentReport) -> Reported:
-        """Signal-with-start: open the incident for (service, dependency), or join the one already open."""
-        wid = incident_id(report.service, report.dependency)
+        """Signal-with-start: open the service's incident, or join the one already open."""
+        wid = incident_id(report.service)
         attrs = TypedSearchAttributes(
             [
                 SearchAttributePair(sa.SERVICE, report.service),

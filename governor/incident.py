@@ -31,9 +31,11 @@ Names = Control
 """The controls' names (kept under their old name for the CLI, the SDK and saved histories)."""
 
 
-def incident_id(service: str, dependency: str) -> str:
-    """One open incident per service and dependency: the workflow id."""
-    return f"recovery-{service}-{dependency}"
+def incident_id(service: str) -> str:
+    """The workflow id: one open incident per service, whichever of its dependencies failed (a failure of another
+    dependency joins it). The service's gateway route is one resource, and this id makes its incident the only
+    writer (DESIGN, "Truth under messy failures")."""
+    return f"recovery-{service}"
 
 
 MAX_COALESCED_DISTINCT = 20
@@ -236,6 +238,10 @@ class NotificationRecord(BaseModel):
 Outcome = Literal["open", "recovered", "false_alarm", "aborted"]
 
 
+RECOVERING_PHASES = (RecoveryPhase.VALIDATION, RecoveryPhase.GRADUAL_RESTORE)
+"""Phases where the dependency being restored is judged: a confirmed failure then rolls back at once."""
+
+
 class IncidentState(BaseModel):
     """Everything the workflow knows; the `state` query returns it and continue-as-new carries it."""
 
@@ -298,12 +304,43 @@ class IncidentState(BaseModel):
     """When each tier's current healthy streak began: a recovered tier is moved up to only once it is stable."""
     tier_forced: bool = False
     """On-call forced the tier: the periodic re-check leaves it alone."""
+    failed_dependencies: list[str] = Field(default_factory=list)
+    """Dependencies confirmed failed in this occurrence and not yet restored, in the order they failed. The one
+    backing the best tier is the one being restored (`restoring`); the incident closes when the list is empty."""
+    restored_dependencies: list[str] = Field(default_factory=list)
+    healthy_again: list[str] = Field(default_factory=list)
+    """Dependencies of the tier being restored that passed remediation's probes in this attempt."""
+    suspects: list[IncidentReport] = Field(default_factory=list)
+    """Reports waiting to be confirmed by the workflow: another dependency of the service failing, or the
+    dependency being restored failing again during validation or the ramp (one report per dependency)."""
+    flaps: int = 0
+    """How often the tier being restored failed again after it had passed remediation (validation failed, a ramp
+    step regressed, a failure was confirmed during validation or the ramp)."""
+    flapping: bool = False
+    """`recovery_checks.max_flaps` flaps: the incident stopped retrying and waits for a human (`declare_remediated`)."""
     owner: str | None = None
     """Who took the incident with `claim` (`governor claim`); the recovery plan's owner (governor/plan.py)."""
 
     @property
     def awaiting_approval(self) -> bool:
         return bool(self.pending_gates)
+
+    def needs_confirming(self, report: IncidentReport) -> bool:
+        """Whether a report joining the open incident must be confirmed by the workflow (a suspect): another
+        dependency failing, or the dependency being restored failing again while it is validated or ramped. One
+        suspect per dependency; never raises (the `report` signal asks)."""
+        dep = report.dependency
+        if any(r.dependency == dep for r in self.suspects):
+            return False
+        if not self.failed_dependencies:  # detection has not confirmed the incident's own failure yet
+            return dep != self.dependency
+        return dep not in self.failed_dependencies or (dep == self.restoring and self.phase in RECOVERING_PHASES)
+
+    @property
+    def restoring(self) -> str:
+        """The dependency being restored: the failed one whose tier ranks best (`failed_tier`); the incident's own
+        dependency until detection has confirmed it."""
+        return self.failed_dependencies[0] if self.failed_dependencies else self.dependency
 
     def pending(self, gate: str) -> PendingGate | None:
         return next((g for g in self.pending_gates if g.gate == gate), None)

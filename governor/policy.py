@@ -152,6 +152,9 @@ class RecoveryChecks(_Strict):
     probe_interval_s: PosFloat = 1.0
     stable_s: NonNegFloat = 30.0
     """A recovering tier counts as healthy only once every check of it has passed for this long (flapping guard)."""
+    max_flaps: PosInt = 3
+    """After this many flaps (the tier being restored failing again once it had recovered) the incident stops
+    retrying, shows `flapping` and waits for a human to declare the dependency fixed."""
     reassess_s: PosFloat = 10.0
     """While the failed tier is down, how often the other tiers are re-checked (move down off a tier that failed,
     up to a better one that recovered)."""

@@ -66,9 +66,17 @@ class Degradation(_Strict):
     features: list[Name] = Field(default_factory=lambda: list(SEED_FEATURES))
     tier_levels: dict[FallbackTier, DegradationLevel] = Field(default_factory=_seed_tier_levels)
     rules: dict[DegradationLevel, DegradationRule] = Field(default_factory=_seed_rules)
+    critical_floor: DegradationLevel | None = DegradationLevel.DEGRADED_L2
+    """The seed's `handle_failure` rule: a CRITICAL failure served from a fallback degrades the service to at least
+    this level; null relaxes it (the tier's own level applies)."""
 
-    def level_for(self, tier: FallbackTier) -> DegradationLevel:
-        return self.tier_levels.get(tier, _seed_tier_levels()[tier])
+    def level_for(self, tier: FallbackTier, critical: bool = False) -> DegradationLevel:
+        """The level a tier serves at; a CRITICAL failure served from a fallback tier takes at least the floor."""
+        level = self.tier_levels.get(tier, _seed_tier_levels()[tier])
+        floor = self.critical_floor
+        if critical and floor is not None and tier is not FallbackTier.TIER_0_PRIMARY and floor.rank > level.rank:
+            return floor
+        return level
 
     def flags_for(self, level: DegradationLevel) -> dict[str, FeatureFlag]:
         """Every feature's flag at this level: preserve -> enabled, reduce -> degraded, disable -> disabled."""

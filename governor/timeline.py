@@ -41,10 +41,18 @@ def _sentence(entry: AuditEntry) -> str:
         return f"{actor} reported {d.get('failure_type') or 'a failure'}: {d.get('message') or ''}".rstrip(": ")
     if action == "report_joined":
         return f"another report from {actor} ({d.get('failure_type')}) joined the open incident (no twin incident)"
+    if action == "failure_confirmed" and d.get("joined"):
+        return f"{d.get('dependency')} failed too ({d.get('failure_type')}, {d.get('tier')}): {d.get('reason')}"
     if action == "failure_confirmed":
         return f"Failure confirmed: {d.get('failure_type')} ({d.get('severity')}): {d.get('reason')}"
+    if action == "false_alarm" and d.get("dependency"):
+        return f"The report on {d.get('dependency')} did not reproduce: ignored ({d.get('reason')})"
     if action == "false_alarm":
         return f"The failure did not reproduce: closed as a false alarm ({d.get('reason')})"
+    if action == "flapping":
+        return f"Flapping: {d.get('flaps')} failures after recovering ({d.get('reason')}); waiting for a human"
+    if action == "dependency_restored":
+        return f"{d.get('dependency')} is back ({d.get('tier')}); still failed: {d.get('still_failed') or 'nothing'}"
     if action == "breaker_opened":
         return f"The gateway's breaker for {d.get('tier')} is forced open: no request goes there"
     if action == "tier":

@@ -132,7 +132,7 @@ class Coalescer:
         """(the incident the report reached, whether the same key had already reached that run)."""
         if self.pending >= self.max_pending:
             raise Overloaded(f"{self.pending} reports are waiting for Temporal")
-        wid = incident_id(report.service, report.dependency)
+        wid = incident_id(report.service)
         answer: asyncio.Future[tuple[Reported, bool]] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(wid, []).append(_Waiting(report, key, answer))
         self.pending += 1
@@ -167,7 +167,7 @@ class Coalescer:
         try:
             reported = await self.reporter(signal)
         except Exception as err:
-            log.warning("intake_signal_failed", incident_id=incident_id(head.service, head.dependency), error=str(err))
+            log.warning("intake_signal_failed", incident_id=incident_id(head.service), error=str(err))
             for waiting in batch:
                 if not waiting.answer.done():
                     waiting.answer.set_exception(err)

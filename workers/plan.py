@@ -15,7 +15,6 @@ from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from governor import search_attributes
-from governor.enums import FallbackTier
 from governor.incident import Names, incident_id
 from governor.policy import PolicyError, ServicePolicy, load_policy_dir
 from workers.stack_options import DEFAULT_UPSTREAM_PORTS, DEMO_UPSTREAM_TIERS, LOOPBACK_HOSTS, StackOptions
@@ -344,15 +343,11 @@ def shown_path(path: Path) -> str:
 
 
 def oncall_hints(info: StackInfo) -> list[str]:
-    """The exact commands to follow and approve an incident, for the first service's primary dependency."""
+    """The exact commands to follow and approve an incident of the first service."""
     if not info.policies:
         return []
     policy = info.policies.get("chat") or next(iter(info.policies.values()))
-    dependency = next(
-        (d.name for d in policy.dependencies if d.tier is FallbackTier.TIER_0_PRIMARY),
-        policy.dependencies[0].name if policy.dependencies else "primary",
-    )
-    wf = incident_id(policy.service, dependency)
+    wf = incident_id(policy.service)
     gate = policy.approvals.gates[0] if policy.approvals.gates else "ramp:10"
     approver = policy.approvals.approvers[0] if policy.approvals.approvers else "alice"
     # A signal names the gate request it answers; its id exists only once the gate is asked (`governor show` lists

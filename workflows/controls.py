@@ -188,6 +188,9 @@ class Controls(Bookkeeping):
             return
         first = self.s.report_count == 0
         self.s.report_count += max(report.coalesced, 1 + len(report.also))  # a coalesced burst counts every report
+        for one in report.expanded():
+            if self.s.needs_confirming(one) and len(self.s.suspects) < MAX_KEPT_REPORTS:
+                self.s.suspects.append(one)  # another dependency failing, or the one restored failing again
         for i, one in enumerate(report.expanded()):
             if len(self.s.reports) < MAX_KEPT_REPORTS:
                 self.s.reports.append(one)
@@ -221,14 +224,15 @@ class Controls(Bookkeeping):
         await workflow.wait_condition(workflow.all_handlers_finished)
         reports, count = self.s.late_reports, self.s.late_report_count
         workflow.logger.info("late reports open the next occurrence", extra={"incident_id": self.s.incident_id})
+        dependency = reports[0].dependency  # the next occurrence is about what failed, whichever dependency
         workflow.continue_as_new(
             RecoveryInput(
                 service=self.s.service,
-                dependency=self.s.dependency,
+                dependency=dependency,
                 state=IncidentState(
                     incident_id=self.s.incident_id,
                     service=self.s.service,
-                    dependency=self.s.dependency,
+                    dependency=dependency,
                     reports=reports,
                     report_count=max(count, len(reports)),
                     follows=self.s.occurrence_id or None,

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.incident import RollbackRecord
     from governor.models import StatsWindow, TierStats
 
+from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain
 from workflows.runbook import Runbook
 from workflows.waits import wait_until
 
@@ -86,9 +87,17 @@ class Ramping(Runbook):
         stalled_told = False
         while True:
             await wait_until(
-                lambda: self.s.abort_requested_by is not None or self.s.promote_requested_by is not None,
+                lambda: (
+                    self.s.abort_requested_by is not None
+                    or self.s.promote_requested_by is not None
+                    or bool(self.s.suspects)
+                ),
                 workflow.now() + timedelta(seconds=ramp.sample_interval_s),
             )
+            try:
+                await self._take_suspects()  # a failure confirmed mid-ramp rolls back now, not at the next sample
+            except FailedAgain as again:
+                raise RollbackNow(str(again), {}) from None
             if self.s.abort_requested_by is not None:
                 actor, self.s.abort_requested_by = self.s.abort_requested_by, None
                 raise RollbackNow(f"aborted by {actor}", {}, actor=actor)
@@ -142,7 +151,11 @@ class Ramping(Runbook):
         if self._tier_health_on():  # the tier rolled back to may have failed meanwhile: move off it if so
             await self._recheck_tiers()
         self.s.attempt += 1
-        if rb.needs_human:
+        if rb.actor == "system" and not rb.needs_human and workflow.patched(SERVICE_INCIDENT_PATCH):
+            self._flap(f"ramp at {record.percent} %: {rb.reason}")
+        if self.s.flapping:
+            pass  # `_flap` escalated and waits for a human
+        elif rb.needs_human:
             self.s.awaiting_human = True  # on-call said no: only a human decides when to try again
         elif self.s.attempt > self.policy.rollback.max_attempts:
             self.s.awaiting_human = True

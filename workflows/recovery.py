@@ -8,6 +8,7 @@ updates (the CLI), checked by the same rules, so a bad request is refused with a
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
@@ -51,7 +52,8 @@ with workflow.unsafe.imports_passed_through():
     from governor.policy import ServicePolicy
 
 from workflows.controls import Controls
-from workflows.ramping import Ramping
+from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
+from workflows.ramping import Ramping, RollbackNow
 from workflows.tiering import Tiering
 from workflows.waits import EscalatingWait
 
@@ -61,11 +63,11 @@ QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
+class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
-            incident_id=incident_id(input.service, input.dependency),
+            incident_id=incident_id(input.service),
             service=input.service,
             dependency=input.dependency,
         )
@@ -105,6 +107,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         while self.s.closed_at is None:
             await self._hold_while_paused()
             await self._apply_forced_tier()
+            if self.s.phase is not RecoveryPhase.DETECTION:
+                await self._joined_failures()
             await phases[self.s.phase]()
             if self.s.closed_at is None and self._history_too_long():
                 await self._continue_as_new()
@@ -140,6 +144,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         self.s.reason = (c.reason if c else "") or report.message or "reported failure"
         self.s.detected_at = workflow.now()
         self.s.failed_tier = self.policy.failed_tier(self.s.dependency)
+        if workflow.patched(SERVICE_INCIDENT_PATCH):
+            self._mark_failed(self.s.dependency)
         self._audit(
             AuditAction.FAILURE_CONFIRMED,
             details={
@@ -186,9 +192,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         self._enter(RecoveryPhase.DIAGNOSIS)
         evidence = await self._act(
             Activity.GATHER_EVIDENCE,
-            EvidenceInput(policy=self.policy, dependency=self.s.dependency, incident_id=self.s.incident_id),
+            EvidenceInput(policy=self.policy, dependency=self.s.restoring, incident_id=self.s.incident_id),
             Evidence,
-            f"gather evidence on {self.s.dependency}",
+            f"gather evidence on {self.s.restoring}",
         )
         self.s.evidence = {
             "summary": evidence.summary,
@@ -201,8 +207,12 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
     async def remediate(self) -> None:
         """Wait until the primary is healthy again (or on-call declares it fixed); escalate past the deadline."""
         assert self.policy
+        last = self.s.phases[-1] if self.s.phases else None
+        if last is None or last.phase is not RecoveryPhase.REMEDIATION or last.left_at is not None:
+            self.s.healthy_again = []  # back from validation, a rollback or a restore: every probe passes again
         self._enter(RecoveryPhase.REMEDIATION)
-        dep = self.policy.dependency(self.s.dependency)
+        dep = self.policy.dependency(self._to_probe())
+        checks = self.policy.recovery_checks
         probing: asyncio.Task[WaitForHealthyResult] | None = None
         if not self.s.awaiting_human:
             probing = asyncio.create_task(
@@ -211,13 +221,13 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
                     WaitForHealthyInput(
                         dependency=dep,
                         thresholds=self.policy.thresholds,
-                        interval_s=self.policy.recovery_checks.probe_interval_s,
-                        passes=self.policy.recovery_checks.health_passes,
+                        interval_s=checks.probe_interval_s,
+                        passes=self._passes_needed(),
                     ),
                     WaitForHealthyResult,
-                    f"probe {dep.name} until {self.policy.recovery_checks.health_passes} healthy checks",
+                    f"probe {dep.name} until {self._passes_needed()} healthy checks in a row",
                     within=timedelta(days=7),
-                    heartbeat=timedelta(seconds=max(30, 5 * self.policy.recovery_checks.probe_interval_s)),
+                    heartbeat=timedelta(seconds=max(30, 5 * checks.probe_interval_s)),
                 )
             )
         escalate_after = self.policy.remediation.escalate_after_s or (
@@ -239,12 +249,19 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
                         or self.s.forced_tier is not None
                         or self._history_too_long()
                         or (recheck is not None and recheck.done())
+                        or bool(self.s.suspects)
                     )
                 )
                 if self._history_too_long():  # a long outage or an alert storm: carry on in a fresh run
                     await self._continue_as_new()
                 if self.s.forced_tier is not None:
                     await self._apply_forced_tier()
+                    continue
+                if self.s.suspects:  # another dependency failed: a better tier failing changes what is restored
+                    restoring = self.s.restoring
+                    await self._joined_failures()
+                    if self.s.restoring != restoring:
+                        return  # remediate again, probing the dependency that is now restored first
                     continue
                 if recheck is not None and recheck.done() and not (probing is not None and probing.done()):
                     recheck = None
@@ -259,13 +276,22 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         if self.s.remediated_by is not None:
             self._audit(AuditAction.REMEDIATION_DECLARED, actor=self.s.remediated_by)
             self.s.remediated_by = None
+            self.s.flapping, self.s.flaps = False, 0  # a human says it is fixed: the flap count starts again
+            self.s.healthy_again = self._same_tier()
         else:
             assert probing is not None
             healthy = probing.result()
             self._audit(
                 AuditAction.PRIMARY_HEALTHY,
-                details={"consecutive_passes": healthy.consecutive_passes, "probes": healthy.probes},
+                details={
+                    "consecutive_passes": healthy.consecutive_passes,
+                    "probes": healthy.probes,
+                    "dependency": dep.name,
+                },
             )
+            self.s.healthy_again.append(dep.name)
+            if workflow.patched(SERVICE_INCIDENT_PATCH) and self._to_probe() not in self.s.healthy_again:
+                return  # another failed dependency backs the same tier: probe it too before validating
         self.s.awaiting_human = False
         self.s.phase = RecoveryPhase.VALIDATION
 
@@ -276,7 +302,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         result = await self._act(
             Activity.VALIDATE_PRIMARY,
             ValidatePrimaryInput(
-                dependency=self.policy.dependency(self.s.dependency),
+                dependency=self.policy.dependency(self.s.restoring),
                 thresholds=self.policy.thresholds,
                 checks=self.policy.recovery_checks,
             ),
@@ -289,7 +315,15 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
             AuditAction.VALIDATION, details={"verdict": str(result.result.verdict), "reason": result.result.reason}
         )
         if result.result.verdict is not Verdict.PASS:
+            if workflow.patched(SERVICE_INCIDENT_PATCH):
+                self._flap(f"validation: {result.result.reason}")
             self.s.phase = RecoveryPhase.REMEDIATION
+            return
+        await self._joined_failures()
+        if self.s.phase is not RecoveryPhase.VALIDATION:
+            return  # confirmed down again while it was validated: not recovered
+        if self.s.failed_tier is not FallbackTier.TIER_0_PRIMARY and workflow.patched(SERVICE_INCIDENT_PATCH):
+            self.s.phase = RecoveryPhase.FULL_RESTORE  # a standby tier carries no share of traffic: nothing to ramp
             return
         exit_gate = f"exit:{self.s.tier}"
         if self.policy.approvals.is_gated(exit_gate) and not await self._await_gate(
@@ -305,13 +339,21 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         """Primary pinned, breaker closed, degradation normal, pages resolved, status operational."""
         assert self.policy
         self._enter(RecoveryPhase.FULL_RESTORE)
+        restored, tier = self._same_tier(), self.s.failed_tier
+        if set(self.s.failed_dependencies) - set(restored):  # another tier is still down: restore this one, go on
+            await self._restore_dependencies(restored, route=tier is FallbackTier.TIER_0_PRIMARY)
+            self.s.ramp_step, self.s.soak_started_at = 0, None
+            self.s.phase = RecoveryPhase.REMEDIATION
+            return
         await self._gateway(
             "restore the normal chain",
             route=RouteChange(pinned_tier=None, primary_weight=100),
-            breaker=BreakerChange(tier=self.s.failed_tier, mode="auto"),
+            breaker=BreakerChange(tier=tier, mode="auto"),
             degradation=self._degradation_for(FallbackTier.TIER_0_PRIMARY),
             status=StatusChange(component="operational", message=""),
         )
+        for dependency in restored:
+            self._mark_restored(dependency)
         self._enter_tier(FallbackTier.TIER_0_PRIMARY, "recovered")
         self.s.degradation_level = self.policy.degradation.level_for(FallbackTier.TIER_0_PRIMARY)
         self.s.ramp_percent = 100
@@ -339,21 +381,46 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering):
         self.s.postmortem_path = result.markdown_path
         self._publish()
 
+    async def _joined_failures(self) -> None:
+        """Confirm the failures that joined the incident (`joining.py`); the dependency being restored failing again
+        sends validation back to remediation and rolls a ramp back, each a flap."""
+        try:
+            await self._take_suspects()
+        except FailedAgain as again:
+            if self.s.phase is RecoveryPhase.GRADUAL_RESTORE:
+                await self._roll_back(RollbackNow(str(again), {}))
+            else:
+                self._flap(str(again))
+                self.s.phase = RecoveryPhase.REMEDIATION
+
+    def _passes_needed(self) -> int:
+        """Healthy probes in a row before the dependency counts as recovered: the policy's passes, and at least
+        `stable_s` of them (a flapping dependency never passes in an up-window)."""
+        assert self.policy
+        checks = self.policy.recovery_checks
+        return max(checks.health_passes, math.ceil(checks.stable_s / checks.probe_interval_s))
+
     # ------------------------------------------------------------------ gateway changes
     def _degradation_for(self, tier: FallbackTier) -> DegradationChange:
         assert self.policy
-        level = self.policy.degradation.level_for(tier)
+        level = self.policy.degradation.level_for(tier, critical=self.s.severity is Severity.CRITICAL)
         return DegradationChange(level=level, flags=self.policy.degradation.flags_for(level))
 
-    async def _pin(self, tier: FallbackTier, reason: str) -> None:
+    async def _pin(self, tier: FallbackTier, reason: str, primary_weight: int = 0) -> None:
+        """Serve from `tier` (the primary keeps `primary_weight` % while a ramp runs); the primary is "pinned" by
+        clearing the pin: a pinned primary with weight 0 would send everything to the secondary."""
         degradation = self._degradation_for(tier)
+        if tier is FallbackTier.TIER_0_PRIMARY:
+            route, primary_weight = RouteChange(pinned_tier=None, primary_weight=100), 100
+        else:
+            route = RouteChange(pinned_tier=tier, primary_weight=primary_weight)
         await self._gateway(
             f"pin {tier}",
-            route=RouteChange(pinned_tier=tier, primary_weight=0),
+            route=route,
             degradation=degradation,
             status=StatusChange(component=status_component(degradation.level), message=degradation.level.user_message),  # type: ignore[arg-type]
         )
-        self.s.ramp_percent = 0
+        self.s.ramp_percent = primary_weight
         self.s.degradation_level = degradation.level
         self._enter_tier(tier, reason)
 

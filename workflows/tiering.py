@@ -16,7 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, AssessTiersInput
     from governor.audit import AuditAction
-    from governor.enums import FallbackTier
+    from governor.enums import FallbackTier, RecoveryPhase
     from governor.tier_health import TierAssessment, best_tier, track_healthy_since
 
 from workflows.runbook import Runbook
@@ -55,7 +55,7 @@ class Tiering(Runbook):
         """The highest tier healthy now (never the failed one), through its enter gate; a refused tier is skipped."""
         assert self.policy
         assessment = await self._assess()
-        unavailable = {self.s.failed_tier}
+        unavailable = self._unavailable()
         while True:
             tier = best_tier(self.policy.tiers, assessment, unavailable)
             gate = f"enter:{tier}"
@@ -70,7 +70,7 @@ class Tiering(Runbook):
             return  # on-call chose the tier; only on-call changes it
         assessment = await self._assess()
         current, checks = self.s.tier, self.policy.recovery_checks
-        unavailable = {self.s.failed_tier}
+        unavailable = self._unavailable()
         while True:
             target = best_tier(
                 self.policy.tiers,
@@ -95,8 +95,24 @@ class Tiering(Runbook):
                 self.s.healthy_since.pop(target, None)  # refused: ask again only after another stable window
                 return
             unavailable.add(target)
-        await self._pin(target, reason=why)
+        ramping = self.s.phase is RecoveryPhase.GRADUAL_RESTORE  # the fallback under a ramp changed: keep the share
+        await self._pin(target, reason=why, primary_weight=self.s.ramp_percent if ramping else 0)
+        back = [d for d in self.s.failed_dependencies if self.policy.failed_tier(d) is target]
+        if back and target is not self.s.failed_tier:  # a failed tier stable for stable_s serves again: restored
+            await self._restore_dependencies(back)
         self._notify_level(f"fallback_active:{len(self.s.tiers)}", f"{self.s.service} is served by {target}")
+
+    def _unavailable(self) -> set[FallbackTier]:
+        """Tiers never chosen: the one being restored (it comes back through validation and the ramp), and any
+        other failed tier until it has been healthy for `stable_s`."""
+        assert self.policy
+        out, now = {self.s.failed_tier}, workflow.now()
+        for dependency in self.s.failed_dependencies[1:]:
+            tier = self.policy.failed_tier(dependency)
+            since = self.s.healthy_since.get(tier)
+            if since is None or (now - since).total_seconds() < self.policy.recovery_checks.stable_s:
+                out.add(tier)
+        return out
 
     def _recheck_due(self) -> timedelta:
         assert self.policy

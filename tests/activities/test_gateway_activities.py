@@ -36,7 +36,7 @@ from governor.policy import ServicePolicy
 from governor.settings import WorkerSettings
 from tests.activities.conftest import TOKEN, make_policy
 
-INCIDENT = "recovery-chat-primary-llm"
+INCIDENT = "recovery-chat"
 CHAT = {"model": "any", "messages": [{"role": "user", "content": "hello"}]}
 
 

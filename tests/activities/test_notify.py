@@ -210,7 +210,7 @@ class Attempts:
 
 def notify_input(channels: list[ChannelSpec], **overrides: Any) -> NotifyInput:
     fields: dict[str, Any] = {
-        "incident_id": "recovery-chat-primary-llm",
+        "incident_id": "recovery-chat",
         "event": "fallback_active",
         "audience": NotificationAudience.ONCALL,
         "channels": channels,
@@ -254,12 +254,12 @@ async def test_webhook_posts_the_notification_as_json_with_its_idempotency_key(
     assert delivery.target == recorder.base + "/…" and delivery.delivered_at is not None
     [got] = recorder.at("/hook")
     assert got.method == "POST" and got.headers["Content-Type"] == "application/json"
-    assert got.headers["Idempotency-Key"] == "recovery-chat-primary-llm:fallback_active:oncall"
-    assert got.headers["X-Governor-Incident"] == "recovery-chat-primary-llm"
+    assert got.headers["Idempotency-Key"] == "recovery-chat:fallback_active:oncall"
+    assert got.headers["X-Governor-Incident"] == "recovery-chat"
     body = got.json()
     assert body["idempotency_key"] == got.headers["Idempotency-Key"] == body["id"]
     assert (body["incident_id"], body["event"], body["audience"], body["severity"]) == (
-        "recovery-chat-primary-llm",
+        "recovery-chat",
         "fallback_active",
         "oncall",
         "CRITICAL",
@@ -287,19 +287,19 @@ async def test_pagerduty_trigger_then_resolve_follow_events_api_v2(
     # trigger: routing_key, event_action, dedup_key, payload.summary/source/severity are required
     assert first["routing_key"] == "R0UT1NGKEY0000000000000000000000"
     assert first["event_action"] == "trigger"
-    assert first["dedup_key"] == "recovery-chat-primary-llm"
+    assert first["dedup_key"] == "recovery-chat"
     payload = first["payload"]
     assert len(payload["summary"]) <= 1024 and payload["summary"].startswith("xxx")
     assert payload["source"] == "fallback-governor/chat"
     assert payload["severity"] == "critical"
     assert RFC3339.match(payload["timestamp"])
     assert payload["component"] == "primary-llm" and payload["group"] == "chat"
-    assert payload["custom_details"]["idempotency_key"] == "recovery-chat-primary-llm:fallback_active:oncall"
+    assert payload["custom_details"]["idempotency_key"] == "recovery-chat:fallback_active:oncall"
     # resolve: the same dedup_key closes the same alert; no payload needed
     assert second == {
         "routing_key": "R0UT1NGKEY0000000000000000000000",
         "event_action": "resolve",
-        "dedup_key": "recovery-chat-primary-llm",
+        "dedup_key": "recovery-chat",
     }
 
 
@@ -367,7 +367,7 @@ async def test_slack_message_is_block_kit_within_slacks_limits(
     assert fields["fields"][-1]["text"].startswith("*More*")  # what did not fit is summarised, not dropped
     assert "&lt;b&gt;" not in header["text"]["text"]
     assert any(b["type"] == "actions" for b in message["blocks"])
-    assert "recovery-chat-primary-llm:fallback_active:oncall" in json.dumps(message["blocks"][-1])
+    assert "recovery-chat:fallback_active:oncall" in json.dumps(message["blocks"][-1])
 
 
 def test_slack_escapes_mrkdwn_and_never_splits_an_entity() -> None:
@@ -395,10 +395,10 @@ async def test_cloudevent_is_structured_mode_and_signed(
     for attribute in ("specversion", "id", "source", "type"):  # REQUIRED context attributes
         assert isinstance(event[attribute], str) and event[attribute]
     assert event["specversion"] == "1.0"
-    assert event["id"] == "recovery-chat-primary-llm:fallback_active:oncall" == got.headers["Idempotency-Key"]
+    assert event["id"] == "recovery-chat:fallback_active:oncall" == got.headers["Idempotency-Key"]
     assert event["source"] == "/fallback-governor/services/chat"
     assert event["type"] == "dev.fallbackgovernor.incident.fallback_active"
-    assert event["subject"] == "recovery-chat-primary-llm"
+    assert event["subject"] == "recovery-chat"
     assert RFC3339.match(event["time"]) and event["datacontenttype"] == "application/json"
     known = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data"}
     assert all(re.fullmatch(r"[a-z0-9]{1,20}", name) for name in set(event) - known)  # extension attribute names
@@ -423,15 +423,15 @@ async def test_email_over_smtp_carries_a_message_id_derived_from_the_key(
     assert msg["Subject"] == "[CRITICAL] chat: escalation"
     assert msg["From"] == "gov@example.com" and msg["To"] == "lead@example.com, cto@example.com"
     assert msg["Date"] and email.utils.parsedate_to_datetime(msg["Date"]).tzinfo is not None
-    key = "recovery-chat-primary-llm:escalation:leadership"
+    key = "recovery-chat:escalation:leadership"
     assert msg["Message-ID"] == f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@example.com>"
     assert msg["Message-ID"] == msg2["Message-ID"]
-    root = f"<{hashlib.sha256(b'recovery-chat-primary-llm').hexdigest()[:40]}@example.com>"
+    root = f"<{hashlib.sha256(b'recovery-chat').hexdigest()[:40]}@example.com>"
     assert msg["In-Reply-To"] == root and msg["References"] == root  # one thread per incident
     assert msg["X-Governor-Idempotency-Key"] == key and msg["Auto-Submitted"] == "auto-generated"
     body = msg.get_content()
     assert "error_spike on primary-llm" in body
-    assert re.search(r"^Incident +recovery-chat-primary-llm\r?$", body, re.M)
+    assert re.search(r"^Incident +recovery-chat\r?$", body, re.M)
 
 
 async def test_email_refused_for_good_is_not_retried(
@@ -475,7 +475,7 @@ async def test_retry_sends_only_to_the_channel_that_failed(
     assert (len(recorder.at("/a")), len(recorder.at("/b"))) == (1, 4)  # /a was not sent again
     assert [d.attempts for d in result.deliveries] == [1, 4]
     keys = {r.headers["Idempotency-Key"] for r in recorder.received}
-    assert keys == {"recovery-chat-primary-llm:fallback_active:oncall"}  # every send carried the same key
+    assert keys == {"recovery-chat:fallback_active:oncall"}  # every send carried the same key
 
 
 async def test_rate_limit_retry_after_is_honoured(activities: NotificationActivities, recorder: Recorder) -> None:

@@ -72,14 +72,14 @@ async def run(acts: NotificationActivities, input: NotifyInput) -> NotifyResult:
 def status_input(event: str, level: DegradationLevel, gateways: list[str] | None, **details: object) -> NotifyInput:
     extra = {"gateways": gateways} if gateways is not None else {}
     return NotifyInput(
-        incident_id="recovery-chat-primary-llm",
+        incident_id="recovery-chat",
         event=event,
         audience=NotificationAudience.CUSTOMERS,
         channels=[ChannelSpec(type="status_page")],
         title="chat is degraded",
         message="internal detail customers never see",
         details={"service": "chat", "degradation_level": level.value, **extra, **details},
-        idempotency_key=f"recovery-chat-primary-llm:{event}:customers",
+        idempotency_key=f"recovery-chat:{event}:customers",
     )
 
 
@@ -105,7 +105,7 @@ async def test_status_page_shows_the_seed_message_on_every_replica_then_operatio
         assert component["status"] == "partial_outage"
         assert component["description"] == "Emergency mode - critical functions only"  # the seed's template
         admin = await http.get(f"{gateway.url}/admin/services/chat", headers={"Authorization": f"Bearer {TOKEN}"})
-        assert admin.json()["incident"] == "recovery-chat-primary-llm"  # X-Governor-Incident reached the audit
+        assert admin.json()["incident"] == "recovery-chat"  # X-Governor-Incident reached the audit
 
     resolved = await run(acts, status_input("resolved", DegradationLevel.NORMAL, urls))
 

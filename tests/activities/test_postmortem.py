@@ -36,7 +36,7 @@ def at(seconds: float) -> datetime:
 def recovered_incident() -> IncidentState:
     """Reported at T0, detected +30 s, fallback +45 s, one rollback, recovered +1 h, closed +1 h 1 min."""
     state = IncidentState(
-        incident_id="recovery-chat-primary-llm",
+        incident_id="recovery-chat",
         service="chat",
         dependency="primary-llm",
         failure_type=FailureType.ERROR_SPIKE,
@@ -118,7 +118,7 @@ async def test_postmortem_files_tell_the_story(acts: RecoveryActivities, setting
     result = await ActivityEnvironment().run(
         acts.write_postmortem, PostmortemInput(state=recovered_incident(), policy=policy)
     )
-    md_path = settings.postmortem_dir / "recovery-chat-primary-llm.md"
+    md_path = settings.postmortem_dir / "recovery-chat.md"
     assert result.markdown_path == str(md_path)
     md = md_path.read_text()
     assert md == result.markdown
@@ -142,7 +142,7 @@ async def test_postmortem_files_tell_the_story(acts: RecoveryActivities, setting
     assert "Review why the ramp rolled back 1 time(s)" in md
     assert "hash chain intact" in md and "| alice | approve |" in md
 
-    data = json.loads((settings.postmortem_dir / "recovery-chat-primary-llm.json").read_text())
+    data = json.loads((settings.postmortem_dir / "recovery-chat.json").read_text())
     assert data["metrics"] == {"mttd_s": 30.0, "time_to_mitigate_s": 45.0, "mttr_s": 3600.0, "duration_s": 3660.0}
     assert data["open"] is False and data["metrics_measure"]["duration_s"].endswith(
         "the incident closed (post-mortem written)"
@@ -150,7 +150,7 @@ async def test_postmortem_files_tell_the_story(acts: RecoveryActivities, setting
     assert data["time_in_phase_s"]["remediation"] == 1640.0
     assert [n["within_sla"] for n in data["notifications"]] == [True, False, False]
     assert data["audit_chain_intact"] is True
-    assert data["state"]["incident_id"] == "recovery-chat-primary-llm"
+    assert data["state"]["incident_id"] == "recovery-chat"
 
 
 async def test_a_tampered_audit_trail_shows_in_the_postmortem(acts: RecoveryActivities) -> None:

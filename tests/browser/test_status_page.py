@@ -18,7 +18,7 @@ from tests.gateway.contrast import AA_NORMAL_TEXT, contrast_ratio
 
 pytestmark = [pytest.mark.browser]
 
-INCIDENT = {"X-Governor-Incident": "recovery-chat-primary-llm"}
+INCIDENT = {"X-Governor-Incident": "recovery-chat"}
 BACKUP = "Running in backup mode, full functionality"
 
 

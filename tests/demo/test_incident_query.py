@@ -72,7 +72,7 @@ async def test_the_printed_query_and_governor_list_leave_the_watchdogs_out(
     data["service"] = service = f"q{uuid.uuid4().hex[:8]}"
     policy = parse_policy(data, "demo policy under a fresh service name")
     task_queue = f"nobody-polls-{uuid.uuid4().hex[:8]}"
-    incident = incident_id(service, "primary-llm")
+    incident = incident_id(service)
     watchdogs = {watchdog_id(service, d.name) for d in policy.dependencies}
     started: list[str] = []
     try:

@@ -28,7 +28,7 @@ def demo_result(closed: bool = True) -> DemoResult:
     """The demo's incident as it plays: the first failing check 0.3 s after the fault, the watchdog reports at
     +0.8 s, the governor confirms at +1.0 s, falls back at +1.6 s, recovers at +61.2 s, closes at +62.0 s."""
     state = IncidentState(
-        incident_id="recovery-chat-primary-llm",
+        incident_id="recovery-chat",
         service="chat",
         dependency="primary-llm",
         reports=[

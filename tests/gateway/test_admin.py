@@ -42,16 +42,16 @@ async def test_service_state_has_the_pinned_shape(st: Stack) -> None:
 
 
 async def test_changes_are_idempotent_and_record_the_incident(st: Stack) -> None:
-    incident = {"X-Governor-Incident": "recovery-chat-primary-llm"}
+    incident = {"X-Governor-Incident": "recovery-chat"}
     body = {"pinned_tier": "tier_1_secondary", "primary_weight": 10}
     s1, first = await st.admin("PUT", "/services/chat/route", json=body, headers=incident)
     s2, second = await st.admin("PUT", "/services/chat/route", json=body, headers=incident)
     assert (s1, s2) == (200, 200)
     assert first == second
-    assert second["incident"] == "recovery-chat-primary-llm"
+    assert second["incident"] == "recovery-chat"
     _, audit = await st.admin("GET", "/services/chat/audit")
     assert [c["changed"] for c in audit["changes"]] == [True, False]
-    assert audit["changes"][0]["incident"] == "recovery-chat-primary-llm"
+    assert audit["changes"][0]["incident"] == "recovery-chat"
     # Only the given field changes.
     _, state = await st.admin("PUT", "/services/chat/route", json={"primary_weight": 50})
     assert (state["pinned_tier"], state["primary_weight"]) == ("tier_1_secondary", 50)

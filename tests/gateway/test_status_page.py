@@ -12,7 +12,7 @@ from governor.gateway_api import StatusComponent
 from tests.gateway.conftest import Stack
 from tests.gateway.contrast import AA_NORMAL_TEXT, contrast_ratio
 
-INCIDENT = {"X-Governor-Incident": "recovery-chat-primary-llm"}
+INCIDENT = {"X-Governor-Incident": "recovery-chat"}
 BACKUP = "Running in backup mode, full functionality"
 
 
@@ -86,7 +86,7 @@ async def test_an_incident_is_told_from_the_workflows_admin_writes(st: Stack) ->
 
     [incident] = (await status_json(st))["incidents"]
     assert incident["name"] == "chat: Degraded performance" and incident["components"] == ["chat"]
-    assert incident["workflow_id"] == "recovery-chat-primary-llm"
+    assert incident["workflow_id"] == "recovery-chat"
     assert (incident["status"], incident["impact"]) == ("resolved", "minor")
     assert incident["resolved_at"] and incident["created_at"] <= incident["resolved_at"]
     told = [(u["status"], u["body"]) for u in reversed(incident["incident_updates"])]  # oldest first

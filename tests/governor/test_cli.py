@@ -26,7 +26,7 @@ T0 = datetime(2026, 11, 30, 4, 0, 0, tzinfo=UTC)
 
 def sample_state() -> IncidentState:
     state = IncidentState(
-        incident_id="recovery-chat-primary-llm",
+        incident_id="recovery-chat",
         service="chat",
         dependency="primary-llm",
         failure_type=FailureType.ERROR_SPIKE,
@@ -108,7 +108,7 @@ async def test_control_without_identity_exits_1_before_connecting(
     monkeypatch.setenv("GOVERNOR_CONFIG", str(tmp_path / "missing.toml"))
     # Port 1 would fail to connect: the identity check must come first, so this answers at once.
     code = await cli_main.run(
-        ["--address", "127.0.0.1:1", "approve", "recovery-chat-primary-llm", "--gate", "ramp:10", "--reason", "flat"]
+        ["--address", "127.0.0.1:1", "approve", "recovery-chat", "--gate", "ramp:10", "--reason", "flat"]
     )
     err = capsys.readouterr().err
     assert code == common.EXIT_USAGE
@@ -148,8 +148,8 @@ def test_options_work_before_and_after_the_subcommand() -> None:
 
 
 def test_incident_shorthand_and_metrics() -> None:
-    assert common.resolve_incident("chat/primary-llm") == "recovery-chat-primary-llm"
-    assert common.resolve_incident("recovery-chat-primary-llm") == "recovery-chat-primary-llm"
+    assert common.resolve_incident("chat/primary-llm") == "recovery-chat"
+    assert common.resolve_incident("recovery-chat") == "recovery-chat"
     args = cli_main.parse_args(["simulate", "--service", "chat", "--type", "ERROR_SPIKE", "--metric", "error_rate=0.3"])
     assert args.failure_type is FailureType.ERROR_SPIKE and args.metric == [("error_rate", 0.3)]
     with pytest.raises(SystemExit):
@@ -158,7 +158,7 @@ def test_incident_shorthand_and_metrics() -> None:
 
 def test_approve_needs_gate_and_reason() -> None:
     with pytest.raises(SystemExit) as exit_:
-        cli_main.parse_args(["approve", "recovery-chat-primary-llm", "--gate", "ramp:10"])
+        cli_main.parse_args(["approve", "recovery-chat", "--gate", "ramp:10"])
     assert exit_.value.code == common.EXIT_USAGE
 
 
@@ -182,7 +182,7 @@ def test_show_gives_the_exact_approve_command_and_the_timeline() -> None:
     assert shlex.split(command) == [
         "governor",
         "approve",
-        "recovery-chat-primary-llm",
+        "recovery-chat",
         "--gate",
         "ramp:10",
         "--reason",

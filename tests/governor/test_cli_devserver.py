@@ -138,14 +138,13 @@ async def governed(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPa
     sdk = await GovernorClient.connect(TemporalSettings(address=target, task_queue=task_queue))
     async with build_worker(dev_env.client, task_queue, FakeActivities(policy).activities()):
         yield Governed(dev_env, service, task_queue, policy_dir, sdk)
-        for dependency in ("primary-llm", "secondary-llm", STUCK):  # leave nothing running on the shared dev server
-            with contextlib.suppress(RPCError):
-                await dev_env.client.get_workflow_handle(f"recovery-{service}-{dependency}").terminate("test over")
+        with contextlib.suppress(RPCError):  # leave nothing running on the shared dev server
+            await dev_env.client.get_workflow_handle(f"recovery-{service}").terminate("test over")
 
 
 async def test_report_list_show_refuse_approve_verify(governed: Governed, monkeypatch: pytest.MonkeyPatch) -> None:
     g = governed
-    incident = f"recovery-{g.service}-primary-llm"
+    incident = f"recovery-{g.service}"
 
     code, out, _ = await g.governor("simulate", "--service", g.service, "--type", "error_spike")
     assert (code, out.splitlines()[0]) == (0, f"opened {incident} (error_spike)")
@@ -221,7 +220,7 @@ async def test_controls_on_an_incident_waiting_in_remediation(governed: Governed
         IncidentReport(service=g.service, dependency=STUCK, failure_type=FailureType.DEPENDENCY_DOWN, source="test")
     )
     incident = reported.incident_id
-    assert reported.started is True and incident == f"recovery-{g.service}-{STUCK}"
+    assert reported.started is True and incident == f"recovery-{g.service}"
     await g.sdk.wait_for(incident, phase=RecoveryPhase.REMEDIATION, timeout=20)
 
     async def ok(*argv: str) -> str:
@@ -276,7 +275,7 @@ async def test_failover_without_an_open_incident_reports_one_then_forces_the_tie
     code, out, err = await g.governor(
         "failover", "--service", g.service, "--dependency", "secondary-llm", "--tier", "tier_2_cache", "--as", "bob"
     )
-    incident = f"recovery-{g.service}-secondary-llm"
+    incident = f"recovery-{g.service}"
     assert code == 0, err
     assert out.splitlines()[0] == f"reported a manual failure: {incident}"
     assert "force_tier accepted from bob" in out

@@ -121,17 +121,15 @@ async def live(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Li
                 finally:
                     stop.set()
                     await traffic
-                    for dependency in ("primary-llm", "secondary-llm"):
-                        with contextlib.suppress(RPCError):
-                            handle = dev_env.client.get_workflow_handle(f"recovery-{service}-{dependency}")
-                            await handle.terminate("test over")
+                    with contextlib.suppress(RPCError):
+                        await dev_env.client.get_workflow_handle(f"recovery-{service}").terminate("test over")
 
 
 async def test_status_chain_recovery_claim_and_failover_one_tier_down(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = live.g.service
-    incident = f"recovery-{s}-primary-llm"
+    incident = f"recovery-{s}"
     token = ["--gateway-token-file", str(live.token_file)]
     await asyncio.sleep(1)  # some traffic in the stats windows
 

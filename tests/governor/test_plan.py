@@ -32,7 +32,7 @@ ALL_STEPS = [
 
 
 def state(**fields: Any) -> IncidentState:
-    return IncidentState(incident_id="recovery-chat-primary-llm", service="chat", dependency="primary-llm", **fields)
+    return IncidentState(incident_id="recovery-chat", service="chat", dependency="primary-llm", **fields)
 
 
 def trail(*entries: tuple[str, str, dict[str, Any]]) -> list[AuditEntry]:
@@ -58,7 +58,7 @@ def test_a_new_incident_has_every_step_ahead_and_the_seed_estimate(policy: Servi
     sources = {s.name: s.estimate_source for s in plan.steps}
     assert sources["ramp:50"] is EstimateSource.SOAK and sources["remediation"] is EstimateSource.TYPICAL_RECOVERY
     assert sources["diagnosis"] is EstimateSource.SEED
-    assert plan.plan_id == "REC-recovery-chat-primary-llm"
+    assert plan.plan_id == "REC-recovery-chat"
     automated = {s.name for s in plan.steps if s.automated}
     assert automated == {"detection", "isolation", "fallback_active", "validation"}  # RecoveryPhase.automated
 

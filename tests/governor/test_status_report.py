@@ -76,7 +76,7 @@ def test_serving_tier_follows_the_pin_the_weight_and_the_breakers() -> None:
 
 def incident(**fields: Any) -> IncidentState:
     return IncidentState(
-        incident_id="recovery-chat-primary-llm", service="chat", dependency="primary-llm",
+        incident_id="recovery-chat", service="chat", dependency="primary-llm",
         tier=FallbackTier.TIER_1_SECONDARY, **fields,
     )  # fmt: skip
 

@@ -45,9 +45,7 @@ def test_the_demo_cli_ui_and_postmortem_use_the_same_sentence() -> None:
     rolled = entry(AuditAction.ROLLED_BACK, {"percent": 25, "reason": "error rate 12% > 5%"})
     sentence = describe(rolled)
     assert sentence == "ROLLBACK at 25 %: error rate 12% > 5%; traffic goes back to the fallback tier"
-    state = IncidentState(
-        incident_id="recovery-chat-primary-llm", service="chat", dependency="primary-llm", audit=[rolled]
-    )
+    state = IncidentState(incident_id="recovery-chat", service="chat", dependency="primary-llm", audit=[rolled])
     assert timeline_rows(state)[0][-1] == sentence
     assert sentence in details_markdown(state)
     assert sentence in render_postmortem(state, load_policy(Path(__file__).parents[2] / "demo/policies/chat.yaml"))

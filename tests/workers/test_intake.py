@@ -169,7 +169,7 @@ async def test_alertmanager_fires_into_the_intake_and_one_incident_collects_the_
             await recorder.until(2)
             # Alertmanager sending the same firing alert again (a retry, a repeat) is answered from the cache
             again = dict(recorder.reports[0].model_dump(mode="json"))
-        wid = incident_id(service, "primary-llm")
+        wid = incident_id(service)
         sent = await signals(dev_env.client, wid)
         by_type = {r.failure_type: r for r in recorder.reports}
         assert set(by_type) == {FailureType.ERROR_SPIKE, FailureType.HIGH_LATENCY}
@@ -201,9 +201,9 @@ async def test_plain_report_starts_an_incident_and_a_repeat_is_deduplicated(
         health = (await http.get(f"{running.url}/healthz")).json()
     assert first.status_code == 202 and first.json()["started"] is True and first.json()["duplicate"] is False
     assert second.status_code == 202 and second.json()["duplicate"] is True and second.json()["started"] is False
-    assert first.json()["incident_id"] == incident_id(service, "secondary-llm")
+    assert first.json()["incident_id"] == incident_id(service)
     assert second.json()["run_id"] == first.json()["run_id"]
-    assert len(await signals(dev_env.client, incident_id(service, "secondary-llm"))) == 2  # both reached the run
+    assert len(await signals(dev_env.client, incident_id(service))) == 2  # both reached the run
     assert health["reported"] == 1 and health["duplicates"] == 1
 
 
@@ -279,7 +279,7 @@ async def test_a_report_after_the_incident_closed_opens_the_next_incident(dev_en
     task_queue = f"intake-{service}"
     governor = GovernorClient(dev_env.client, task_queue=task_queue)
     body = {"service": service, "dependency": "primary-llm", "failure_type": "error_spike", "message": "5xx"}
-    wid = incident_id(service, "primary-llm")
+    wid = incident_id(service)
     async with (
         build_worker(dev_env.client, task_queue, world.activities()),
         run_intake(governor.report_failure, policies={service: policy_named(service)}) as running,
@@ -318,7 +318,7 @@ async def test_a_burst_for_one_incident_is_coalesced_and_every_report_is_counted
     assert [a.status_code for a in answers] == [202] * 200
     assert sum(1 for a in answers if a.json()["started"]) == 1
     assert sum(1 for a in answers if not a.json()["duplicate"]) == 7  # each distinct report is new once
-    sent = await signals(dev_env.client, incident_id(service, "primary-llm"))
+    sent = await signals(dev_env.client, incident_id(service))
     assert len(sent) == recorder.calls < 200  # coalesced: far fewer signals than reports
     assert sum(s["coalesced"] for s in sent) == 200  # nothing lost: every report is counted in some signal
     carried = [s["source"] for s in sent] + [a["source"] for s in sent for a in s["also"]]
@@ -353,7 +353,7 @@ async def test_a_full_intake_answers_503_with_retry_after_and_loses_nothing_it_a
     assert "retry" in full.json()["error"]["message"]
     assert [a.status_code for a in accepted] == [202] * 5
     assert health["pending"] == 0 and health["overloaded"] == 1
-    sent = await signals(dev_env.client, incident_id(service, "primary-llm"))
+    sent = await signals(dev_env.client, incident_id(service))
     assert sum(s["coalesced"] for s in sent) == 5  # the five accepted reports, and not the refused one
 
 
@@ -386,5 +386,5 @@ async def test_a_failed_signal_answers_503_for_its_reports_and_the_rest_still_go
     codes = [a.status_code for a in answers]
     assert sorted(codes) == [202] * 5 + [503] * 20, codes
     assert all(a.headers["Retry-After"] == "5" for a in answers if a.status_code == 503)
-    sent = await signals(dev_env.client, incident_id(service, "primary-llm"))
+    sent = await signals(dev_env.client, incident_id(service))
     assert sum(s["coalesced"] for s in sent) == 5  # exactly the accepted ones

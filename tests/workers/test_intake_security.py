@@ -30,7 +30,7 @@ class Reporter:
 
     async def __call__(self, report: IncidentReport) -> Reported:
         self.reports.append(report)
-        return Reported(incident_id=incident_id(report.service, report.dependency), run_id="r", started=True)
+        return Reported(incident_id=incident_id(report.service), run_id="r", started=True)
 
 
 def report(manual: bool, **more: object) -> dict[str, object]:

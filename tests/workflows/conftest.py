@@ -22,14 +22,18 @@ class Incident:
         self.env, self.world, self.task_queue = env, world, task_queue
         self.service = world.policy.service
         self.dependency = "primary-llm"
-        self.workflow_id = f"recovery-{self.service}-{self.dependency}-{uuid.uuid4().hex[:8]}"
+        self.workflow_id = f"recovery-{self.service}-{uuid.uuid4().hex[:8]}"
         self.handle: WorkflowHandle[Any, IncidentState] | None = None
 
-    async def report(self, history_limit: int = 10_000, **fields: Any) -> WorkflowHandle[Any, IncidentState]:
-        report = IncidentReport(service=self.service, dependency=self.dependency, source="test", **fields)
+    async def report(
+        self, history_limit: int = 10_000, dependency: str | None = None, **fields: Any
+    ) -> WorkflowHandle[Any, IncidentState]:
+        """Signal-with-start, as the intake does: the first report opens the incident, the next ones join it."""
+        dependency = dependency or self.dependency
+        report = IncidentReport(service=self.service, dependency=dependency, source="test", **fields)
         self.handle = await self.env.client.start_workflow(
             WORKFLOW_NAME,
-            RecoveryInput(service=self.service, dependency=self.dependency, history_limit=history_limit),
+            RecoveryInput(service=self.service, dependency=dependency, history_limit=history_limit),
             id=self.workflow_id,
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

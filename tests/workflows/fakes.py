@@ -115,6 +115,12 @@ class FakeWorld:
         """Tiers `assess_tiers` finds down (tier -> why); every other tier answers."""
         self.down: Callable[[FakeWorld], dict[str, str]] = lambda w: w.tiers_down
         self.assessments = 0
+        self.deps_down: set[str] = set()
+        """Dependencies (other than through `primary_down`) whose wait_for_healthy fails, as `primary_down` does."""
+        self.validations: list[Verdict] = []
+        """Verdicts validate_primary answers first, one per call, before `validation` applies."""
+        self.validated: list[str] = []
+        """The dependency of every validate_primary call, in order."""
 
     def activities(self) -> list[Any]:
         return [
@@ -168,7 +174,7 @@ class FakeWorld:
     @activity.defn(name=Activity.WAIT_FOR_HEALTHY)
     async def wait_for_healthy(self, input: WaitForHealthyInput) -> WaitForHealthyResult:
         self.probe_started += 1
-        if self.primary_down:
+        if self.primary_down or input.dependency.name in self.deps_down:
             raise RuntimeError("the primary is still down")
         while not self.primary_fixed.is_set():
             activity.heartbeat()
@@ -177,8 +183,10 @@ class FakeWorld:
 
     @activity.defn(name=Activity.VALIDATE_PRIMARY)
     async def validate_primary(self, input: ValidatePrimaryInput) -> ValidatePrimaryResult:
+        self.validated.append(input.dependency.name)
+        verdict = self.validations.pop(0) if self.validations else self.validation
         return ValidatePrimaryResult(
-            result=ValidationResult(verdict=self.validation, reason=f"validation {self.validation}"),
+            result=ValidationResult(verdict=verdict, reason=f"validation {verdict}"),
             sample=healthy(),
             consecutive_passes=3,
         )

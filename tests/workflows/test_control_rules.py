@@ -28,7 +28,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def state(**fields) -> IncidentState:
-    return IncidentState(incident_id="recovery-chat-primary-llm", service="chat", dependency="primary-llm", **fields)
+    return IncidentState(incident_id="recovery-chat", service="chat", dependency="primary-llm", **fields)
 
 
 def gate(name: str = "ramp:10", requested_by: str = "system") -> PendingGate:
@@ -55,7 +55,7 @@ def test_nothing_but_a_note_before_the_policy_is_loaded() -> None:
 def test_a_closed_incident_takes_notes_only() -> None:
     policy, closed = policy_for(), state(closed_at=NOW, outcome="recovered", paused=True)
     assert refusal(Control.RESUME, ControlInput(actor="a"), closed, policy) == (
-        "incident recovery-chat-primary-llm is closed (recovered)"
+        "incident recovery-chat is closed (recovered)"
     )
     assert refusal(Control.NOTE, NoteInput(author="a", text="later"), closed, policy) is None
 
@@ -155,11 +155,11 @@ def test_claim_takes_ownership_once_per_owner() -> None:
     assert refusal(Control.CLAIM, ControlInput(actor="alice"), state(), policy) is None
     assert refusal(Control.CLAIM, ControlInput(actor="bob"), state(owner="alice"), policy) is None  # a hand-over
     assert refusal(Control.CLAIM, ControlInput(actor="alice"), state(owner="alice"), policy) == (
-        "'alice' already owns recovery-chat-primary-llm"
+        "'alice' already owns recovery-chat"
     )
     closed = state(closed_at=NOW, outcome="recovered")
     assert refusal(Control.CLAIM, ControlInput(actor="alice"), closed, policy) == (
-        "incident recovery-chat-primary-llm is closed (recovered)"
+        "incident recovery-chat is closed (recovered)"
     )
 
 

@@ -104,7 +104,7 @@ class FakeWatch:
     async def report(self, inp: ReportInput) -> ReportResult:
         self.reports.append(inp)
         await self._notify()
-        return ReportResult(incident_id=incident_id(inp.report.service, inp.report.dependency))
+        return ReportResult(incident_id=incident_id(inp.report.service))
 
 
 async def run_watchdog(
@@ -144,7 +144,7 @@ async def test_confirmed_failure_is_reported_once_and_the_watchdog_continues_as_
     # the new run started from the carried state: failing, watching for it to clear
     assert fake.inputs[1].hysteresis.failing
     assert state.continued == 1 and state.incidents_reported == 1
-    assert state.last_incident_id == "recovery-chat-primary-llm"
+    assert state.last_incident_id == "recovery-chat"
     assert final.stopped and final.stop_reason == "test over"
 
 

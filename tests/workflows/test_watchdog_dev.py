@@ -1,7 +1,7 @@
 """Watchdogs on the real Temporal dev server with the real probing activity and fake upstreams on 127.0.0.1.
 
 `start_or_update_watchdogs` (what `governor up` / `governor watch` call) starts one watchdog per dependency; an
-injected outage opens the incident (`recovery-{service}-{dependency}`) by signal-with-start; calling it again with a
+injected outage opens the incident (`recovery-{service}`) by signal-with-start; calling it again with a
 changed policy updates the running watchdogs and stops the one whose dependency was removed.
 """
 
@@ -86,7 +86,7 @@ async def test_watchdogs_open_an_incident_on_outage_and_follow_policy_changes(de
             assert ids == [watchdog_id(service, "primary-llm"), watchdog_id(service, "secondary-llm")]
 
             primary.set(outage=True)
-            wid = incident_id(service, "primary-llm")
+            wid = incident_id(service)
             [report] = await eventually(lambda: report_signals(client, wid))
             assert report["failure_type"] == "model_unavailable" and report["source"] == "watchdog"
             assert report["severity"] == "CRITICAL"
