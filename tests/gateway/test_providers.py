@@ -296,3 +296,38 @@ async def test_the_anthropic_fake_speaks_what_the_anthropic_sdk_parses() -> None
             await bad.messages.create(model=CLAUDE, max_tokens=5, messages=[{"role": "user", "content": "x"}])
         await client.close()
         await bad.close()
+
+
+async def test_anthropic_stream_cut_falls_through_before_first_chunk_and_errors_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with pair(monkeypatch) as st:
+        st.primary.set(outage=True)
+        st.secondary.set(stream_cut_after=0)
+        raw = await st.client.chat.completions.with_raw_response.create(model="m", messages=ASK, stream=True)
+        assert raw.headers["x-governor-tier"] == "tier_4_static"
+        assert "tier_1_secondary=stream_failed_before_first_event" in raw.headers["x-governor-reason"]
+        st.secondary.set(stream_cut_after=4)  # message_start, ping, block start, one delta: then the connection drops
+        stream = await st.client.chat.completions.create(model="m", messages=ASK, stream=True)
+        got: list[str] = []
+        with pytest.raises(openai.APIError, match="stream ended early"):
+            async for chunk in stream:
+                got.append(chunk.choices[0].delta.content or "")
+    assert "".join(got) == "[secondary]"
+
+
+async def test_keys_appear_in_no_admin_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp
+
+    async with pair(monkeypatch) as st:
+        await st.client.chat.completions.create(model="m", messages=ASK)
+        base = str(st.client.base_url).removesuffix("/chat/v1/")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with aiohttp.ClientSession(headers=auth) as http:
+            texts = []
+            for path in ("/admin/services", "/admin/services/chat", "/admin/services/chat/stats", "/metrics"):
+                async with http.get(base + path) as r:
+                    assert r.status == 200, path
+                    texts.append(await r.text())
+    for text in texts:
+        assert PRIMARY_KEY not in text and SECONDARY_KEY not in text and CLIENT_KEY not in text
