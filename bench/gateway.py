@@ -37,6 +37,7 @@ LITELLM_VERSION = "1.108.7"
 LITELLM_VENV = STATE / "litellm-venv"
 PY = sys.executable
 BODY = '{"model":"fake","messages":[{"role":"user","content":"hello there, how are you today?"}]}'
+STREAM_BODY = BODY[:-1] + ',"stream":true}'
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -143,10 +144,12 @@ def wrk(url: str, clients: int, duration: float, headers: dict[str, str] | None 
     return json.loads(line[8:])
 
 
-def measure(target: str, url: str, clients: int, duration: float, headers: dict[str, str] | None = None) -> Run:
-    wrk(url, clients, min(2.0, duration / 3), headers)  # warm-up: pools, JIT-free caches, LiteLLM's lazy imports
+def measure(
+    target: str, url: str, clients: int, duration: float, headers: dict[str, str] | None = None, body: str = BODY
+) -> Run:
+    wrk(url, clients, min(2.0, duration / 3), headers, body)  # warm-up: pools, JIT-free caches, LiteLLM's imports
     load = os.getloadavg()[0]
-    r = wrk(url, clients, duration, headers)
+    r = wrk(url, clients, duration, headers, body)
     errors = r["errors_status"] + r["errors_connect"] + r["errors_read"] + r["errors_timeout"]
     return Run(
         target,
@@ -176,6 +179,17 @@ def interleaved(
         runs.sort(key=lambda r: r.rps)
         chosen.append(runs[len(runs) // 2])
     return chosen
+
+
+def translation_policy(dirpath: Path, upstream: str) -> None:
+    """Service `claude`: the same chain, its primary an Anthropic Messages API fake (the translation path)."""
+    (dirpath / "claude.yaml").write_text(f"""service: claude
+dependencies:
+  - {{name: primary-llm, tier: tier_0_primary, health_url: {upstream}/health}}
+chain:
+  - {{tier: tier_0_primary, upstream: {upstream}, timeout_ms: 5000, provider: anthropic, model: claude-sonnet-4-5}}
+  - {{tier: tier_4_static, body: {{choices: [{{index: 0, message: {{role: assistant, content: "limited mode"}}}}]}}}}
+""")
 
 
 def gateway_policy(dirpath: Path, upstream: str) -> None:
@@ -396,8 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         up = stack.enter_context(process([PY, "-m", "demo.upstream", "--name", "bench", "--port", str(up_port)]))
         wait_http(f"{upstream}/health", proc=up)
+        an_port = free_port()
+        an_up = stack.enter_context(
+            process([PY, "-m", "demo.upstream", "--api", "anthropic", "--name", "bench", "--port", str(an_port)])
+        )
+        wait_http(f"http://127.0.0.1:{an_port}/health", proc=an_up)
         policy_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         gateway_policy(policy_dir, upstream)
+        translation_policy(policy_dir, f"http://127.0.0.1:{an_port}")
         gw = stack.enter_context(
             process(
                 [
@@ -424,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.duration,
                 args.rounds,
             )
+        claude = f"http://127.0.0.1:{gw_port}/claude/v1/chat/completions"
+        for name, body in (("gateway -> anthropic (JSON)", BODY), ("gateway -> anthropic (SSE)", STREAM_BODY)):
+            runs.append(measure(name, claude, 20, args.duration, None, body))
+            print(fmt_run(runs[-1]), flush=True)
         rss["gateway"] = rss_kb(gw.pid)
         rss["direct"] = rss_kb(up.pid)
         with urllib.request.urlopen(
@@ -525,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
             "Upstream: `demo.upstream` (raw asyncio + httptools). Gateway: `python -m gateway`, full chain "
             "(primary, secondary, cache, static), breakers, stats windows, cache writes and Prometheus metrics on. "
             f"LiteLLM: `litellm[proxy]=={LITELLM_VERSION}`, 1 worker, master key, LITELLM_LOCAL_MODEL_COST_MAP=True. "
+            "'gateway -> anthropic': the same gateway translating to an Anthropic Messages API fake "
+            "(`demo.upstream --api anthropic`), one round, JSON and a streamed answer (SSE, translated event by event). "
             "RSS: resident memory after the runs (the process and its children). "
             "'added p50' is the target's p50 minus the direct p50 at the same client count.",
             "",

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import signal
 import time
@@ -65,6 +66,7 @@ class Faults:
             setattr(self, name, value)
 
 
+STREAM_PATHS = ("/chat/completions", "/v1/messages")
 _FAULT_TYPES = {f.name: f.type for f in fields(Faults)}
 
 
@@ -121,6 +123,9 @@ class Counters:
     garbage: int = 0
     dropped: int = 0
     last_max_tokens: int | None = None
+    last_model: str | None = None
+    last_auth: dict[str, str] = field(default_factory=dict)
+    """The credential headers of the last completion request (authorization, x-api-key, anthropic-version)."""
     by_path: dict[str, int] = field(default_factory=dict)
 
 
@@ -161,6 +166,9 @@ def _error(status: int, message: str, kind: str) -> bytes:
     return _json(status, {"error": {"message": message, "type": kind}})
 
 
+AUTH_HEADERS = frozenset({b"authorization", b"x-api-key", b"anthropic-version"})
+
+
 class _Request:
     __slots__ = ("body", "headers", "keep_alive", "method", "path")
 
@@ -169,6 +177,7 @@ class _Request:
         self.method = ""
         self.body: list[bytes] = []
         self.keep_alive = True
+        self.headers: dict[str, str] = {}
 
 
 class _Connection(asyncio.Protocol):
@@ -207,6 +216,11 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        if key in AUTH_HEADERS:
+            self.current.headers[key.decode()] = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
         self.current.body.append(body)
@@ -253,7 +267,7 @@ class _Connection(asyncio.Protocol):
 
     @staticmethod
     def _is_stream(req: _Request) -> bool:
-        return req.method == "POST" and req.path.endswith("/chat/completions") and b'"stream"' in b"".join(req.body)
+        return req.method == "POST" and req.path.endswith(STREAM_PATHS) and b'"stream"' in b"".join(req.body)
 
     async def _answer_later(self, req: _Request) -> None:
         try:
@@ -293,8 +307,12 @@ class _Connection(asyncio.Protocol):
 class Upstream:
     """One fake model server; `faults` may be changed directly in-process or over `PUT /control`."""
 
-    def __init__(self, name: str = "primary", model: str | None = None, faults: Faults | None = None) -> None:
+    def __init__(
+        self, name: str = "primary", model: str | None = None, faults: Faults | None = None, api_key: str | None = None
+    ) -> None:
         self.name = name
+        self.api_key = api_key
+        """When set, completions need `Authorization: Bearer <api_key>` (401 otherwise)."""
         self.model = model or f"{name}-model"
         self.faults = faults or Faults()
         self.counters = Counters()
@@ -361,6 +379,9 @@ class Upstream:
             if req.method != "POST":
                 return _error(405, "use POST /v1/chat/completions", "invalid_request_error")
             counters.completions += 1
+            denied = self._check_key(req)
+            if denied is not None:
+                return denied
             injected = self._injected_fault()
             if injected is not None:
                 return injected
@@ -369,6 +390,21 @@ class Upstream:
                 return parsed
             return _json(200, self._completion(parsed))
         return _error(404, f"no route {req.method} {path}", "not_found")
+
+    def _check_key(self, req: _Request) -> bytes | None:
+        self.counters.last_auth = dict(req.headers)
+        if self.api_key is not None and req.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _json(
+                401,
+                {
+                    "error": {
+                        "message": "Incorrect API key provided",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
+        return None
 
     def _injected_fault(self) -> bytes | None:
         faults = self.faults
@@ -405,6 +441,7 @@ class Upstream:
         words = [f"[{self.name}]", *str(last).split()]
         max_tokens = body.get("max_tokens")
         self.counters.last_max_tokens = max_tokens if isinstance(max_tokens, int) else None
+        self.counters.last_model = body.get("model") if isinstance(body.get("model"), str) else None
         if isinstance(max_tokens, int) and max_tokens > 0:
             words = words[:max_tokens]
         return words, sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
@@ -439,6 +476,9 @@ class Upstream:
                 return None
             return _error(503, f"{self.name} is down (injected outage)", "service_unavailable")
         self.counters.completions += 1
+        denied = self._check_key(req)
+        if denied is not None:
+            return denied
         injected = self._injected_fault()
         if injected is not None:
             return injected
@@ -490,10 +530,17 @@ class Upstream:
 
 @contextlib.asynccontextmanager
 async def run_upstream(
-    name: str = "primary", host: str = "127.0.0.1", port: int = 0, model: str | None = None, **faults: Any
+    name: str = "primary",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    model: str | None = None,
+    api_key: str | None = None,
+    api: str = "openai",
+    **faults: Any,
 ) -> AsyncIterator[Upstream]:
-    """Start a fake model on an ephemeral port in this event loop; stops it (and its connections) on exit."""
-    upstream = Upstream(name=name, model=model)
+    """Start a fake model on an ephemeral port in this event loop; stops it (and its connections) on exit.
+    `api="anthropic"`: the Messages API fake (demo/anthropic_upstream.py)."""
+    upstream = make_upstream(api, name=name, model=model, api_key=api_key)
     upstream.set(**faults)
     await upstream.start(host, port)
     try:
@@ -502,8 +549,19 @@ async def run_upstream(
         await upstream.stop()
 
 
+def make_upstream(api: str, **kwargs: Any) -> Upstream:
+    if api == "anthropic":
+        from demo.anthropic_upstream import AnthropicUpstream
+
+        return AnthropicUpstream(**kwargs)
+    if api != "openai":
+        raise ValueError(f"api: must be openai or anthropic, got {api!r}")
+    return Upstream(**kwargs)
+
+
 async def _serve(args: argparse.Namespace) -> None:
-    upstream = Upstream(name=args.name, model=args.model)
+    key = os.environ.get(args.api_key_env, "").strip() or None if args.api_key_env else None
+    upstream = make_upstream(args.api, name=args.name, model=args.model, api_key=key)
     await upstream.start(args.host, args.port)
     print(json.dumps({"event": "upstream_listening", "name": upstream.name, "url": upstream.url}), flush=True)
     stop = asyncio.Event()
@@ -520,6 +578,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9101)
+    parser.add_argument("--api", choices=["openai", "anthropic"], default="openai", help="the wire format it speaks")
+    parser.add_argument("--api-key-env", default=None, help="environment variable holding the key it requires")
     args = parser.parse_args(argv)
     try:
         import uvloop

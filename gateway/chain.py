@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 
 from gateway.breaker import DENY, PROBE
 from gateway.cache import cache_key
-from gateway.client import UpstreamError
+from gateway.client import Disconnected, ProtocolError, UpstreamError
+from gateway.credentials import CLIENT_AUTH_HEADERS
 from gateway.http import JSON_CT, SSE_CT, BadInput, Receive, Scope, Send, error, json_bytes, read_body, respond
 from gateway.metrics import GatewayMetrics
+from gateway.providers import TranslationError, prepare, stream_translator
+from gateway.providers.anthropic import StreamTranslator, translate_error, translate_response
 from gateway.service import EXPECT_OFF, EXPECT_SET, Link, ServiceRuntime
 from governor.enums import DegradationLevel, FallbackTier
 from governor.models import DEADLINE_CAUSE, OPERATOR_CAUSE
@@ -41,7 +45,9 @@ HOP_BY_HOP = frozenset(
         b"expect",
     }
 )
+REQUEST_DROP = HOP_BY_HOP | CLIENT_AUTH_HEADERS  # the client's key never goes upstream; each tier sends its own
 RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+RESPONSE_DROP_TRANSLATED = RESPONSE_DROP | {b"content-type"}
 MAX_CACHED_STREAM = 1 << 20
 ERROR_TIER = FallbackTier.TIER_5_ERROR.value
 CHAT_KEYS = ("choices",)
@@ -75,7 +81,7 @@ class ChainWalk:
         qs: bytes = scope["query_string"]
         if qs:
             path = path + "?" + qs.decode("latin-1")
-        fwd = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        fwd = [(k, v) for k, v in scope["headers"] if k not in REQUEST_DROP]
         stream = b'"stream"' in body and _wants_stream(body)
         start, entry_reason = svc.plan()
         tried: Tried = []
@@ -167,15 +173,26 @@ class ChainWalk:
             return False
         if link.cap_tokens is not None:
             body = _cap_tokens(body, link.cap_tokens)
+        up_path, up_body, translate = path, body, False
+        if link.anthropic or link.model is not None:
+            try:
+                prepared = prepare(link.anthropic, link.model, chat, path, body)
+            except TranslationError as bad:
+                if ticket == PROBE:
+                    breaker.probes = max(0, breaker.probes - 1)
+                self._skipped(svc, link, "untranslatable", "untranslatable", tried, f"untranslatable: {bad}")
+                return False
+            up_path, up_body, translate = prepared.path, prepared.body, prepared.translate
         window = link.window
         window.in_flight += 1
         resp = None
+        headers_out = fwd + link.auth if link.auth else fwd
         try:
-            resp = await link.upstream_pool().request(method, path, fwd, body, attempt_deadline)
+            resp = await link.upstream_pool().request(method, up_path, headers_out, up_body, attempt_deadline)
             status = resp.status
             ctype = resp.header(b"content-type") or b""
             if stream and 200 <= status < 300 and ctype.startswith(SSE_CT):
-                return await self._relay_stream(svc, link, resp, ticket, p0, tried, send, method, path, body)
+                return await self._relay_stream(svc, link, resp, ticket, p0, tried, send, method, path, body, translate)
             data = await resp.read(attempt_deadline)
         except UpstreamError as err:
             if resp is not None:
@@ -191,9 +208,21 @@ class ChainWalk:
                 hints.append(retry_after)
             self._fell_through(svc, link, ticket, elapsed, "rate_limited", "rate_limited", tried, None, retry_after)
             return False
-        if status >= 500:
+        if status >= 500:  # Anthropic's 529 overloaded_error included
             self._fell_through(svc, link, ticket, elapsed, f"http_{status}", "http_5xx", tried)
             return False
+        if translate:
+            if 200 <= status < 300:
+                try:
+                    data = translate_response(data)
+                except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+                    self._fell_through(
+                        svc, link, ticket, elapsed, "bad_body", "bad_body", tried, "bad_body: not_a_message"
+                    )
+                    return False
+            else:
+                data = translate_error(data)
+            ctype = JSON_CT
         if 200 <= status < 300 and (problem := _body_problem(link, data, ctype, chat)) is not None:
             self._fell_through(svc, link, ticket, elapsed, "bad_body", "bad_body", tried, f"bad_body: {problem}")
             return False
@@ -201,7 +230,10 @@ class ChainWalk:
         window.record(elapsed)
         breaker.record(True, ticket == PROBE)
         self.metrics.count_attempt(svc.name, link.name, "ok" if status < 400 else "client_error", elapsed)
-        headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
+        drop = RESPONSE_DROP_TRANSLATED if translate else RESPONSE_DROP
+        headers = [(k, v) for k, v in resp.headers if k.lower() not in drop]
+        if translate:
+            headers.append((b"content-type", JSON_CT))
         headers.append((b"content-length", str(len(data)).encode()))
         headers.append((b"x-governor-tier", link.name_b))
         if tried:
@@ -227,12 +259,15 @@ class ChainWalk:
         method: str,
         path: str,
         body: bytes,
+        translate: bool = False,
     ) -> bool:
         """Pass server-sent events through; fall through if the stream dies before its first event,
-        end with an explicit error event if it dies after."""
+        end with an explicit error event if it dies after. `translate`: the upstream's Anthropic events are translated to chat completion chunks as they arrive."""
         breaker, window = link.breaker, link.window
         assert breaker is not None
         chunks = resp.iter_chunks(link.timeout_s)
+        if translate:
+            chunks = _translated(chunks, stream_translator(body))
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
@@ -451,6 +486,22 @@ def _completion_as_sse(completion: dict[str, Any]) -> bytes:
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
     ]
     return b"".join(b"data: " + json_bytes(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+async def _translated(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
+    """An Anthropic event stream as chat completion chunks; a stream that ends before `message_stop` failed."""
+    try:
+        async for chunk in chunks:
+            try:
+                out = translator.feed(chunk)
+            except ValueError as err:
+                raise ProtocolError(f"malformed Anthropic event: {err}") from None
+            if out:
+                yield out
+        if not translator.done:
+            raise Disconnected("the Anthropic stream ended before message_stop")
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _reason(tried: Tried) -> bytes:

@@ -15,6 +15,7 @@ import structlog
 from gateway.breaker import Breaker, BreakerConfig, BreakerMode
 from gateway.cache import ResponseCache
 from gateway.client import Pool
+from gateway.credentials import credential_headers
 from gateway.incidents import IncidentHistory
 from gateway.stats import TierWindow
 from governor.enums import CircuitState, DegradationLevel, FallbackTier, FeatureFlag
@@ -47,10 +48,13 @@ class Link:
     """One tier of the chain as the hot path sees it (precomputed, so a request does no lookups)."""
 
     __slots__ = (
+        "anthropic",
+        "auth",
         "breaker",
         "cap_tokens",
         "expect_keys",
         "expect_mode",
+        "model",
         "name",
         "name_b",
         "pool",
@@ -78,6 +82,12 @@ class Link:
                     f"service {service.name!r}, {self.name}: upstream {spec.upstream!r} must be an http(s):// URL"
                 )
             self.breaker = Breaker(service.breaker_config, on_change=service.breaker_changed(self.name))
+        self.anthropic = spec.provider == "anthropic"
+        self.model = spec.model
+        self.auth: list[tuple[bytes, bytes]] = (
+            credential_headers(spec, f"service {service.name!r}, {self.name}") if spec.tier in UPSTREAM_TIERS else []
+        )
+        """The tier's own credential headers (gateway/credentials.py); the client's are never forwarded."""
         expect = spec.expect
         self.expect_keys: tuple[str, ...]
         if expect is None:

@@ -102,6 +102,16 @@ class TierSpec(_Strict):
     content_type: Name = "application/json"
     expect: BodyExpectation | None = None
     """Upstream tiers: what a 2xx body must be (see BodyExpectation); unset: the endpoint's default."""
+    provider: Literal["openai", "anthropic"] = "openai"
+    """Upstream tiers: the API the upstream speaks. Clients always speak OpenAI chat completions to the gateway;
+    `anthropic` tiers get the request, answer, errors and streams translated to and from the Messages API."""
+    model: Name | None = None
+    """Upstream tiers: the model name sent upstream, overriding the client's `model` (unset: the client's)."""
+    api_key_env: Name | None = None
+    """Upstream tiers: the environment variable holding this tier's API key (never the key itself)."""
+    api_key_file: str | None = None
+    """Upstream tiers: a file holding this tier's API key (`~` and `$VARS` expanded; relative paths: from the
+    gateway's working directory). Read when the gateway loads the policy; surrounding whitespace is stripped."""
 
     @model_validator(mode="after")
     def _upstream_where_needed(self) -> TierSpec:
@@ -114,6 +124,14 @@ class TierSpec(_Strict):
             raise ValueError(f"tier {self.tier.value} needs an upstream URL")
         if self.tier is FallbackTier.TIER_4_STATIC and self.body is None:
             raise ValueError("tier tier_4_static needs a body")
+        if self.api_key_env and self.api_key_file:
+            raise ValueError(f"tier {self.tier.value}: set api_key_env or api_key_file, not both")
+        if not needs_upstream:
+            for name in ("model", "api_key_env", "api_key_file"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"tier {self.tier.value}: {name} is for upstream tiers only")
+            if self.provider != "openai":
+                raise ValueError(f"tier {self.tier.value}: provider is for upstream tiers only")
         return self
 
 

@@ -116,6 +116,17 @@ def policy_upstream_ports(policies: dict[str, ServicePolicy]) -> dict[str, int]:
     return ports
 
 
+def policy_upstream_providers(policies: dict[str, ServicePolicy]) -> dict[int, tuple[str, str | None]]:
+    """What each demo upstream must speak and check: local port -> (provider, the tier's api_key_env)."""
+    found: dict[int, tuple[str, str | None]] = {}
+    for policy in policies.values():
+        for spec in policy.chain:
+            port = _local_port(spec.upstream) if spec.tier in DEMO_UPSTREAM_TIERS and spec.upstream else None
+            if port is not None and port not in found:
+                found[port] = (spec.provider, spec.api_key_env)
+    return found
+
+
 # --------------------------------------------------------------------------------------------------- the plan
 
 
@@ -153,6 +164,15 @@ def issue_tokens(plan: Plan, state_dir: Path) -> None:
         plan.token, plan.token_files["gateway admin"] = state_token(state_dir, "gateway-token")
     if not plan.intake_token and any(spec.name == "intake" for spec in plan.apps):
         plan.intake_token, plan.token_files["intake"] = state_token(state_dir, "intake-token")
+    # The demo's per-tier provider keys: one per api_key_env its fakes require, made like the tokens unless the
+    # environment has it; the fake and the gateway get the same value, the client never sees it.
+    for spec in plan.apps:
+        if "--api-key-env" in spec.argv:
+            env_name = spec.argv[spec.argv.index("--api-key-env") + 1]
+            key = os.environ.get(env_name) or state_token(state_dir, env_name.lower().replace("_", "-"))[0]
+            spec.env[env_name] = key
+            for gateway in (s for s in plan.apps if s.name == "gateway"):
+                gateway.env[env_name] = key
     for spec in plan.apps:
         if spec.name in {"gateway", "worker"}:
             spec.env["GOVERNOR_GATEWAY_TOKEN"] = plan.token
@@ -224,7 +244,10 @@ def plan_stack(options: StackOptions) -> Plan:
 
     apps: list[ProcessSpec] = []
     if options.demo:
+        providers = policy_upstream_providers(policies)
         for name, port in upstream_ports.items():
+            provider, key_env = providers.get(port, ("openai", None))
+            speaks = ["--api", provider, *(["--api-key-env", key_env] if key_env else [])]
             apps.append(
                 ProcessSpec(
                     name=f"upstream-{name}",
@@ -238,6 +261,7 @@ def plan_stack(options: StackOptions) -> Plan:
                         host,
                         "--port",
                         str(port),
+                        *speaks,
                     ],
                     module="demo.upstream",
                     ports=[
