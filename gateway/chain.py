@@ -90,7 +90,12 @@ class ChainWalk:
                 link = links[i]
                 tier = link.tier
                 if link.breaker is not None:
-                    if await self._try_upstream(
+                    if link.bulkhead is not None:
+                        if await self._try_admitted(
+                            svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints
+                        ):
+                            return
+                    elif await self._try_upstream(
                         svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints
                     ):
                         return
@@ -131,6 +136,45 @@ class ChainWalk:
         link.window.skip(reason, cause)
         self.metrics.count_skipped(svc.name, link.name, reason, cause)
         tried.append({"tier": link.name, "reason": shown or reason})
+
+    async def _try_admitted(
+        self,
+        svc: ServiceRuntime,
+        link: Link,
+        method: str,
+        path: str,
+        fwd: list[tuple[bytes, bytes]],
+        body: bytes,
+        stream: bool,
+        chat: bool,
+        deadline: float,
+        send: Send,
+        tried: Tried,
+        hints: list[float],
+    ) -> bool:
+        """`_try_upstream` inside the tier's bulkhead (gateway/admission.py): a request that finds it full skips the
+        tier (cause `bulkhead_full` / `bulkhead_queue_timeout`), or is shed with the explicit 503 (`when_full: shed`).
+        An open breaker is not queued for: it skips at once."""
+        bulkhead, breaker = link.bulkhead, link.breaker
+        assert bulkhead is not None and breaker is not None
+        if breaker.mode == "open" or ((wait := breaker.retry_in_s()) is not None and wait > 0):
+            return await self._try_upstream(
+                svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints
+            )
+        refused = await bulkhead.enter(deadline)
+        if refused is not None:
+            self._skipped(svc, link, refused, refused, tried)
+            if bulkhead.shed:
+                hints.append(1.0)
+                await self._no_tier(svc, tried, hints, send)
+                return True
+            return False
+        try:
+            return await self._try_upstream(
+                svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints
+            )
+        finally:
+            bulkhead.leave()
 
     async def _try_upstream(
         self,

@@ -23,6 +23,7 @@ from governor.enums import (
     NotificationAudience,
 )
 from governor.policy_degradation import SEED_FEATURES, Degradation, DegradationRule  # noqa: F401
+from governor.policy_gateway import Bulkhead
 from governor.policy_types import (  # noqa: F401 - re-exported: the policy's value types
     HttpUrl,
     Name,
@@ -102,6 +103,8 @@ class TierSpec(_Strict):
     content_type: Name = "application/json"
     expect: BodyExpectation | None = None
     """Upstream tiers: what a 2xx body must be (see BodyExpectation); unset: the endpoint's default."""
+    bulkhead: Bulkhead | None = None
+    """Upstream tiers: admission control (governor/policy_gateway.py); unset: no limit."""
 
     @model_validator(mode="after")
     def _upstream_where_needed(self) -> TierSpec:
@@ -112,6 +115,8 @@ class TierSpec(_Strict):
         }
         if needs_upstream and not self.upstream:
             raise ValueError(f"tier {self.tier.value} needs an upstream URL")
+        if self.bulkhead is not None and not needs_upstream:
+            raise ValueError(f"tier {self.tier.value} has no upstream: a bulkhead applies to upstream tiers only")
         if self.tier is FallbackTier.TIER_4_STATIC and self.body is None:
             raise ValueError("tier tier_4_static needs a body")
         return self
