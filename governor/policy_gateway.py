@@ -19,3 +19,18 @@ class Bulkhead(_Strict):
     max_queue: int = Field(default=0, strict=True, ge=0, le=100_000)
     queue_timeout_ms: int = Field(default=100, strict=True, ge=1, le=60_000)
     when_full: Literal["fall_through", "shed"] = "fall_through"
+
+
+class TierRetry(_Strict):
+    """Same-tier retries of transient failures (connect error, dropped connection, 502/503/504, and a timeout when
+    `timeouts`), before the request falls through. The gateway's only retry count: `DependencySpec.retries` is not
+    read by the gateway. Each retry waits `backoff_ms * 2**n` (at most `max_backoff_ms`, with jitter: half of it
+    fixed, half random), or longer when the upstream's Retry-After says so; a Retry-After above `max_backoff_ms`, or a
+    wait the request's deadline cannot afford, falls through instead. 429 and 529 are never retried here."""
+
+    attempts: int = Field(default=0, strict=True, ge=0, le=10)
+    """Retries after the first attempt (0: fall through at once, the default)."""
+    backoff_ms: int = Field(default=100, strict=True, ge=1, le=10_000)
+    max_backoff_ms: int = Field(default=1000, strict=True, ge=1, le=60_000)
+    timeouts: bool = True
+    """Retry a timed-out attempt too (only when the deadline leaves room for a whole new attempt)."""
