@@ -186,7 +186,7 @@ def issue_client_key(plan: Plan, state_dir: Path) -> None:
     except KeyFileError as err:
         raise StackError(f"{err}\n(delete {keys_file} and `governor up --demo` makes a new demo key)") from None
     plan.client_key = key
-    plan.token_files["demo client key"] = key_path
+    plan.token_files["client key"] = key_path
     for spec in plan.apps:
         if spec.name == "gateway":
             spec.argv = [*spec.argv, "--keys-file", str(keys_file)]
