@@ -94,6 +94,7 @@ def prepare_demo(
     stop after the scenario when unattended) and return the scenario hook. Raises StackError before anything starts
     when the policy cannot be read or the pager's port is taken."""
     options.demo = True
+    options.client_key = True  # the demo's gateway asks for a client key; the traffic process sends it
     options.stop_after_scenario = settings.unattended
     policies = load_policies(options)
     gateway_port = options.gateway_port or policy_gateway_port(policies) or 8080

@@ -7,7 +7,8 @@ ones: a non-2xx answer (the gateway's explicit 503 included) or no answer at all
 In-process: `async with TrafficGenerator(url) as traffic: ...; traffic.timeline()`.
 As a process of the stack: `python -m demo.traffic --url http://127.0.0.1:8080/chat/v1/chat/completions
 --out state/demo/traffic.jsonl`; it writes one JSON line per second (and one per failed request) and prints a
-summary every few seconds; SIGTERM stops it cleanly. `read_traffic(path)` reads that file back.
+summary every few seconds; SIGTERM stops it cleanly. A gateway with client keys gets the key from GOVERNOR_CLIENT_KEY
+(`governor up --demo` sets it). `read_traffic(path)` reads that file back.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -181,11 +183,14 @@ class TrafficGenerator:
         keep: int = 100_000,
         on_second: Callable[[SecondStats], None] | None = None,
         on_failure: Callable[[RequestRecord], None] | None = None,
+        api_key: str | None = None,
     ) -> None:
         if rps <= 0:
             raise ValueError(f"rps must be positive, got {rps}")
         self.url = url
         self.rps = rps
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        """The gateway's client key, when it asks for one (never printed)."""
         self.timeout_s = timeout_s
         self.records: deque[RequestRecord] = deque(maxlen=keep)
         """The most recent requests (bounded)."""
@@ -230,7 +235,7 @@ class TrafficGenerator:
     async def run(self, duration_s: float | None = None, drain_s: float = 5.0) -> None:
         """Send until `stop()` (or for `duration_s`); then wait for the requests in flight and flush the seconds."""
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        self._http = httpx.AsyncClient(timeout=self.timeout_s, limits=limits, trust_env=False)
+        self._http = httpx.AsyncClient(timeout=self.timeout_s, limits=limits, trust_env=False, headers=self.headers)
         flusher = asyncio.create_task(self._flush_loop(), name="traffic-flush")
         try:
             interval = 1.0 / self.rps
@@ -398,6 +403,7 @@ async def _main(args: argparse.Namespace) -> int:
             keep=1000,
             on_second=recorder.second,
             on_failure=recorder.failure,
+            api_key=os.environ.get("GOVERNOR_CLIENT_KEY") or None,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

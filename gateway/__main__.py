@@ -1,4 +1,5 @@
-"""`python -m gateway --policy-dir policies --port 8080`; the admin token comes from GOVERNOR_GATEWAY_TOKEN."""
+"""`python -m gateway --policy-dir policies --port 8080`; the admin token comes from GOVERNOR_GATEWAY_TOKEN, client keys
+from `--keys-file` / GOVERNOR_GATEWAY_KEYS_FILE. `python -m gateway keys create|list|revoke` manages that file."""
 
 from __future__ import annotations
 
@@ -10,18 +11,34 @@ import sys
 
 import structlog
 
-from gateway.app import create_app, uvicorn_config
+from gateway.app import GatewaySettings, create_app, uvicorn_config
+from gateway.keys_cli import keys_main
+from governor.client_keys import KeyFileError
 from governor.logging import configure_logging
 from governor.policy import PolicyError, load_policy_dir
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return keys_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Fallback gateway (data plane + admin API)")
     parser.add_argument("--policy-dir", default=os.environ.get("GOVERNOR_POLICY_DIR", "policies"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--log-format", default=os.environ.get("GOVERNOR_LOG_FORMAT", "auto"))
     parser.add_argument("--log-level", default=os.environ.get("GOVERNOR_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--keys-file",
+        default=os.environ.get("GOVERNOR_GATEWAY_KEYS_FILE") or None,
+        help="client key file: every data-plane request then needs a valid key (python -m gateway keys create)",
+    )
+    parser.add_argument(
+        "--open-data-plane",
+        action="store_true",
+        default=os.environ.get("GOVERNOR_GATEWAY_OPEN_DATA_PLANE") == "1",
+        help="serve the data plane without client keys beyond loopback (an open proxy to your upstreams)",
+    )
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.log_level)
     log = structlog.get_logger("gateway")
@@ -38,7 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         # No well-known token: an unset token locks the admin API (a random one nobody knows), the data plane serves.
         log.warning("gateway_admin_locked", detail="GOVERNOR_GATEWAY_TOKEN unset: every admin call is refused (401)")
         token = secrets.token_urlsafe(32)
-    app = create_app(policies, token)
+    if args.keys_file is None:
+        if not _is_loopback(args.host) and not args.open_data_plane:
+            print(
+                "the gateway needs client keys when it listens beyond loopback: --keys-file (or "
+                "GOVERNOR_GATEWAY_KEYS_FILE; make keys with `python -m gateway keys create`), or --open-data-plane "
+                "to serve anyone who can reach it",
+                file=sys.stderr,
+            )
+            return 2
+        log.warning("gateway_data_plane_open", detail="no client key file: every data-plane request is served")
+    try:
+        app = create_app(policies, token, GatewaySettings(keys_file=args.keys_file))
+    except KeyFileError as err:
+        print(err, file=sys.stderr)
+        return 2
     import uvicorn
 
     log.info("gateway_starting", host=args.host, port=args.port, services=sorted(policies))

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from gateway.admin import AdminAPI
+from gateway.auth import ClientAuth, Denied, without_authorization
 from gateway.breaker import BreakerConfig
 from gateway.chain import ChainWalk
 from gateway.http import BadInput, Receive, Scope, Send, error, json_bytes, read_body, respond
@@ -35,6 +36,9 @@ RESERVED = frozenset({"admin", "metrics", "healthz", "status", "status.json", "o
 class GatewaySettings:
     max_body_bytes: int = 1 << 20
     breaker: BreakerConfig = BreakerConfig()  # noqa: RUF009 (frozen dataclass)
+    keys_file: str | None = None
+    """Client keys (governor/client_keys.py): with a file, every data-plane request needs a valid key; without
+    one the data plane is open (loopback only unless `--open-data-plane`, gateway/__main__.py)."""
 
 
 class GatewayApp:
@@ -54,6 +58,7 @@ class GatewayApp:
         self.chain = ChainWalk(self.metrics, settings.max_body_bytes)
         self.admin = AdminAPI(self.services, admin_token, settings.max_body_bytes)
         self.ofrep = OfrepHandler(self.services)
+        self.auth = ClientAuth(settings.keys_file, self.registry) if settings.keys_file else None
 
     # --- ASGI entry
 
@@ -85,7 +90,10 @@ class GatewayApp:
         service = self.services.get(head)
         try:
             if service is not None:
-                await self.chain.serve(service, "/" + rest, scope, receive, send)
+                if self.auth is None:
+                    await self.chain.serve(service, "/" + rest, scope, receive, send)
+                else:
+                    await self._serve_with_key(service, "/" + rest, scope, receive, send)
             elif head == "admin":
                 await self.admin.handle(rest, scope, receive, send)
             elif head == "healthz":
@@ -127,6 +135,20 @@ class GatewayApp:
             log.exception("gateway_internal_error", path=path)
             with contextlib.suppress(Exception):
                 await error(send, 500, "gateway_error", "the gateway failed to handle this request; see its logs")
+
+    async def _serve_with_key(
+        self, service: ServiceRuntime, path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        assert self.auth is not None
+        try:
+            key = self.auth.admit(service.name, scope["headers"])
+        except Denied as denied:
+            await self.auth.refuse(service.name, denied, send)
+            return
+        try:
+            await self.chain.serve(service, path, without_authorization(scope), receive, send)
+        finally:
+            key.in_flight -= 1
 
 
 # --- factory and runners

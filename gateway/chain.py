@@ -11,19 +11,31 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 
 from gateway.breaker import DENY, PROBE
 from gateway.cache import cache_key
-from gateway.client import Disconnected, ProtocolError, UpstreamError
+from gateway.client import UpstreamError
 from gateway.credentials import CLIENT_AUTH_HEADERS
-from gateway.http import JSON_CT, SSE_CT, BadInput, Receive, Scope, Send, error, json_bytes, read_body, respond
+from gateway.http import (
+    JSON_CT,
+    SSE_CT,
+    BadInput,
+    Receive,
+    Scope,
+    Send,
+    completion_as_sse,
+    error,
+    json_bytes,
+    read_body,
+    respond,
+)
 from gateway.metrics import GatewayMetrics
 from gateway.providers import TranslationError, prepare, stream_translator
-from gateway.providers.anthropic import StreamTranslator, translate_error, translate_response
+from gateway.providers.anthropic import translate_error, translate_response, translate_stream
+from gateway.retry import RetryCounter, Walk, context_exceeded, header_delay_s, plan_retry
 from gateway.service import EXPECT_OFF, EXPECT_SET, Link, ServiceRuntime
 from governor.enums import DegradationLevel, FallbackTier
 from governor.models import DEADLINE_CAUSE, OPERATOR_CAUSE
@@ -62,6 +74,7 @@ class ChainWalk:
     def __init__(self, metrics: GatewayMetrics, max_body_bytes: int) -> None:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.retries = RetryCounter(metrics.registry)
 
     async def serve(self, svc: ServiceRuntime, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -91,13 +104,18 @@ class ChainWalk:
         hints: list[float] = []
         deadline = asyncio.get_running_loop().time() + svc.deadline_s
         links = svc.links
+        walk = Walk()
         try:
             for i in range(start, len(links)):
                 link = links[i]
                 tier = link.tier
                 if link.breaker is not None:
-                    if await self._try_upstream(
-                        svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints
+                    floor = walk.context_floor
+                    if floor is not None and (link.spec.context_window or 0) <= floor:
+                        tried.append({"tier": link.name, "reason": "context_window_too_small"})
+                        continue
+                    if await self._try_tier(
+                        svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
                     ):
                         return
                 elif tier is FallbackTier.TIER_2_CACHE:
@@ -138,6 +156,87 @@ class ChainWalk:
         self.metrics.count_skipped(svc.name, link.name, reason, cause)
         tried.append({"tier": link.name, "reason": shown or reason})
 
+    async def _try_tier(
+        self,
+        svc: ServiceRuntime,
+        link: Link,
+        method: str,
+        path: str,
+        fwd: list[tuple[bytes, bytes]],
+        body: bytes,
+        stream: bool,
+        chat: bool,
+        deadline: float,
+        send: Send,
+        tried: Tried,
+        hints: list[float],
+        walk: Walk,
+    ) -> bool:
+        """One tier: its attempt (inside its bulkhead, if any), retried on transient failures as the tier's `retry`
+        policy allows (gateway/retry.py); True once an answer was sent."""
+        walk.attempt = 0
+        while True:
+            walk.delay = None
+            if link.bulkhead is not None:
+                done = await self._try_admitted(
+                    svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                )
+            else:
+                done = await self._try_upstream(
+                    svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                )
+            if done or walk.delay is None:
+                return done
+            tried[-1]["reason"] += f", retried in {walk.delay * 1000:.0f} ms"
+            self.retries.count(svc.name, link.name, tried[-1]["reason"].split(",")[0])
+            await asyncio.sleep(walk.delay)
+            walk.attempt += 1
+
+    def _plan_retry(self, link: Link, walk: Walk, outcome: str, asked_s: float, deadline: float) -> None:
+        walk.delay = plan_retry(
+            link.spec.retry, outcome, asked_s, walk.attempt, asyncio.get_running_loop().time(), deadline, link.timeout_s
+        )
+
+    async def _try_admitted(
+        self,
+        svc: ServiceRuntime,
+        link: Link,
+        method: str,
+        path: str,
+        fwd: list[tuple[bytes, bytes]],
+        body: bytes,
+        stream: bool,
+        chat: bool,
+        deadline: float,
+        send: Send,
+        tried: Tried,
+        hints: list[float],
+        walk: Walk,
+    ) -> bool:
+        """`_try_upstream` inside the tier's bulkhead (gateway/admission.py): a request that finds it full skips the
+        tier (cause `bulkhead_full` / `bulkhead_queue_timeout`), or is shed with the explicit 503 (`when_full: shed`).
+        An open breaker is not queued for: it skips at once."""
+        bulkhead, breaker = link.bulkhead, link.breaker
+        assert bulkhead is not None and breaker is not None
+        if breaker.mode == "open" or ((wait := breaker.retry_in_s()) is not None and wait > 0):
+            return await self._try_upstream(
+                svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+            )
+        refused = await bulkhead.enter(deadline)
+        if refused is not None:
+            self._skipped(svc, link, refused, refused, tried)
+            if bulkhead.shed:
+                hints.append(1.0)
+                await self._no_tier(svc, tried, hints, send)
+                return True
+            return False
+        try:
+            return await self._try_upstream(
+                svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+            )
+        finally:
+            bulkhead.leave()
+
     async def _try_upstream(
         self,
         svc: ServiceRuntime,
@@ -152,6 +251,7 @@ class ChainWalk:
         send: Send,
         tried: Tried,
         hints: list[float],
+        walk: Walk,
     ) -> bool:
         breaker = link.breaker
         assert breaker is not None
@@ -192,24 +292,56 @@ class ChainWalk:
             status = resp.status
             ctype = resp.header(b"content-type") or b""
             if stream and 200 <= status < 300 and ctype.startswith(SSE_CT):
-                return await self._relay_stream(svc, link, resp, ticket, p0, tried, send, method, path, body, translate)
+                served = await self._relay_stream(
+                    svc, link, resp, ticket, p0, tried, send, method, path, body, translate
+                )
+                if not served:  # died before its first event: nothing sent yet, so it may be retried
+                    self._plan_retry(link, walk, tried[-1]["reason"].rpartition(" ")[2], 0.0, deadline)
+                return served
             data = await resp.read(attempt_deadline)
         except UpstreamError as err:
             if resp is not None:
                 resp.release()
             window.in_flight -= 1
             self._fell_through(svc, link, ticket, time.perf_counter() - p0, err.kind, err.kind, tried)
+            self._plan_retry(link, walk, err.kind, 0.0, deadline)
             return False
         elapsed = time.perf_counter() - p0
         window.in_flight -= 1
         if status == 429:
-            retry_after = _retry_after_s(resp.header(b"retry-after"))
+            retry_after = header_delay_s(resp.headers)
             if retry_after:
                 hints.append(retry_after)
             self._fell_through(svc, link, ticket, elapsed, "rate_limited", "rate_limited", tried, None, retry_after)
             return False
-        if status >= 500:  # Anthropic's 529 overloaded_error included
+        if status == 529:  # Anthropic's overloaded_error: the next tier, never a retry
+            retry_after = header_delay_s(resp.headers)
+            if retry_after:
+                hints.append(retry_after)
+            self._fell_through(svc, link, ticket, elapsed, "overloaded", "overloaded", tried, None, retry_after)
+            return False
+        if status >= 500:
             self._fell_through(svc, link, ticket, elapsed, f"http_{status}", "http_5xx", tried)
+            self._plan_retry(link, walk, f"http_{status}", header_delay_s(resp.headers), deadline)
+            return False
+        window_size = link.spec.context_window
+        if (
+            status in (400, 413)
+            and window_size is not None
+            and walk.context_floor is None
+            and context_exceeded(data)
+            and any(
+                (later.spec.context_window or 0) > window_size
+                for later in svc.links[svc.links.index(link) + 1 :]
+                if later.breaker is not None
+            )
+        ):
+            # Too long for this model, not a failure of it: a tier with a larger context window gets the request.
+            window.record(elapsed)
+            breaker.record(True, ticket == PROBE)
+            self.metrics.count_attempt(svc.name, link.name, "context_window_exceeded", elapsed)
+            tried.append({"tier": link.name, "reason": "context_window_exceeded"})
+            walk.context_floor = window_size
             return False
         if translate:
             if 200 <= status < 300:
@@ -267,7 +399,7 @@ class ChainWalk:
         assert breaker is not None
         chunks = resp.iter_chunks(link.timeout_s)
         if translate:
-            chunks = _translated(chunks, stream_translator(body))
+            chunks = translate_stream(chunks, stream_translator(body))
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
@@ -361,7 +493,7 @@ class ChainWalk:
         body = link.static_body or b""
         ctype = spec.content_type.encode()
         if stream and isinstance(spec.body, dict) and "choices" in spec.body:
-            body, ctype = _completion_as_sse(spec.body), SSE_CT
+            body, ctype = completion_as_sse(spec.body), SSE_CT
         link.window.record(0.0)
         self.metrics.count_attempt(svc.name, link.name, "ok", 0.0)
         headers = [(b"x-governor-tier", link.name_b), (b"x-governor-reason", _reason(tried))]
@@ -436,17 +568,6 @@ def _body_problem(link: Link, data: bytes, ctype: bytes, chat: bool) -> str | No
     return "not_a_json_object" if strict else None
 
 
-def _retry_after_s(value: bytes | None) -> float:
-    """Retry-After in seconds (the delay form; an HTTP date or garbage counts as none)."""
-    if value is None:
-        return 0.0
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return 0.0
-    return seconds if 0 < seconds < float("inf") else 0.0
-
-
 def _cap_tokens(body: bytes, cap: int) -> bytes:
     """The degraded tier's request cap: `max_tokens` (and `max_completion_tokens`) at most `cap`."""
     try:
@@ -464,44 +585,6 @@ def _cap_tokens(body: bytes, cap: int) -> bytes:
     if not capped:
         parsed["max_tokens"] = cap
     return json_bytes(parsed)
-
-
-def _completion_as_sse(completion: dict[str, Any]) -> bytes:
-    """A canned chat completion replayed as server-sent events, for clients that asked for a stream."""
-    choices = completion.get("choices") or [{}]
-    message = (choices[0] or {}).get("message") or {}
-    base: dict[str, Any] = {k: completion.get(k) for k in ("id", "model", "created") if k in completion}
-    base["object"] = "chat.completion.chunk"
-    events = [
-        {
-            **base,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": message.get("content", "")},
-                    "finish_reason": None,
-                }
-            ],
-        },
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-    ]
-    return b"".join(b"data: " + json_bytes(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-async def _translated(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
-    """An Anthropic event stream as chat completion chunks; a stream that ends before `message_stop` failed."""
-    try:
-        async for chunk in chunks:
-            try:
-                out = translator.feed(chunk)
-            except ValueError as err:
-                raise ProtocolError(f"malformed Anthropic event: {err}") from None
-            if out:
-                yield out
-        if not translator.done:
-            raise Disconnected("the Anthropic stream ended before message_stop")
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _reason(tried: Tried) -> bytes:

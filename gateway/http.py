@@ -82,3 +82,25 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise BadInput("body", f"body exceeds the {limit}-byte limit", 413)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def completion_as_sse(completion: dict[str, Any]) -> bytes:
+    """A canned chat completion replayed as server-sent events, for clients that asked for a stream."""
+    choices = completion.get("choices") or [{}]
+    message = (choices[0] or {}).get("message") or {}
+    base: dict[str, Any] = {k: completion.get(k) for k in ("id", "model", "created") if k in completion}
+    base["object"] = "chat.completion.chunk"
+    events = [
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": message.get("content", "")},
+                    "finish_reason": None,
+                }
+            ],
+        },
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    return b"".join(b"data: " + json_bytes(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"

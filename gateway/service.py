@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from gateway.admission import Bulkhead
 from gateway.breaker import Breaker, BreakerConfig, BreakerMode
 from gateway.cache import ResponseCache
 from gateway.client import Pool
@@ -51,6 +52,7 @@ class Link:
         "anthropic",
         "auth",
         "breaker",
+        "bulkhead",
         "cap_tokens",
         "expect_keys",
         "expect_mode",
@@ -75,6 +77,7 @@ class Link:
         self.window = TierWindow()
         self.pool: Pool | None = None
         self.breaker: Breaker | None = None
+        self.bulkhead = Bulkhead(spec.bulkhead) if spec.bulkhead is not None else None
         if spec.tier in UPSTREAM_TIERS:
             scheme = urlsplit(spec.upstream or "").scheme
             if scheme not in ("http", "https"):

@@ -174,6 +174,9 @@ CAUSE_TYPES: dict[str, FailureType] = {
     "connect_error": FailureType.MODEL_UNAVAILABLE,
     "disconnected": FailureType.MODEL_UNAVAILABLE,
     "timeout": FailureType.TIMEOUT,
+    "bulkhead_full": FailureType.CAPACITY_EXCEEDED,
+    "bulkhead_queue_timeout": FailureType.CAPACITY_EXCEEDED,
+    "overloaded": FailureType.CAPACITY_EXCEEDED,
 }
 """What the majority cause of a tier's failures says it is (docs/detection.md); any other cause (http_5xx,
 protocol_error, a stream cut) is an error_spike."""

@@ -23,6 +23,7 @@ from governor.enums import (
     NotificationAudience,
 )
 from governor.policy_degradation import SEED_FEATURES, Degradation, DegradationRule  # noqa: F401
+from governor.policy_gateway import Bulkhead, TierRetry
 from governor.policy_types import (  # noqa: F401 - re-exported: the policy's value types
     HttpUrl,
     Name,
@@ -53,6 +54,8 @@ class DependencySpec(_Strict):
     """Keys the health body must carry with these values (a schema check for data_corruption)."""
     timeout_ms: int = Field(default=5000, strict=True, gt=0, le=60_000)
     retries: int = Field(default=3, strict=True, ge=0, le=10)
+    """The seed's retry count for calls to this dependency (`should_retry`); the gateway's same-tier retries are the
+    tier's `retry.attempts` (governor/policy_gateway.py), not this."""
     sla_target: float = Field(default=99.9, strict=True, gt=0, le=100)
 
     def effective_timeout_ms(self, attempt: int) -> int:
@@ -112,6 +115,13 @@ class TierSpec(_Strict):
     api_key_file: str | None = None
     """Upstream tiers: a file holding this tier's API key (`~` and `$VARS` expanded; relative paths: from the
     gateway's working directory). Read when the gateway loads the policy; surrounding whitespace is stripped."""
+    bulkhead: Bulkhead | None = None
+    """Upstream tiers: admission control (governor/policy_gateway.py); unset: no limit."""
+    retry: TierRetry = Field(default_factory=TierRetry)
+    """Upstream tiers: same-tier retries of transient failures (governor/policy_gateway.py); default none."""
+    context_window: PosInt | None = None
+    """Upstream tiers: the model's context window in tokens. A context-window-exceeded answer (400) of a tier that
+    sets it falls through to the next upstream tier with a larger one; unset: such an answer passes through."""
 
     @model_validator(mode="after")
     def _upstream_where_needed(self) -> TierSpec:
@@ -122,6 +132,8 @@ class TierSpec(_Strict):
         }
         if needs_upstream and not self.upstream:
             raise ValueError(f"tier {self.tier.value} needs an upstream URL")
+        if self.bulkhead is not None and not needs_upstream:
+            raise ValueError(f"tier {self.tier.value} has no upstream: a bulkhead applies to upstream tiers only")
         if self.tier is FallbackTier.TIER_4_STATIC and self.body is None:
             raise ValueError("tier tier_4_static needs a body")
         if self.api_key_env and self.api_key_file:

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from governor import search_attributes
+from governor.client_keys import KeyFileError, add_key, hash_key, load_keys, remove_key
 from governor.incident import Names, incident_id
 from governor.policy import PolicyError, ServicePolicy, load_policy_dir
 from workers.stack_options import DEFAULT_UPSTREAM_PORTS, DEMO_UPSTREAM_TIERS, LOOPBACK_HOSTS, StackOptions
@@ -50,6 +51,8 @@ class StackInfo:
     python: Path
     pids: dict[str, int] = field(default_factory=dict)
     out: IO[str] = field(default_factory=lambda: sys.stdout)
+    client_key: str | None = None
+    """The demo's client key (StackOptions.client_key), printed in the banner."""
     """Where the launcher prints; a scenario's own messages read best there too."""
 
     def incident_ui_url(self, workflow_id: str) -> str:
@@ -180,6 +183,36 @@ def issue_tokens(plan: Plan, state_dir: Path) -> None:
             spec.env["GOVERNOR_INTAKE_TOKEN"] = plan.intake_token
 
 
+DEMO_KEY_NAME = "demo"
+
+
+def issue_client_key(plan: Plan, state_dir: Path) -> None:
+    """The demo's client key: <state>/secrets/demo-client-key (0600, kept across `up`s while the key file still
+    holds its hash), its hash in <state>/secrets/client-keys.json; the gateway gets `--keys-file`, the traffic
+    process GOVERNOR_CLIENT_KEY. Called once the state folder is locked."""
+    keys_file = state_dir / "secrets" / "client-keys.json"
+    key_path = state_dir / "secrets" / "demo-client-key"
+    try:
+        known = {k.name: k.sha256 for k in load_keys(keys_file).keys} if keys_file.exists() else {}
+        key = key_path.read_text().strip() if key_path.exists() else ""
+        if not key or known.get(DEMO_KEY_NAME) != hash_key(key):
+            if DEMO_KEY_NAME in known:
+                remove_key(keys_file, DEMO_KEY_NAME)
+            key = add_key(keys_file, DEMO_KEY_NAME, ["*"])
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(key + "\n")
+    except KeyFileError as err:
+        raise StackError(f"{err}\n(delete {keys_file} and `governor up --demo` makes a new demo key)") from None
+    plan.client_key = key
+    plan.token_files["client key"] = key_path
+    for spec in plan.apps:
+        if spec.name == "gateway":
+            spec.argv = [*spec.argv, "--keys-file", str(keys_file)]
+        elif spec.name == "traffic":
+            spec.env["GOVERNOR_CLIENT_KEY"] = key
+
+
 @dataclass
 class Plan:
     python: Path
@@ -193,6 +226,8 @@ class Plan:
     temporal: ProcessSpec
     apps: list[ProcessSpec]
     warnings: list[str]
+    client_key: str = ""
+    """The demo's client key (issue_client_key), empty without one."""
 
 
 def plan_stack(options: StackOptions) -> Plan:
@@ -415,6 +450,8 @@ def banner(info: StackInfo) -> list[str]:
     for name, url in info.upstreams.items():
         lines.append(f"  Upstream        {name:<10} {url}  (faults: PUT {url}/control)")
     lines.append(f"  State           {shown_path(info.state_dir)}/ (temporal.db, logs/, postmortems/)")
+    if info.client_key:
+        lines.append(f"  Client key      {info.client_key}  (the demo's; `Authorization: Bearer <key>` on every call)")
     for name, path in info.token_files.items():
         lines.append(f"  Token           {name:<14} {shown_path(path)} (0600; send it as `Authorization: Bearer ...`)")
     hints = oncall_hints(info)

@@ -23,6 +23,7 @@ from workers.plan import (
     Scenario,
     StackInfo,
     banner,
+    issue_client_key,
     issue_tokens,
     load_policies,
     oncall_hints,
@@ -114,6 +115,8 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
     lock = StateLock(state)
     lock.acquire()
     issue_tokens(plan, state)
+    if options.client_key:
+        issue_client_key(plan, state)
 
     env = {
         **os.environ,
@@ -233,6 +236,7 @@ async def run_stack(options: StackOptions, scenario: Scenario | None = None) -> 
             python=plan.python,
             pids={c.spec.name: c.pid for c in children},
             out=out,
+            client_key=plan.client_key or None,
         )
         say(out, f"ready in {time.monotonic() - started_at:.1f} s")
         say(out, "\n".join(["", *banner(info), ""]))

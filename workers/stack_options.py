@@ -58,6 +58,10 @@ class StackOptions:
     """Stop the stack when the scenario returns (unattended runs); otherwise keep running until Ctrl-C."""
     extra_processes: list[ProcessSpec] = field(default_factory=list)
     """More processes to supervise (started after the others), e.g. a traffic generator."""
+    client_key: bool = False
+    """Give the gateway a client key file (<state>/secrets/client-keys.json) holding one key, `demo`, whose value is
+    kept in <state>/secrets/demo-client-key, shown in the banner and handed to the `traffic` process
+    (GOVERNOR_CLIENT_KEY). `governor up --demo` sets it."""
     out: IO[str] | None = None
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.client import UpstreamError
+from gateway.client import Disconnected, ProtocolError, UpstreamError
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -304,3 +305,19 @@ class StreamTranslator:
             err = ev.get("error") or {}
             raise StreamErrorEvent(f"{err.get('type', 'error')}: {err.get('message', '')}")
         return b""  # ping, content_block_stop, unknown future events
+
+
+async def translate_stream(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
+    """An Anthropic event stream as chat completion chunks; a stream that ends before `message_stop` failed."""
+    try:
+        async for chunk in chunks:
+            try:
+                out = translator.feed(chunk)
+            except ValueError as err:
+                raise ProtocolError(f"malformed Anthropic event: {err}") from None
+            if out:
+                yield out
+        if not translator.done:
+            raise Disconnected("the Anthropic stream ended before message_stop")
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
