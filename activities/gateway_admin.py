@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from governor.gateway_api import ServiceState, StatsWindow
+from governor.gateway_api import ProbeCall, ProbeReport, ServiceState, StatsWindow
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -132,6 +132,11 @@ class GatewayAdmin:
             "GET", base, f"/admin/services/{service}/stats", service=service, params={"window": window_s}
         )
         return _parse(StatsWindow, data, base, f"stats for {service!r}")
+
+    async def probe(self, base: str, service: str, call: ProbeCall) -> ProbeReport:
+        """Synthetic requests through one replica's data path to one upstream tier (outside its stats)."""
+        data = await self._call("POST", base, f"/admin/services/{service}/probe", service=service, body=call)
+        return _parse(ProbeReport, data, base, f"probe of {service!r}")
 
 
 def _parse(model: type[M], data: dict[str, Any], base: str, what: str) -> M:

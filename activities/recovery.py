@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +47,7 @@ from governor.actions import (
 from governor.decisions import BASE_SEVERITY, classify_probe, run_recovery_checks
 from governor.detection import classify_traffic
 from governor.enums import HealthStatus
-from governor.gateway_api import unapplied
+from governor.gateway_api import ProbeCall, unapplied
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import DependencySpec, PolicyError, RecoveryChecks, ServicePolicy, Thresholds, find_policy
 from governor.postmortem import postmortem_json, render_postmortem
@@ -462,6 +463,10 @@ class RecoveryActivities(TierActivities):
                 )
                 stopped_early = f"stopped after {i + 1} of {request.checks.min_samples} probes: {why}"
                 break
+        data_path = ""
+        if checks.probe_request is not None and request.tier is not None and request.gateways and not stopped_early:
+            data_path, failed = await self._probe_data_path(request, latencies)
+            errors += failed
         elapsed = max(time.perf_counter() - started, 1e-6)
         ordered = sorted(latencies)
         sample = TierStats(
@@ -476,8 +481,30 @@ class RecoveryActivities(TierActivities):
         result = run_recovery_checks(consecutive, sample, checks)
         if stopped_early:
             result.reason = f"{stopped_early}; {result.reason}"
+        if data_path:
+            result.reason = f"{result.reason}; {data_path}"
         log.info("primary validated", verdict=result.verdict.value, reason=result.reason, p99_ms=sample.p99_ms)
         return ValidatePrimaryResult(result=result, sample=sample, consecutive_passes=consecutive)
+
+    async def _probe_data_path(self, request: ValidatePrimaryInput, latencies: list[float]) -> tuple[str, int]:
+        """`min_samples` synthetic requests through the gateway to the tier (`recovery_checks.probe_request`); their
+        latencies join `latencies`. Returns what they showed and how many failed."""
+        spec, tier = request.checks.probe_request, request.tier
+        assert spec is not None and tier is not None
+        call = ProbeCall(
+            tier=tier, count=request.checks.min_samples, method=spec.method, path=spec.path, body=spec.body
+        )
+        report = await self.gateway.probe(request.gateways[0], request.service, call)
+        latencies.extend(o.latency_ms for o in report.outcomes)
+        failed = report.failed
+        _heartbeat(f"data path: {len(failed)} of {len(report.outcomes)} probe requests failed")
+        if not failed:
+            return f"data path: {len(report.outcomes)} {spec.method} {spec.path} answered well", 0
+        reasons = Counter(o.reason for o in failed).most_common(3)
+        shown = ", ".join(f"{r} x{n}" for r, n in reasons)
+        return f"data path: {len(failed)} of {len(report.outcomes)} {spec.method} {spec.path} failed ({shown})", len(
+            failed
+        )
 
     # --- post-mortem
 

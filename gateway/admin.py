@@ -10,12 +10,14 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ValidationError
 
 from gateway.http import BadInput, Receive, Scope, Send, error, read_body, respond
+from gateway.probe import probe_tier
 from gateway.service import ServiceRuntime
 from governor.enums import FallbackTier
 from governor.gateway_api import (
     AuditLog,
     BreakerModeChange,
     DegradationChange,
+    ProbeCall,
     RouteChange,
     ServiceList,
     StatusChange,
@@ -101,6 +103,13 @@ class AdminAPI:
             changed = svc.set_degradation(degradation.level, degradation.flags)
             svc.record_change("degradation", degradation.model_dump(mode="json", exclude_unset=True), incident, changed)
             await _answer(send, svc.state())
+        elif action == ["probe"] and method == "POST":
+            call = await self._body(scope, receive, ProbeCall)
+            link = svc.link(call.tier)
+            if link is None or link.breaker is None:
+                upstreams = [lk.name for lk in svc.links if lk.breaker is not None]
+                raise BadInput("tier", f"{call.tier.value} is no upstream tier of {svc.name!r} ({upstreams})", 404)
+            await _answer(send, await probe_tier(svc, link, call))
         elif action == ["status"] and method == "PUT":
             page = await self._body(scope, receive, StatusChange)
             changed = svc.set_status(page.component, page.message)
@@ -108,7 +117,10 @@ class AdminAPI:
             await _answer(send, svc.state())
         else:
             await error(
-                send, 404 if method in ("GET", "PUT") else 405, "not_found", f"no admin route {method} /admin/{rest}"
+                send,
+                404 if method in ("GET", "PUT", "POST") else 405,
+                "not_found",
+                f"no admin route {method} /admin/{rest}",
             )
 
     async def _body(self, scope: Scope, receive: Receive, model: type[M]) -> M:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from governor.decisions import ValidationResult
-from governor.enums import NotificationAudience, Severity
+from governor.enums import FallbackTier, NotificationAudience, Severity
 from governor.gateway_api import BreakerChange, DegradationChange, RouteChange, StatusChange
 from governor.incident import IncidentReport, IncidentState
 from governor.models import Classification, ProbeResult, StatsWindow, TierStats
@@ -122,6 +122,12 @@ class ValidatePrimaryInput(BaseModel):
     dependency: DependencySpec
     thresholds: Thresholds
     checks: RecoveryChecks
+    service: str = ""
+    gateways: list[str] = Field(default_factory=list)
+    tier: FallbackTier | None = None
+    """The upstream tier the dependency backs: with `checks.probe_request`, validation also sends synthetic requests
+    through the gateway to it (the data path), not only to /health. Unset (older histories, or a dependency without
+    an upstream tier): health probes only."""
 
 
 class ValidatePrimaryResult(BaseModel):

@@ -262,3 +262,32 @@ def unapplied(
 
 def _v(value: Any) -> Any:
     return value.value if isinstance(value, StrEnum) else value
+
+
+class ProbeCall(_Body):
+    """POST /admin/services/{service}/probe: send `count` synthetic requests to one upstream tier, as the chain
+    would (provider translation, the tier's key and model, its body expectation), outside the stats and breakers."""
+
+    tier: FallbackTier
+    count: int = Field(default=10, strict=True, ge=1, le=200)
+    method: Literal["POST", "GET"] = "POST"
+    path: str = Field(default="/v1/chat/completions", pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")
+    body: dict[str, Any] | None = None
+
+
+class ProbeOutcome(BaseModel):
+    status: int | None = None
+    ok: bool
+    latency_ms: float
+    reason: str = ""
+    """Why a probe failed: `http_500`, `bad_body: no choices`, `connect_error`, `timeout`, ..."""
+
+
+class ProbeReport(BaseModel):
+    service: str
+    tier: FallbackTier
+    outcomes: list[ProbeOutcome]
+
+    @property
+    def failed(self) -> list[ProbeOutcome]:
+        return [o for o in self.outcomes if not o.ok]

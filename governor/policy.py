@@ -23,7 +23,7 @@ from governor.enums import (
     NotificationAudience,
 )
 from governor.policy_degradation import SEED_FEATURES, Degradation, DegradationRule  # noqa: F401
-from governor.policy_gateway import Bulkhead, TierRetry
+from governor.policy_gateway import Bulkhead, ProbeRequest, TierRetry
 from governor.policy_types import (  # noqa: F401 - re-exported: the policy's value types
     HttpUrl,
     Name,
@@ -182,6 +182,9 @@ class RecoveryChecks(_Strict):
     probe_interval_s: PosFloat = 1.0
     stable_s: NonNegFloat = 30.0
     """A recovering tier counts as healthy only once every check of it has passed for this long (flapping guard)."""
+    probe_request: ProbeRequest | None = Field(default_factory=ProbeRequest)
+    """Validation also sends `min_samples` of these through the gateway to the recovering tier's upstream (null:
+    health probes only); see governor/policy_gateway.py."""
     max_flaps: PosInt = 3
     """After this many flaps (the tier being restored failing again once it had recovered) the incident stops
     retrying, shows `flapping` and waits for a human to declare the dependency fixed."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -34,3 +34,17 @@ class TierRetry(_Strict):
     max_backoff_ms: int = Field(default=1000, strict=True, ge=1, le=60_000)
     timeouts: bool = True
     """Retry a timed-out attempt too (only when the deadline leaves room for a whole new attempt)."""
+
+
+def _one_token_chat() -> dict[str, Any]:
+    return {"model": "governor-probe", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+
+
+class ProbeRequest(_Strict):
+    """Validation's synthetic request through the data path: the gateway sends it to the recovering tier's upstream
+    as it would a client's (its provider, key, model and body expectation), so a primary whose /health answers while
+    its completions fail never passes validation. Default: a one-token chat completion."""
+
+    method: Literal["POST", "GET"] = "POST"
+    path: str = Field(default="/v1/chat/completions", pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")
+    body: dict[str, Any] | None = Field(default_factory=_one_token_chat)

@@ -305,9 +305,12 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
                 dependency=self.policy.dependency(self.s.restoring),
                 thresholds=self.policy.thresholds,
                 checks=self.policy.recovery_checks,
+                service=self.s.service,
+                gateways=[str(g) for g in self.policy.gateways],
+                tier=self._upstream_tier(self.s.restoring),
             ),
             ValidatePrimaryResult,
-            "recovery checks on the primary",
+            f"recovery checks on {self.s.restoring} (health and data path)",
             within=timedelta(minutes=5),
         )
         self.s.validation = result.result.model_dump(mode="json")
@@ -392,6 +395,13 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
             else:
                 self._flap(str(again))
                 self.s.phase = RecoveryPhase.REMEDIATION
+
+    def _upstream_tier(self, dependency: str) -> FallbackTier | None:
+        """The chain tier with an upstream this dependency backs (validation probes its data path), if any."""
+        assert self.policy
+        dep = self.policy.dependency(dependency)
+        spec = next((t for t in self.policy.chain if t.tier is dep.tier), None)
+        return dep.tier if spec is not None and spec.upstream is not None else None
 
     def _passes_needed(self) -> int:
         """Healthy probes in a row before the dependency counts as recovered: the policy's passes, and at least
