@@ -31,7 +31,7 @@ from cli.parser import build_parser
 from governor.client import ControlRefused, GovernorConfigError, GovernorError, GovernorUnavailable, IncidentNotFound
 from governor.policy import PolicyError
 
-POLICY_COMMANDS = ("setup", "validate", "scenarios", "alert-rules")
+POLICY_COMMANDS = ("setup", "validate", "scenarios", "alert-rules", "policy")
 STATUS_COMMANDS = ("status", "chain", "hierarchy", "recovery")
 INCIDENT_COMMANDS = ("list", "show", "simulate", "failover", "recover", "postmortem", "watch")
 CONTROL_COMMANDS = ("approve", "reject", "pause", "resume", "abort", "promote", "force-tier", "note", "claim")
@@ -57,11 +57,21 @@ def command(name: str) -> Callable[[argparse.Namespace], Any]:
         from cli.audit import cmd_audit
 
         return cmd_audit
+    if name == "completion":
+        return cmd_completion
     if name == "up":
         from cli.stack_cmds import cmd_up
 
         return cmd_up
     raise UserError(f"unknown command {name!r}")
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """`governor completion bash|zsh`: the completion script shtab builds from this very parser."""
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
