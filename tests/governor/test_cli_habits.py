@@ -90,3 +90,16 @@ async def test_starter_policy_gates_only_exits_of_tiers_in_its_chain(tmp_path: P
     tiers = {link.tier.value for link in policy.chain}
     assert "tier_3_degraded" not in tiers
     assert policy.approvals.gates == ["exit:tier_4_static"]
+
+
+async def test_unreachable_temporal_is_one_plain_line_and_exit_4(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a free port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = await cli_main.run(["--address", f"127.0.0.1:{port}", "--timeout", "2", "list"])
+    err = capsys.readouterr().err
+    assert code == common.EXIT_UNAVAILABLE
+    assert err.count("\n") == 1 and "tonic" not in err and "ConnectError" not in err
+    assert f"cannot reach Temporal at 127.0.0.1:{port}" in err and "connection refused" in err
