@@ -103,3 +103,13 @@ async def test_unreachable_temporal_is_one_plain_line_and_exit_4(capsys: pytest.
     assert code == common.EXIT_UNAVAILABLE
     assert err.count("\n") == 1 and "tonic" not in err and "ConnectError" not in err
     assert f"cannot reach Temporal at 127.0.0.1:{port}" in err and "connection refused" in err
+
+
+def test_an_empty_filtered_list_says_incidents_are_open_but_none_match() -> None:
+    from cli.incident_cmds import empty_list_message
+
+    args = build_parser().parse_args(["list", "--awaiting"])
+    assert empty_list_message(args, 0) == "no open incidents"
+    assert empty_list_message(args, 1) == (
+        "none of the 1 open incidents is awaiting an approval (drop the filter to see them)"
+    )
