@@ -51,16 +51,34 @@ async def cmd_list(args: argparse.Namespace) -> int:
     )
     more = len(incidents) > args.limit
     incidents = incidents[: args.limit]
+    unfiltered = 0
+    if not incidents and (args.awaiting or args.phase or args.service):  # say what the filter hid
+        unfiltered = len(await gc.list_incidents(open_only=not args.all, limit=args.limit))
     headers = ["incident", "failure", "severity", "phase", "tier", "ramp", "approval", "status", "started"]
 
     def text() -> str:
         if not incidents:
-            return "no open incidents" if not args.all else "no incidents"
+            return empty_list_message(args, unfiltered)
         table = render_table(headers, summary_rows(incidents))
         return table + (f"\n(first {args.limit} shown; narrow with --service/--phase or raise --limit)" if more else "")
 
     emit(args, incidents, text)
     return EXIT_OK
+
+
+def empty_list_message(args: argparse.Namespace, unfiltered: int) -> str:
+    """What an empty `governor list` means: none at all, or none matching the filters while others exist."""
+    scope = "incidents" if args.all else "open incidents"
+    if not unfiltered:
+        return f"no {scope}"
+    wanted = [
+        "awaiting an approval" if args.awaiting else "",
+        f"in phase {args.phase.value}" if args.phase else "",
+        f"of service {args.service}" if args.service else "",
+    ]
+    return (
+        f"none of the {unfiltered} {scope} is " + ", ".join(w for w in wanted if w) + " (drop the filter to see them)"
+    )
 
 
 async def cmd_show(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
@@ -31,7 +32,7 @@ from cli.parser import build_parser
 from governor.client import ControlRefused, GovernorConfigError, GovernorError, GovernorUnavailable, IncidentNotFound
 from governor.policy import PolicyError
 
-POLICY_COMMANDS = ("setup", "validate", "scenarios", "alert-rules")
+POLICY_COMMANDS = ("setup", "validate", "scenarios", "alert-rules", "policy")
 STATUS_COMMANDS = ("status", "chain", "hierarchy", "recovery")
 INCIDENT_COMMANDS = ("list", "show", "simulate", "failover", "recover", "postmortem", "watch")
 CONTROL_COMMANDS = ("approve", "reject", "pause", "resume", "abort", "promote", "force-tier", "note", "claim")
@@ -57,11 +58,31 @@ def command(name: str) -> Callable[[argparse.Namespace], Any]:
         from cli.audit import cmd_audit
 
         return cmd_audit
+    if name == "completion":
+        return cmd_completion
     if name == "up":
         from cli.stack_cmds import cmd_up
 
         return cmd_up
     raise UserError(f"unknown command {name!r}")
+
+
+def plain_transport_error(text: str) -> str:
+    """One line instead of the SDK core's `Failed client connect: ... tonic::transport::Error(...)`: the part before
+    it, then the OS's own words (`Connection refused`) when the Rust debug text carries them."""
+    if "tonic::transport::Error" not in text:
+        return text
+    head = text.split(": Failed client connect", 1)[0].split(": Server connection error", 1)[0]
+    reason = re.search(r'message: "([^"]+)"', text) or re.search(r'ConnectError\("([^"]+)"', text)
+    return f"{head}: {reason.group(1).lower() if reason else 'connection failed'} (is the Temporal server running?)"
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """`governor completion bash|zsh`: the completion script shtab builds from this very parser."""
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -94,7 +115,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
         print(f"governor: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (GovernorUnavailable, TimeoutError) as err:
-        print(f"governor: {err}", file=sys.stderr)
+        print(f"governor: {plain_transport_error(str(err))}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except GovernorError as err:
         print(f"governor: {err}", file=sys.stderr)

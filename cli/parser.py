@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cli.common import (
     EXIT_USAGE,
@@ -19,6 +21,7 @@ from cli.common import (
     parse_severity,
     parse_tier,
 )
+from cli.examples import examples
 from workers.stack_options import add_stack_arguments
 
 DEMO_BOT = "demo-bot"
@@ -29,13 +32,26 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
+        message += did_you_mean(message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def did_you_mean(message: str) -> str:
+    """`(did you mean 'list'?)` for argparse's "invalid choice: 'lsit' (choose from ...)", else nothing."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not found:
+        return ""
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _shared(suppress: bool) -> _Parser:
     """Options accepted before or after the subcommand (the subcommand's copy must not reset the global one)."""
     p = _Parser(add_help=False, argument_default=argparse.SUPPRESS if suppress else None)
-    conn = p.add_argument_group("Temporal connection (defaults from GOVERNOR_TEMPORAL_* environment)")
+    conn: Any = p.add_argument_group("Temporal connection (defaults from GOVERNOR_TEMPORAL_* environment)")
+    if suppress:  # a subcommand accepts them too, but its help points to `governor --help` instead of repeating them
+        conn = _Hidden(conn)
     conn.add_argument("--address", help="host:port (GOVERNOR_TEMPORAL_ADDRESS, default 127.0.0.1:7233)")
     conn.add_argument("--namespace", help="namespace (GOVERNOR_TEMPORAL_NAMESPACE, default 'default')")
     conn.add_argument("--task-queue", help="worker task queue (GOVERNOR_TEMPORAL_TASK_QUEUE)")
@@ -58,6 +74,17 @@ def _shared(suppress: bool) -> _Parser:
         help="print JSON instead of text",
     )
     return p
+
+
+class _Hidden:
+    """An argument group whose arguments are accepted but not listed in the help."""
+
+    def __init__(self, group: Any) -> None:
+        self.group = group
+
+    def add_argument(self, *names: str, **kwargs: Any) -> None:
+        kwargs["help"] = argparse.SUPPRESS
+        self.group.add_argument(*names, **kwargs)
 
 
 def _who() -> _Parser:
@@ -93,7 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_: str, *, actor: bool = False) -> argparse.ArgumentParser:
         parents = [shared, who] if actor else [shared]
-        return sub.add_parser(name, help=help_, description=help_, parents=parents)
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            parents=parents,
+            epilog=examples(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     # -- policy ---------------------------------------------------------------------------------------------------
     p = add(
@@ -126,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("alert-rules", "Prometheus alert rules from the policies: SLO burn rate per dependency, governor health")
     p.add_argument("--output", type=Path, metavar="FILE", help="write the rule file here (default: standard output)")
+
+    p = add("policy", "policy tools: `schema` writes the policy's JSON Schema so editors validate YAML as it is typed")
+    policy_sub = p.add_subparsers(dest="policy_command", metavar="ACTION", parser_class=_Parser, required=True)
+    sch = policy_sub.add_parser("schema", help="the policy's JSON Schema (from the pydantic models)", parents=[shared])
+    sch.add_argument("--output", type=Path, metavar="FILE", help="write it here (default: standard output)")
+
+    p = add("completion", "print the shell completion script (bash or zsh)")
+    p.add_argument("shell", choices=("bash", "zsh"), metavar="SHELL", help="bash or zsh")
 
     # -- incidents --------------------------------------------------------------------------------------------------
     p = add(
@@ -218,7 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
         "run the whole stack on this machine (Temporal dev server, worker, gateway, intake, watchdogs); "
         "--demo plays a live incident"
     )
-    p = sub.add_parser("up", help=up_help, description=up_help, parents=[shared])
+    p = sub.add_parser(
+        "up",
+        help=up_help,
+        description=up_help,
+        parents=[shared],
+        epilog=examples("up"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_stack_arguments(p, exclude=("--namespace", "--policy-dir"))  # those two are the shared options above
     p.add_argument(
         "--auto-approve",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from cli.render import (
 )
 from governor.alert_rules import prometheus_rules, render_rules, rule_count
 from governor.decisions import BASE_SEVERITY
-from governor.enums import FailureType
+from governor.enums import FailureType, FallbackTier
 from governor.policy import (
     PolicyError,
     ServicePolicy,
@@ -49,6 +50,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
                 f"  to start one: governor setup --service {args.service} --init --primary-url URL"
             )
         policy = _write_starter_policy(args, directory)
+    elif args.init:
+        print(
+            f"governor: {directory} already has a policy for {args.service!r}; --init wrote nothing (shown below)",
+            file=sys.stderr,
+        )
     emit(args, policy, lambda: render_setup(policy))
     return EXIT_OK
 
@@ -64,13 +70,18 @@ def _write_starter_policy(args: argparse.Namespace, directory: Path) -> ServiceP
         {"tier": "tier_2_cache", "ttl_s": 300},
         {"tier": "tier_4_static", "body": {"error": "temporarily limited", "retry_after_s": 60}},
     ]
+    tiers = {str(link["tier"]) for link in chain}
     data = {
         "service": args.service,
         "dependencies": [
             {"name": args.dependency, "tier": "tier_0_primary", "health_url": args.primary_url.rstrip("/") + "/health"}
         ],
         "chain": chain,
-        "approvals": {"approvers": approvers},
+        # Gate the exits of the tiers this chain has (the default would gate tier_3_degraded, which it lacks).
+        "approvals": {
+            "approvers": approvers,
+            "gates": [f"exit:{t.value}" for t in FallbackTier if t.requires_approval_to_exit and t.value in tiers],
+        },
     }
     path = directory / f"{args.service}.yaml"
     policy = parse_policy(data, str(path))
@@ -81,6 +92,20 @@ def _write_starter_policy(args: argparse.Namespace, directory: Path) -> ServiceP
     path.write_text(header + yaml.safe_dump(data, sort_keys=False))
     print(f"wrote {path}")
     return policy
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    """`governor policy schema`: the JSON Schema of a policy file, from the same pydantic models that load it."""
+    schema = ServicePolicy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema.setdefault("title", "Fallback Governor service policy")
+    text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
