@@ -33,7 +33,7 @@ from cli.render import (
     summary_rows,
 )
 from governor.enums import FallbackTier, RecoveryPhase
-from governor.incident import IncidentReport, IncidentState
+from governor.incident import IncidentReport, IncidentState, incident_id
 from governor.plan import recovery_plan
 from governor.policy import PolicyError, ServicePolicy, load_policy_dir
 from governor.postmortem import postmortem_json, render_postmortem
@@ -132,8 +132,16 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 async def _one_open(gc: Any, service: str, dependency: str | None) -> Any | None:
-    found = await gc.find_open(service, dependency)
+    """The service's open incident (one per service, whichever dependency failed: `--dependency` names what a new
+    report is about, not which incident). Incidents opened per dependency by older versions are found too."""
+    found = await gc.find_open(service)
     if len(found) > 1:
+        mine = [i for i in found if i.incident_id == incident_id(service)]
+        if mine:
+            return mine[0]
+        older = [i for i in found if dependency is None or i.dependency == dependency]
+        if len(older) == 1:
+            return older[0]
         ids = ", ".join(i.incident_id for i in found)
         raise UserError(f"{service} has {len(found)} open incidents ({ids}): pass --dependency")
     return found[0] if found else None

@@ -184,6 +184,17 @@ class StepJudgement(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
+THROUGHPUT_SHARE = 0.5
+"""A ramp step's throughput check: the primary must carry at least this share of its part of the throughput bar
+(`recovery_checks.throughput_bar * percent / 100`): the weighted split is random, so an exact bar would wait on
+noise, while a primary answering far fewer requests than it is sent (a stalled pool, a half-dead replica) waits."""
+
+
+def throughput_needed(checks: RecoveryChecks, percent: float) -> float:
+    """Requests per second the primary must carry at `percent` % for a ramp sample to pass."""
+    return checks.throughput_bar * percent / 100.0 * THROUGHPUT_SHARE
+
+
 def judge_ramp_step(primary: TierStats, percent: int, rollback: Rollback, checks: RecoveryChecks) -> StepJudgement:
     """One sample of the primary during a ramp step: FAIL rolls back, WAIT means too little traffic to tell.
 
@@ -215,9 +226,18 @@ def judge_ramp_step(primary: TierStats, percent: int, rollback: Rollback, checks
             reason=f"p99 {primary.p99_ms:.0f} ms > {rollback.p99_ms:.0f} ms at {percent}%",
             metrics=metrics,
         )
+    needed = throughput_needed(checks, percent)
+    metrics["rps_needed"] = needed
+    if primary.rps < needed:
+        return StepJudgement(
+            verdict=Verdict.WAIT,
+            reason=f"throughput {primary.rps:.1f} rps at {percent}% < {needed:.1f} rps needed (half its share of "
+            f"{checks.throughput_bar:g} rps)",
+            metrics=metrics,
+        )
     return StepJudgement(
         verdict=Verdict.PASS,
-        reason=f"error rate {primary.error_rate:.1%}, p99 {primary.p99_ms:.0f} ms",
+        reason=f"error rate {primary.error_rate:.1%}, p99 {primary.p99_ms:.0f} ms, {primary.rps:.1f} rps",
         metrics=metrics,
     )
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from governor.audit import AuditAction
+from governor.decisions import throughput_needed
 from governor.enums import FailureType, RecoveryPhase
 from governor.policy import Ramp
 
@@ -305,7 +306,7 @@ def recovery_view(state: IncidentState, policy: ServicePolicy | None, now: datet
             rps = state.last_judgement.get("metrics", {}).get("rps")
             if rps is not None and state.phase is RecoveryPhase.GRADUAL_RESTORE:
                 view.actual = float(rps)
-                view.passed = float(rps) >= rc.throughput_bar * state.ramp_percent / 100.0
+                view.passed = float(rps) >= throughput_needed(rc, state.ramp_percent)
         checks.append(view)
     passed = {
         e.details.get("percent"): e.details

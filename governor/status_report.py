@@ -414,11 +414,10 @@ class ChainView(BaseModel):
 def provider_of(policy: ServicePolicy, tier: FallbackTier) -> str:
     spec = next(s for s in policy.chain if s.tier is tier)
     backing = next((d.name for d in policy.dependencies if d.tier is tier), None)
-    named = getattr(spec, "provider", None)  # a provider name, where the policy gives one
-    if named:
-        return str(named)
     if spec.upstream:
-        return f"{backing} ({spec.upstream})" if backing else str(spec.upstream)
+        speaks = [] if spec.provider == "openai" else [spec.provider]  # OpenAI's format is the default: not shown
+        where = ", ".join([str(spec.upstream), *speaks, *([f"model {spec.model}"] if spec.model else [])])
+        return f"{backing} ({where})" if backing else where
     if tier is FallbackTier.TIER_2_CACHE:
         return f"cache (ttl {spec.ttl_s}s)"
     if tier is FallbackTier.TIER_4_STATIC:

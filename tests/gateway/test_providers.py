@@ -201,7 +201,7 @@ async def test_anthropic_529_and_429_fall_through(monkeypatch: pytest.MonkeyPatc
         st.secondary.set(**fault)
         raw = await st.client.chat.completions.with_raw_response.create(model="m", messages=ASK)
     assert raw.headers["x-governor-tier"] == "tier_4_static"
-    shown = "http_529" if "outage" in fault else "rate_limited"
+    shown = "overloaded" if "outage" in fault else "rate_limited"  # 529 overloaded_error: its own cause
     assert f"tier_1_secondary={shown}" in raw.headers["x-governor-reason"]
 
 

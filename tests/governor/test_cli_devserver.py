@@ -274,9 +274,7 @@ async def test_controls_on_an_incident_waiting_in_remediation(governed: Governed
 
 async def test_failover_without_an_open_incident_reports_one_then_forces_the_tier(governed: Governed) -> None:
     g = governed
-    code, out, err = await g.governor(
-        "failover", "--service", g.service, "--dependency", "secondary-llm", "--tier", "tier_2_cache", "--as", "bob"
-    )
+    code, out, err = await g.governor("failover", "--service", g.service, "--tier", "tier_2_cache", "--as", "bob")
     incident = f"recovery-{g.service}"
     assert code == 0, err
     assert out.splitlines()[0] == f"reported a manual failure: {incident}"

@@ -198,7 +198,8 @@ async def test_status_chain_recovery_claim_and_failover_one_tier_down(
     code, out, err = await live.cli("recovery", f"{s}/primary-llm")
     assert code == 0, err
     assert f"Recovery plan REC-{incident}" in out and "phase gradual_restore (may need a human)" in out
-    assert "Recovery checks (latest validation: pass: all recovery checks passed)" in out
+    # validation probed the data path through the real gateway too (recovery_checks.probe_request)
+    assert "Recovery checks (latest validation: pass: all recovery checks passed; data path: 5 POST" in out
     assert "✓ health_endpoint  consecutive_passes" in out and "✓ latency" in out and "✓ error_rate" in out
     assert "? throughput" in out and "(ramp)" in out
     assert "→ step 1   10%  no soak        current  awaiting approval (ramp:10)" in out and "· step 2  100%" in out

@@ -112,7 +112,7 @@ def test_a_broken_off_answer_says_so() -> None:
 
 
 def stats(**kw: float) -> TierStats:
-    return TierStats(**{"requests": 100, **kw})  # type: ignore[arg-type]
+    return TierStats(**{"requests": 100, "rps": 100, **kw})  # type: ignore[arg-type]
 
 
 def test_stats_below_the_seeds_thresholds_are_no_failure() -> None:
@@ -203,6 +203,14 @@ def test_a_ramp_step_rolls_back_on_p99_only_when_policy_asks() -> None:
     slow = stats(p99_ms=5000)
     assert judge_ramp_step(slow, 25, ROLLBACK, CHECKS).verdict is Verdict.PASS
     assert judge_ramp_step(slow, 25, Rollback(p99_ms=1000), CHECKS).verdict is Verdict.FAIL
+
+
+def test_a_ramp_step_waits_while_the_primary_carries_too_little_of_its_share() -> None:
+    checks = RecoveryChecks(normal_rps=40, min_samples=5)  # bar 40 rps: at 50 % it must carry >= 10 rps
+    starved = judge_ramp_step(stats(rps=4), 50, ROLLBACK, checks)
+    assert starved.verdict is Verdict.WAIT and "throughput 4.0 rps at 50% < 10.0 rps" in starved.reason
+    assert judge_ramp_step(stats(rps=12), 50, ROLLBACK, checks).verdict is Verdict.PASS
+    assert judge_ramp_step(stats(rps=4), 10, ROLLBACK, checks).verdict is Verdict.PASS  # 10 %: 2 rps needed
 
 
 def test_three_unlucky_requests_never_roll_back() -> None:
