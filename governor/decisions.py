@@ -191,7 +191,11 @@ noise, while a primary answering far fewer requests than it is sent (a stalled p
 
 
 def throughput_needed(checks: RecoveryChecks, percent: float) -> float:
-    """Requests per second the primary must carry at `percent` % for a ramp sample to pass."""
+    """Requests per second the primary must carry at `percent` % for a ramp sample to pass; 0 (not judged) unless
+    the policy says the service's usual traffic (`normal_rps`): without it a quiet service would wait forever on
+    the seed's 100 rps bar."""
+    if checks.normal_rps is None:
+        return 0.0
     return checks.throughput_bar * percent / 100.0 * THROUGHPUT_SHARE
 
 
