@@ -11,6 +11,8 @@ human to declare the dependency fixed.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -91,6 +93,7 @@ class Joining(Runbook):
                     ConfirmFailureInput(policy=self.policy, dependency=dep, report=report),
                     ConfirmFailureResult,
                     f"confirm {report.failure_type or 'failure'} on {dep}",
+                    within=timedelta(seconds=120),  # as detection's: the re-probes back off between looks
                 )
                 confirmed, why, classification = result.confirmed, result.reason, result.classification
             if not confirmed:
