@@ -273,16 +273,13 @@ class ChainWalk:
             return False
         if link.cap_tokens is not None:
             body = _cap_tokens(body, link.cap_tokens)
-        up_path, up_body, translate = path, body, False
-        if link.anthropic or link.model is not None:
-            try:
-                prepared = prepare(link.anthropic, link.model, chat, path, body)
-            except TranslationError as bad:
-                if ticket == PROBE:
-                    breaker.probes = max(0, breaker.probes - 1)
-                self._skipped(svc, link, "untranslatable", "untranslatable", tried, f"untranslatable: {bad}")
-                return False
-            up_path, up_body, translate = prepared.path, prepared.body, prepared.translate
+        try:
+            up_path, up_body, translate = for_upstream(link, chat, path, body)
+        except TranslationError as bad:
+            if ticket == PROBE:
+                breaker.probes = max(0, breaker.probes - 1)
+            self._skipped(svc, link, "untranslatable", "untranslatable", tried, f"untranslatable: {bad}")
+            return False
         window = link.window
         window.in_flight += 1
         resp = None
@@ -566,6 +563,15 @@ def _body_problem(link: Link, data: bytes, ctype: bytes, chat: bool) -> str | No
                 return f"no_{key}"
         return None
     return "not_a_json_object" if strict else None
+
+
+def for_upstream(link: Link, chat: bool, path: str, body: bytes) -> tuple[str, bytes, bool]:
+    """(path, body, whether the answer needs translating) as this tier's upstream takes them: its provider's API and
+    its model (the client's request as is when the tier has neither). Raises TranslationError naming the field."""
+    if not (link.anthropic or link.model is not None):
+        return path, body, False
+    prepared = prepare(link.anthropic, link.model, chat, path, body)
+    return prepared.path, prepared.body, prepared.translate
 
 
 def _cap_tokens(body: bytes, cap: int) -> bytes:

@@ -12,14 +12,12 @@ import asyncio
 import json
 import time
 
-from gateway.chain import JSON_CT, _body_problem, _cap_tokens
+from gateway.chain import CHAT_SUFFIX, JSON_CT, _body_problem, _cap_tokens, for_upstream
 from gateway.client import UpstreamError
-from gateway.providers import TranslationError, prepare
+from gateway.providers import TranslationError
 from gateway.providers.anthropic import translate_response
 from gateway.service import Link, ServiceRuntime
 from governor.gateway_api import ProbeCall, ProbeOutcome, ProbeReport
-
-CHAT_SUFFIX = "/chat/completions"
 
 
 async def probe_tier(svc: ServiceRuntime, link: Link, call: ProbeCall) -> ProbeReport:
@@ -31,15 +29,12 @@ async def probe_tier(svc: ServiceRuntime, link: Link, call: ProbeCall) -> ProbeR
 
 async def _one(link: Link, method: str, path: str, body: bytes) -> ProbeOutcome:
     chat = path.endswith(CHAT_SUFFIX)
-    if link.cap_tokens is not None and body:
+    if link.cap_tokens is not None:
         body = _cap_tokens(body, link.cap_tokens)
-    up_path, up_body, translate = path, body, False
-    if link.anthropic or link.model is not None:
-        try:
-            prepared = prepare(link.anthropic, link.model, chat, path, body)
-        except TranslationError as bad:
-            return ProbeOutcome(ok=False, latency_ms=0.0, reason=f"untranslatable: {bad}")
-        up_path, up_body, translate = prepared.path, prepared.body, prepared.translate
+    try:
+        up_path, up_body, translate = for_upstream(link, chat, path, body)
+    except TranslationError as bad:
+        return ProbeOutcome(ok=False, latency_ms=0.0, reason=f"untranslatable: {bad}")
     headers = [(b"content-type", b"application/json"), *link.auth]
     p0 = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + link.timeout_s
