@@ -138,6 +138,17 @@ def parse_positive(text: str) -> int:
     return value
 
 
+def parse_drill_duration(text: str) -> float:
+    """A drill's duration in seconds: more than 0, at most an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"needs seconds, more than 0 and at most 3600, got {text!r}")
+    return value
+
+
 def resolve_incident(text: str) -> str:
     """An incident by workflow id (`recovery-chat`) or as `service/dependency` (`chat/primary-llm`)."""
     if "/" in text:

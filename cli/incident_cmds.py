@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 
 from cli.common import (
     EXIT_OK,
+    EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     EXIT_UNKNOWN_INCIDENT,
     UserError,
@@ -32,6 +33,7 @@ from cli.render import (
     render_timeline_summary,
     summary_rows,
 )
+from governor.drill import DrillRequest
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentReport, IncidentState, incident_id
 from governor.plan import recovery_plan
@@ -101,6 +103,10 @@ async def cmd_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.drill:
+        return await cmd_drill(args)
+    if args.duration is not None:
+        raise UserError("--duration is for a drill: add --drill")
     policy = maybe_policy(args, args.service)
     dependency = args.dependency or (primary_dependency(policy) if policy else None)
     if dependency is None:
@@ -127,6 +133,57 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
         args,
         reported,
         f"{verb} {reported.incident_id} ({args.failure_type.value})\n  follow it: governor show {reported.incident_id}",
+    )
+    return EXIT_OK
+
+
+async def cmd_drill(args: argparse.Namespace) -> int:
+    """`simulate --drill`: a game day on a healthy service; the workflow injects, recovers and restores it."""
+    who = resolve_identity(args.actor)
+    policy = maybe_policy(args, args.service)
+    if policy is None:
+        raise UserError(
+            f"no policy for service {args.service!r} in {policy_dir(args)}: a drill needs the service's policy"
+        )
+    dependency = args.dependency or primary_dependency(policy)
+    try:
+        dep = policy.dependency(dependency)
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    if dep.tier is None or not [t for t in policy.tiers if t.rank > dep.tier.rank]:
+        raise UserError(f"{dependency} backs no tier with a fallback below it: nothing for a drill to fail over to")
+    gc = await connect(args)
+    found = await gc.find_open(args.service)
+    if found:
+        ids = ", ".join(i.incident_id for i in found)
+        raise UserError(
+            f"{args.service} has an open incident ({ids}): no drill on a service that is already recovering "
+            "(finish or close it first, see `governor show`)",
+            EXIT_REFUSED,
+        )
+    duration = args.duration or policy.drills.duration_s
+    report = IncidentReport(
+        service=args.service,
+        dependency=dependency,
+        failure_type=args.failure_type,
+        severity=args.severity,
+        source=f"governor simulate --drill ({who})",
+        message=args.message or f"drill: {args.failure_type.value} on {dependency}",
+        metrics=dict(args.metric),
+        reported_at=datetime.now().astimezone(),
+        drill=DrillRequest(duration_s=duration, requested_by=who),
+    )
+    reported = await gc.report_failure(report)
+    if reported.started is False:  # an incident opened between the check and the report: the drill joined nothing
+        raise UserError(f"{args.service} opened an incident meanwhile ({reported.incident_id}): no drill", EXIT_REFUSED)
+    emit(
+        args,
+        {**reported.model_dump(mode="json"), "drill": report.drill.model_dump(mode="json") if report.drill else None},
+        f"drill {reported.incident_id} started by {who} ({args.failure_type.value}): the breaker of {dep.tier.value}"
+        f" is forced open in every gateway replica for {duration:g} s, then the workflow restores it and ramps back\n"
+        f"  on-call and internal audiences only; the status page is "
+        + ("updated (drills.status_page: true)" if policy.drills.status_page else "left untouched")
+        + f"\n  follow it: governor show {reported.incident_id}; findings: governor postmortem {reported.incident_id}",
     )
     return EXIT_OK
 

@@ -14,6 +14,7 @@ from cli.common import (
     POLICY_DIR_ENV,
     USER_ENV,
     parse_bool,
+    parse_drill_duration,
     parse_failure_type,
     parse_metric,
     parse_phase,
@@ -189,13 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("show", "one incident: phase, tier, degradation, ramp, pending gates, timeline")
     p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat) or chat/primary-llm")
 
-    p = add("simulate", "report a failure of a given type through the SDK (opens or joins an incident)")
+    p = add(
+        "simulate",
+        "report a failure of a given type through the SDK (opens or joins an incident), or with --drill run a drill",
+        actor=True,
+    )
     p.add_argument("--service", required=True)
     p.add_argument("--dependency", help="default: the dependency backing the primary in the policy")
     p.add_argument("--type", required=True, type=parse_failure_type, dest="failure_type", metavar="FAILURE_TYPE")
     p.add_argument("--severity", type=parse_severity)
     p.add_argument("--message", default="")
     p.add_argument("--metric", action="append", type=parse_metric, default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--drill",
+        action="store_true",
+        help="a game day: force the failed tier's breaker open, recover for real, tell on-call only, restore on its own",
+    )
+    p.add_argument(
+        "--duration",
+        type=parse_drill_duration,
+        metavar="SECONDS",
+        help="with --drill: how long the injected failure lasts (default: the policy's drills.duration_s, 60)",
+    )
 
     p = add(
         "failover", "force a tier on the service's open incident, or report a manual failure to open one", actor=True

@@ -70,7 +70,7 @@ def timeline_rows(state: IncidentState) -> list[list[Any]]:
 
 def render_incident(state: IncidentState) -> str:
     """`governor show`: where the incident stands, what it waits for (with the exact command), and its timeline."""
-    lines = [f"Incident {state.incident_id}  ({state.outcome})"]
+    lines = [f"Incident {state.incident_id}  ({state.outcome})" + ("  DRILL" if state.drill else "")]
     failure = state.failure_type.value if state.failure_type else "unclassified"
     severity = f" ({state.severity.value})" if state.severity else ""
     flags = [f for f, on in (("PAUSED", state.paused), ("WAITING FOR A HUMAN", state.awaiting_human)) if on]
@@ -91,6 +91,17 @@ def render_incident(state: IncidentState) -> str:
         ("mitigated", format_time(state.mitigated_at, missing="-")),
         ("recovered", format_time(state.recovered_at, missing="-")),
     ]
+    if state.drill:
+        from governor.drill import render_drill_findings
+
+        facts += [("drill", line) for line in render_drill_findings(state)[:1]]
+        d = state.drill
+        facts.append(
+            (
+                "drill fault",
+                f"cleared {format_time(d.restored_at)}" if d.restored_at else f"until {format_time(d.ends_at)}",
+            )
+        )
     if state.follows:
         facts.append(("follows", f"{state.follows} (reports arrived during its restore)"))
     if state.late_report_count:
@@ -253,7 +264,7 @@ def render_setup(policy: ServicePolicy) -> str:
 def summary_rows(incidents: list[Any]) -> list[list[Any]]:
     return [
         [
-            i.incident_id,
+            i.incident_id + (" (drill)" if getattr(i, "drill", False) else ""),
             i.failure_type.value if i.failure_type else None,
             i.severity.value if i.severity else None,
             i.phase.value if i.phase else None,

@@ -52,6 +52,9 @@ class AuditAction(StrEnum):
     CLAIM = "claim"
     FLAPPING = "flapping"
     DEPENDENCY_RESTORED = "dependency_restored"
+    DRILL_STARTED = "drill_started"
+    DRILL_RESTORED = "drill_restored"
+    DRILL_FINDINGS = "drill_findings"
 
 
 class AuditEntry(BaseModel):

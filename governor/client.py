@@ -118,6 +118,8 @@ class IncidentSummary(BaseModel):
     degradation_level: DegradationLevel | None = None
     awaiting_approval: bool = False
     ramp_percent: int | None = None
+    drill: bool = False
+    """A drill (`governor simulate --drill`), from the GovernorDrill search attribute."""
     status: str
     started_at: datetime | None = None
     closed_at: datetime | None = None
@@ -148,6 +150,7 @@ def summarize(execution: WorkflowExecution) -> IncidentSummary:
         degradation_level=_enum_or_none(DegradationLevel, attrs.get(sa.DEGRADATION)),
         awaiting_approval=bool(attrs.get(sa.AWAITING_APPROVAL)),
         ramp_percent=attrs.get(sa.RAMP_PERCENT),
+        drill=bool(attrs.get(sa.DRILL)),
         status=execution.status.name if execution.status else "UNKNOWN",
         started_at=execution.start_time,
         closed_at=execution.close_time,

@@ -31,6 +31,8 @@ def search_attribute_values(s: IncidentState) -> dict[str, Any]:
         values["FailureType"] = str(s.failure_type)
     if s.severity is not None:
         values["Severity"] = str(s.severity)
+    if s.drill is not None:  # only drills upsert it: older histories replay without the extra command
+        values["GovernorDrill"] = True
     return values
 
 
@@ -44,6 +46,14 @@ def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now:
         f"**Phase** `{s.phase}` · **Tier** `{s.tier}` ({s.tier.quality_percentage} % quality) · "
         f"**Degradation** `{s.degradation_level}` · **Ramp** {s.ramp_percent} % · **Attempt** {s.attempt}",
     ]
+    if s.drill is not None:
+        d = s.drill
+        state = f"fault cleared {d.restored_at:%H:%M:%S} UTC" if d.restored_at else f"restores {d.ends_at:%H:%M:%S} UTC"
+        lines += [
+            "",
+            f"**DRILL** by {d.requested_by}: {d.injection}; {state}. Notifications go to on-call and internal only; "
+            + ("the status page follows the drill." if d.status_page else "the status page is left untouched."),
+        ]
     if s.occurrence_id:
         lines += ["", f"**Occurrence** `{s.occurrence_id}`" + (f" (follows `{s.follows}`)" if s.follows else "")]
     if s.late_report_count:

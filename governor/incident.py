@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from governor.audit import AuditEntry
 from governor.controls import Control
+from governor.drill import DrillRecord, DrillRequest
 from governor.enums import (
     DegradationLevel,
     FailureType,
@@ -59,6 +60,8 @@ class IncidentReport(BaseModel):
     dedup_key: str | None = Field(default=None, max_length=500)
     manual: bool = False
     """On-call's deliberate failover (maintenance, a known-bad model): detection records it without re-probing."""
+    drill: DrillRequest | None = None
+    """A drill (`governor simulate --drill`): the workflow injects the failure itself and restores it on its own."""
     coalesced: int = Field(default=1, ge=1)
     """How many reports this one stands for: the intake merges a burst for one incident into one signal."""
     also: list[IncidentReport] = Field(default_factory=list, max_length=MAX_COALESCED_DISTINCT - 1)
@@ -320,6 +323,8 @@ class IncidentState(BaseModel):
     """`recovery_checks.max_flaps` flaps: the incident stopped retrying and waits for a human (`declare_remediated`)."""
     owner: str | None = None
     """Who took the incident with `claim` (`governor claim`); the recovery plan's owner (governor/plan.py)."""
+    drill: DrillRecord | None = None
+    """Set when the incident is a drill (governor/drill.py); tier transitions while it is set are `scheduled`."""
 
     @property
     def awaiting_approval(self) -> bool:

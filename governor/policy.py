@@ -332,6 +332,15 @@ class Remediation(_Strict):
     """Escalate when the primary is still down after this long; default: the failure type's typical recovery time."""
 
 
+class Drills(_Strict):
+    """Game days (`governor simulate --drill`, governor/drill.py)."""
+
+    status_page: StrictBool = False
+    """Let a drill change the gateway's public status page; by default a drill leaves it untouched."""
+    duration_s: float = Field(default=60.0, strict=True, gt=0, le=3600)
+    """How long the injected failure lasts when `--duration` is not given."""
+
+
 class ServicePolicy(_Strict):
     """Everything the governor knows about one service."""
 
@@ -348,6 +357,7 @@ class ServicePolicy(_Strict):
     degradation: Degradation = Field(default_factory=Degradation)
     notifications: Notifications = Field(default_factory=Notifications)
     remediation: Remediation = Field(default_factory=Remediation)
+    drills: Drills = Field(default_factory=Drills)
     auto_failover: StrictBool = True
     deadline_ms: PosInt = 30_000
     """Gateway: overall deadline for one request across the whole chain."""

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from governor.audit import AuditAction, verify_chain
+from governor.drill import drill_findings, render_drill_findings
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentState
 from governor.plan import RecoveryPlan, recovery_plan
@@ -212,6 +213,7 @@ def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime |
         "follow_ups": follow_ups(state, policy),
         "recovery_plan": plan.model_dump(mode="json") if (plan := plan_of(state, policy, now)) else None,
         "audit_chain_intact": verify_chain(state.audit) is None,
+        "drill": drill_findings(state),
         "state": state.model_dump(mode="json"),
     }
 
@@ -262,7 +264,10 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
     metrics = incident_metrics(state, now)
     ftype = state.failure_type.value if state.failure_type else "unclassified failure"
     severity = f" ({state.severity.value})" if state.severity else ""
-    out: list[str] = [f"# Post-mortem: {state.service}: {ftype} on {state.dependency}{severity}", ""]
+    drill = " (DRILL)" if state.drill else ""
+    out: list[str] = [f"# Post-mortem{drill}: {state.service}: {ftype} on {state.dependency}{severity}", ""]
+    if state.drill:
+        out += ["## What the drill found", "", *(f"- {line}" for line in render_drill_findings(state)), ""]
 
     out += [
         "## Summary",

@@ -15,6 +15,8 @@ TIER = SearchAttributeKey.for_keyword("FallbackTier")
 DEGRADATION = SearchAttributeKey.for_keyword("DegradationLevel")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
 RAMP_PERCENT = SearchAttributeKey.for_int("RampPercent")
+DRILL = SearchAttributeKey.for_bool("GovernorDrill")
+"""Set (true) only on drills (`governor simulate --drill`); other incidents never upsert it."""
 
 ALL: list[SearchAttributeKey[Any]] = [
     SERVICE,
@@ -26,6 +28,7 @@ ALL: list[SearchAttributeKey[Any]] = [
     DEGRADATION,
     AWAITING_APPROVAL,
     RAMP_PERCENT,
+    DRILL,
 ]
 
 

@@ -49,6 +49,12 @@ def _sentence(entry: AuditEntry) -> str:
         return f"The report on {d.get('dependency')} did not reproduce: ignored ({d.get('reason')})"
     if action == "false_alarm":
         return f"The failure did not reproduce: closed as a false alarm ({d.get('reason')})"
+    if action == "drill_started":
+        return f"DRILL by {actor}: {d.get('injection')} for {d.get('duration_s')} s (restores on its own)"
+    if action == "drill_restored":
+        return f"Drill over: {d.get('cleared')}; the workflow now validates and ramps as in a real incident"
+    if action == "drill_findings":
+        return f"Drill findings: {d.get('client_errors')} client errors; requests by tier {d.get('requests')}"
     if action == "flapping":
         return f"Flapping: {d.get('flaps')} failures after recovering ({d.get('reason')}); waiting for a human"
     if action == "dependency_restored":

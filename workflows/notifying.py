@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, NotifyInput, NotifyResult
     from governor.audit import AuditAction
     from governor.decisions import audiences_for, status_component
+    from governor.drill import drill_audiences
     from governor.enums import NotificationAudience
     from governor.incident import NotificationRecord, PendingGate
 
@@ -74,6 +75,8 @@ class Notifying(Bookkeeping):
         should) drop only true repeats. `instance` defaults to this event's next number in the occurrence.
         """
         assert self.policy
+        if self.s.drill is not None:  # a drill tells on-call and internal only, and says it is a drill
+            audiences, title = drill_audiences(self.s.drill, audiences), f"[DRILL] {title}"
         instance = instance if instance is not None else self.s.event_instances.get(event, 0) + 1
         self.s.event_instances[event] = max(instance, self.s.event_instances.get(event, 0))
         occurrence = self.s.occurrence_id or self.s.incident_id

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.policy import ServicePolicy
 
 from workflows.controls import Controls
+from workflows.drilling import Drilling
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
 from workflows.ramping import Ramping, RollbackNow
 from workflows.tiering import Tiering
@@ -63,7 +64,7 @@ QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
+class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
@@ -122,7 +123,10 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
         assert self.policy
         self._enter(RecoveryPhase.DETECTION)
         report = self.s.reports[-1]
-        if report.manual:
+        drill = await self._start_drill()
+        if drill is not None:
+            result = drill
+        elif report.manual:
             result = ConfirmFailureResult(confirmed=True, reason=f"manual report from {report.source}")
         else:
             result = await self._act(
@@ -211,6 +215,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
         if last is None or last.phase is not RecoveryPhase.REMEDIATION or last.left_at is not None:
             self.s.healthy_again = []  # back from validation, a rollback or a restore: every probe passes again
         self._enter(RecoveryPhase.REMEDIATION)
+        await self._drill_window()  # a drill's injected failure lasts its duration
         dep = self.policy.dependency(self._to_probe())
         checks = self.policy.recovery_checks
         probing: asyncio.Task[WaitForHealthyResult] | None = None
@@ -363,6 +368,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
         self.s.recovered_at = workflow.now()
         self.s.outcome = "recovered"
         self._audit(AuditAction.RESTORED, details={"attempts": self.s.attempt})
+        await self._drill_findings()
         notified = {n.audience for n in self.s.notifications}
         self._notify(
             "resolved", sorted(notified), f"{self.s.service} recovered", "Primary restored; incident resolved."
@@ -444,6 +450,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
 
     async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:
         assert self.policy
+        change = self._drill_change(change)  # a drill leaves the status page alone
         return await self._act(
             Activity.APPLY_GATEWAY_CHANGE,
             GatewayChange(

@@ -121,6 +121,8 @@ class FakeWorld:
         """Verdicts validate_primary answers first, one per call, before `validation` applies."""
         self.validated: list[str] = []
         """The dependency of every validate_primary call, in order."""
+        self.other_tiers: dict[str, TierStats] = {}
+        """More tiers read_stats answers (e.g. `tier_5_error`, the explicit 503s a drill counts)."""
 
     def activities(self) -> list[Any]:
         return [
@@ -165,7 +167,7 @@ class FakeWorld:
     @activity.defn(name=Activity.READ_STATS)
     async def read_stats(self, input: ReadStatsInput) -> StatsWindow:
         self.windows.append(input.window_s)
-        return StatsWindow(window_s=input.window_s, tiers={"tier_0_primary": self.stats(self)})
+        return StatsWindow(window_s=input.window_s, tiers={"tier_0_primary": self.stats(self), **self.other_tiers})
 
     @activity.defn(name=Activity.GATHER_EVIDENCE)
     async def gather_evidence(self, input: EvidenceInput) -> Evidence:
