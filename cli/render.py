@@ -94,7 +94,7 @@ def render_incident(state: IncidentState) -> str:
     if state.drill:
         from governor.drill import render_drill_findings
 
-        facts += [("drill", line) for line in render_drill_findings(state)[:1]]
+        facts += [("drill" if i == 0 else "", line) for i, line in enumerate(render_drill_findings(state))]
         d = state.drill
         facts.append(
             (

@@ -161,6 +161,7 @@ async def test_start_registers_search_attributes_keeps_history_and_stops_clean(t
         "DegradationLevel": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         "AwaitingApproval": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
         "RampPercent": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        "GovernorDrill": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
     }
     pids = seen["pids"]
     assert isinstance(pids, dict) and set(pids) == {"temporal"}
