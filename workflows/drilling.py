@@ -67,12 +67,15 @@ class Drilling(Runbook):
         d = self.s.drill
         if d is None or d.restored_at is not None:
             return
-        left = (d.ends_at - workflow.now()).total_seconds()
-        if left > 0 and self.s.remediated_by is None:
+        while self.s.remediated_by is None and (left := (d.ends_at - workflow.now()).total_seconds()) > 0:
             try:
-                await workflow.wait_condition(lambda: self.s.remediated_by is not None, timeout=timedelta(seconds=left))
+                await workflow.wait_condition(
+                    lambda: self.s.remediated_by is not None or self.s.forced_tier is not None,
+                    timeout=timedelta(seconds=left),
+                )
             except TimeoutError:  # asyncio.TimeoutError is TimeoutError on 3.11
-                pass
+                break
+            await self._apply_forced_tier()  # on-call may move the drill to another tier meanwhile
         if self.s.remediated_by is not None and workflow.now() < d.ends_at:
             d.ended_early_by = self.s.remediated_by
         await self._gateway(

@@ -104,3 +104,20 @@ async def test_an_ordinary_incident_is_no_drill(incident) -> None:
     assert "customers" in {str(n.audience) for n in world.notifications}
     described = await inc.env.client.get_workflow_handle(inc.workflow_id).describe()
     assert described.typed_search_attributes.get(sa.DRILL) is None
+
+
+async def test_on_call_can_force_a_tier_and_end_a_drill_early(incident) -> None:
+    world = drill_world()
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE, drill=DrillRequest(duration_s=3600))
+    await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    handle = inc.env.client.get_workflow_handle(inc.workflow_id)
+    await handle.signal(Names.FORCE_TIER, {"tier": "tier_4_static", "actor": "bob", "reason": "try static too"})
+    forced = await inc.until(lambda s: s.tier is FallbackTier.TIER_4_STATIC, step_s=1)
+    assert forced.drill and forced.drill.restored_at is None  # still inside the drill
+    await handle.signal(Names.DECLARE_REMEDIATED, {"actor": "carol", "reason": "seen enough"})
+    state = await inc.until(lambda s: s.closed_at is not None)
+    d = state.drill
+    assert d and d.ended_early_by == "carol" and d.restored_at and d.restored_at < d.ends_at
+    assert state.outcome == "recovered" and state.tier is FallbackTier.TIER_0_PRIMARY
+    assert (drill_findings(state) or {})["ended_early_by"] == "carol"
