@@ -10,6 +10,7 @@ import pytest
 
 from governor.controls import POLICY_LOADING, Control, actor_of, approvals_needed, pending_text, refusal
 from governor.details import details_markdown, search_attribute_values
+from governor.drill import DrillRecord
 from governor.enums import FailureType, FallbackTier, RecoveryPhase, Severity
 from governor.incident import (
     ApprovalInput,
@@ -173,9 +174,13 @@ def test_actor_of_names_whoever_sent_it() -> None:
 def test_search_attribute_values_cover_the_registered_names_only() -> None:
     registered = {key.name for key in ALL}
     values = search_attribute_values(state(failure_type=FailureType.ERROR_SPIKE, severity=Severity.HIGH))
-    assert set(values) == registered
+    assert set(values) == registered - {"GovernorDrill"}  # only drills set it (older histories never upsert it)
     assert values["FailureType"] == "error_spike" and values["AwaitingApproval"] is False
-    assert set(search_attribute_values(state())) == registered - {"FailureType", "Severity"}
+    assert set(search_attribute_values(state())) == registered - {"FailureType", "Severity", "GovernorDrill"}
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    drill = DrillRecord(requested_by="alice", duration_s=60, injection="breaker", injected_at=at, ends_at=at)
+    drilled = search_attribute_values(state(failure_type=FailureType.ERROR_SPIKE, severity=Severity.HIGH, drill=drill))
+    assert set(drilled) == registered and drilled["GovernorDrill"] is True
 
 
 def test_details_show_the_pending_gate_and_how_to_approve_it() -> None:
