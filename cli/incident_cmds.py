@@ -162,6 +162,12 @@ async def cmd_drill(args: argparse.Namespace) -> int:
             EXIT_REFUSED,
         )
     duration = args.duration or policy.drills.duration_s
+    fault = policy.drills.faults.get(dependency)
+    injection = (
+        f"fault injected through {fault.url} (detection probes it)"
+        if fault is not None
+        else f"the breaker of {dep.tier.value} is forced open in every gateway replica"
+    )
     report = IncidentReport(
         service=args.service,
         dependency=dependency,
@@ -179,8 +185,8 @@ async def cmd_drill(args: argparse.Namespace) -> int:
     emit(
         args,
         {**reported.model_dump(mode="json"), "drill": report.drill.model_dump(mode="json") if report.drill else None},
-        f"drill {reported.incident_id} started by {who} ({args.failure_type.value}): the breaker of {dep.tier.value}"
-        f" is forced open in every gateway replica for {duration:g} s, then the workflow restores it and ramps back\n"
+        f"drill {reported.incident_id} started by {who} ({args.failure_type.value}): {injection} for {duration:g} s,"
+        " then the workflow clears it and ramps back\n"
         f"  on-call and internal audiences only; the status page is "
         + ("updated (drills.status_page: true)" if policy.drills.status_page else "left untouched")
         + f"\n  follow it: governor show {reported.incident_id}; findings: governor postmortem {reported.incident_id}",

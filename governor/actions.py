@@ -40,6 +40,20 @@ class Activity:
     ASSESS_TIERS = "assess_tiers"
     NOTIFY = "notify"
     WRITE_POSTMORTEM = "write_postmortem"
+    DRILL_FAULT = "drill_fault"
+
+
+class DrillFaultInput(BaseModel):
+    """PUT `body` to an upstream's control API (a drill injecting or clearing its fault)."""
+
+    url: str
+    body: dict[str, Any]
+
+
+class DrillFaultResult(BaseModel):
+    status_code: int
+    answer: str = ""
+    """The control API's answer, cut to 500 characters."""
 
 
 class LoadPolicyInput(BaseModel):

@@ -44,6 +44,12 @@ class DrillRecord(BaseModel):
     duration_s: float
     injection: str
     """What was injected, e.g. `breaker tier_0_primary forced open in 2 gateway replica(s)`."""
+    fault_url: str | None = None
+    """Injected through this control API (the policy's `drills.faults`); None: the breaker was forced open."""
+    fault_clear: dict[str, Any] = Field(default_factory=dict)
+    """The body that clears the fault again (PUT to `fault_url` when the drill's duration is up)."""
+    detected: bool = True
+    """Detection confirmed the injected failure (a fault injected through a control API is probed for real)."""
     injected_at: datetime
     ends_at: datetime
     status_page: bool = False
@@ -125,6 +131,7 @@ def drill_findings(s: IncidentState) -> dict[str, Any] | None:
         "gates": gates_waited(s),
         "status_page_changed": d.status_page,
         "notifications_suppressed": d.suppressed,
+        "detected": d.detected,
         "outcome": s.outcome,
     }
 
@@ -150,6 +157,8 @@ def render_drill_findings(s: IncidentState) -> list[str]:
         + (f"unknown ({f['stats_error']})" if errors is None else f"{errors}{window}")
         + f"; requests by tier: {served}",
     ]
+    if not f["detected"]:
+        lines.append("NOT DETECTED: the probes did not see the injected fault; the incident closed as a false alarm")
     if f["ended_early_by"]:
         lines.append(f"ended early: {f['ended_early_by']} declared the dependency remediated")
     gates = f["gates"]

@@ -332,6 +332,16 @@ class Remediation(_Strict):
     """Escalate when the primary is still down after this long; default: the failure type's typical recovery time."""
 
 
+class DrillFault(_Strict):
+    """A fault a drill injects through the upstream's own control API (the demo's fake models: `PUT /control`)."""
+
+    url: HttpUrl
+    inject: dict[str, Any] = Field(min_length=1)
+    """The JSON body PUT to `url` when the drill starts, e.g. `{"outage": true, "outage_mode": "503"}`."""
+    clear: dict[str, Any] = Field(min_length=1)
+    """The JSON body PUT to `url` when the drill's duration is up, e.g. `{"outage": false}`."""
+
+
 class Drills(_Strict):
     """Game days (`governor simulate --drill`, governor/drill.py)."""
 
@@ -339,6 +349,9 @@ class Drills(_Strict):
     """Let a drill change the gateway's public status page; by default a drill leaves it untouched."""
     duration_s: float = Field(default=60.0, strict=True, gt=0, le=3600)
     """How long the injected failure lasts when `--duration` is not given."""
+    faults: dict[Name, DrillFault] = Field(default_factory=dict)
+    """Per dependency: inject the drill's failure through the upstream's control API (detection then probes it
+    for real) instead of forcing the failed tier's breaker open."""
 
 
 class ServicePolicy(_Strict):
@@ -382,6 +395,9 @@ class ServicePolicy(_Strict):
         for dep in self.dependencies:
             if dep.tier is not None and dep.tier not in in_chain:
                 raise ValueError(f"dependency {dep.name!r} backs {dep.tier.value}, which is not in the chain")
+        for name in self.drills.faults:
+            if name not in names:
+                raise ValueError(f"drills.faults names no dependency {name!r} (known: {', '.join(names)})")
         for gate in self.approvals.gates:
             kind, arg = parse_gate(gate)
             if kind == "ramp" and int(arg) not in {s.percent for s in self.ramp.steps}:

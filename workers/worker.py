@@ -35,6 +35,7 @@ def workflow_classes() -> list[type]:
 
 def activity_functions(http: httpx.AsyncClient, settings: WorkerSettings, client: Client) -> list[Any]:
     """Every activity, built once with its dependencies."""
+    from activities.drills import DrillActivities
     from activities.notify import NotificationActivities
     from activities.recovery import RecoveryActivities
     from activities.watch import WatchActivities
@@ -42,6 +43,7 @@ def activity_functions(http: httpx.AsyncClient, settings: WorkerSettings, client
     return [
         *RecoveryActivities(http, settings).all(),
         NotificationActivities(http, settings).notify,
+        DrillActivities(http).drill_fault,
         *_activity_methods(WatchActivities(http, settings, client)),
     ]
 

@@ -13,6 +13,7 @@ before drills never set `state.drill`, so they replay unchanged.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from governor.actions import Activity, BreakerChange, ConfirmFailureResult, ReadStatsInput
+    from governor.actions import (
+        Activity,
+        BreakerChange,
+        ConfirmFailureResult,
+        DrillFaultInput,
+        DrillFaultResult,
+        ReadStatsInput,
+    )
     from governor.audit import AuditAction
     from governor.drill import DRILL_PATCH, DrillRecord
     from governor.enums import FallbackTier
@@ -38,18 +46,35 @@ class Drilling(Runbook):
     async def _start_drill(self) -> ConfirmFailureResult | None:
         """Detection of a drill's first report: inject the failure and confirm it; None when this is no drill."""
         assert self.policy
-        if self.s.drill is not None:  # injected already (a continued run): confirmed by the injection
+        if self.s.drill is not None:  # injected already (a continued run): confirmed as the first run was
+            if self.s.drill.fault_url is not None:
+                return None
             return ConfirmFailureResult(confirmed=True, reason=f"drill: {self.s.drill.injection}")
         request = self.s.reports[0].drill if self.s.reports else None
         if request is None or not workflow.patched(DRILL_PATCH):
             return None
         tier = self.policy.failed_tier(self.s.dependency)
-        await self._gateway(f"drill: force the breaker of {tier} open", breaker=BreakerChange(tier=tier, mode="open"))
+        fault = self.policy.drills.faults.get(self.s.dependency)
+        if fault is not None:  # the upstream's own control API: detection then probes the failure for real
+            await self._act(
+                Activity.DRILL_FAULT,
+                DrillFaultInput(url=str(fault.url), body=fault.inject),
+                DrillFaultResult,
+                f"drill: inject {fault.inject} through {fault.url}",
+            )
+            injection = f"fault {json.dumps(fault.inject, sort_keys=True)} injected through {fault.url}"
+        else:
+            await self._gateway(
+                f"drill: force the breaker of {tier} open", breaker=BreakerChange(tier=tier, mode="open")
+            )
+            injection = f"breaker {tier} forced open in {len(self.policy.gateways)} gateway replica(s)"
         now = workflow.now()
         self.s.drill = DrillRecord(
             requested_by=request.requested_by,
             duration_s=request.duration_s,
-            injection=f"breaker {tier} forced open in {len(self.policy.gateways)} gateway replica(s)",
+            injection=injection,
+            fault_url=str(fault.url) if fault is not None else None,
+            fault_clear=dict(fault.clear) if fault is not None else {},
             injected_at=now,
             ends_at=now + timedelta(seconds=request.duration_s),
             status_page=self.policy.drills.status_page,
@@ -59,7 +84,17 @@ class Drilling(Runbook):
             actor=request.requested_by,
             details={"injection": self.s.drill.injection, "duration_s": request.duration_s, "tier": str(tier)},
         )
+        if fault is not None:
+            return None  # probed like any report: the drill finds out whether detection sees the fault
         return ConfirmFailureResult(confirmed=True, reason=f"drill by {request.requested_by}: {self.s.drill.injection}")
+
+    async def _drill_not_detected(self) -> None:
+        """Detection did not confirm a fault injected through a control API: clear it before the incident closes."""
+        d = self.s.drill
+        if d is None or d.restored_at is not None:
+            return
+        d.detected = False
+        await self._clear_drill_fault(d)
 
     async def _drill_window(self) -> None:
         """Remediation of a drill: the injected failure lasts its duration (or until on-call declares it fixed), then
@@ -78,15 +113,26 @@ class Drilling(Runbook):
             await self._apply_forced_tier()  # on-call may move the drill to another tier meanwhile
         if self.s.remediated_by is not None and workflow.now() < d.ends_at:
             d.ended_early_by = self.s.remediated_by
-        await self._gateway(
-            f"drill over: breaker of {self.s.failed_tier} back to its rules",
-            breaker=BreakerChange(tier=self.s.failed_tier, mode="auto"),
-        )
+        await self._clear_drill_fault(d)
+
+    async def _clear_drill_fault(self, d: DrillRecord) -> None:
+        """Undo the injection: the control API's `clear` body, or the breaker handed back to its rules."""
+        if d.fault_url is not None:
+            await self._act(
+                Activity.DRILL_FAULT,
+                DrillFaultInput(url=d.fault_url, body=d.fault_clear),
+                DrillFaultResult,
+                f"drill over: clear the fault through {d.fault_url}",
+            )
+            cleared = f"fault cleared through {d.fault_url}"
+        else:
+            await self._gateway(
+                f"drill over: breaker of {self.s.failed_tier} back to its rules",
+                breaker=BreakerChange(tier=self.s.failed_tier, mode="auto"),
+            )
+            cleared = f"breaker {self.s.failed_tier} back to auto"
         d.restored_at = workflow.now()
-        self._audit(
-            AuditAction.DRILL_RESTORED,
-            details={"cleared": f"breaker {self.s.failed_tier} back to auto", "ended_early_by": d.ended_early_by},
-        )
+        self._audit(AuditAction.DRILL_RESTORED, details={"cleared": cleared, "ended_early_by": d.ended_early_by})
 
     async def _drill_findings(self) -> None:
         """Full restore of a drill: what the gateways served over the drill, and the requests that failed clients."""

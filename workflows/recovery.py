@@ -137,6 +137,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
                 within=timedelta(seconds=120),
             )
         if not result.confirmed:
+            await self._drill_not_detected()  # a drill's fault the probes did not see is cleared all the same
             self._audit(AuditAction.FALSE_ALARM, details={"reason": result.reason})
             self.s.outcome = "false_alarm"
             self._close()

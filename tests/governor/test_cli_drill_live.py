@@ -68,6 +68,7 @@ class Drill:
     gw: RunningGateway
     hooks: Recorder
     traffic: Traffic
+    primary: Any
 
     async def cli(self, *argv: str) -> tuple[int, str, str]:
         return await self.g.governor(*argv)
@@ -132,7 +133,7 @@ async def drill(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[D
                 build_worker(dev_env.client, task_queue, activity_functions(http, settings, dev_env.client)),
             ):
                 try:
-                    yield Drill(Governed(dev_env, service, task_queue, policy_dir, sdk), gw, hooks, seen)
+                    yield Drill(Governed(dev_env, service, task_queue, policy_dir, sdk), gw, hooks, seen, primary)
                 finally:
                     stop.set()
                     await clients
@@ -210,3 +211,46 @@ async def test_drill_refuses_bad_input(drill: Drill) -> None:
     argv = ["simulate", "--service", drill.g.service, "--type", "rate_limited", "--drill", "--dependency", "nope"]
     code, _, err = await drill.cli(*argv, "--as", "a")
     assert code == 1 and "nope" in err
+
+
+async def test_drill_through_the_upstreams_control_api_is_detected_for_real_and_cleared(drill: Drill) -> None:
+    s = drill.g.service
+    incident = f"recovery-{s}"
+    path = drill.g.policy_dir / f"{s}.yaml"
+    data = yaml.safe_load(path.read_text())
+    control = f"{drill.primary.url}/control"
+    data["drills"] = {
+        "faults": {
+            "primary-llm": {
+                "url": control,
+                "inject": {"outage": True, "outage_mode": "503"},
+                "clear": {"outage": False},
+            }
+        }
+    }
+    path.write_text(yaml.safe_dump(data))
+    await asyncio.sleep(1)
+    page_before = await drill.status_page()
+    t0 = time.monotonic()
+
+    code, out, err = await drill.cli(
+        "simulate", "--service", s, "--type", "model_unavailable", "--drill", "--duration", "5", "--as", "alice"
+    )
+    assert code == 0, err
+    assert f"fault injected through {control}" in out
+    during = await drill.until(incident, lambda st: st.tier is FallbackTier.TIER_1_SECONDARY)
+    assert drill.primary.faults.outage is True  # the upstream really is down
+    assert during.drill and during.detected_at is not None
+
+    final = await drill.until(incident, lambda st: st.closed_at is not None, limit_s=120)
+    assert final.outcome == "recovered" and final.drill and final.drill.detected
+    assert drill.primary.faults.outage is False  # cleared on its own
+    answers = drill.traffic.since(t0)
+    statuses = Counter(status for _, status, _ in answers)
+    assert statuses == {200: len(answers)}, statuses
+    assert Counter(t for _, _, t in answers)["tier_1_secondary"] > 20
+    assert {r.path for r in drill.hooks.received} <= {"/oncall", "/internal"}
+    assert await drill.status_page() == page_before
+    code, pm, _ = await drill.cli("postmortem", incident)
+    assert code == 0 and "## What the drill found" in pm and f"injected through {control}" in pm
+    assert "client errors during the drill: 0" in pm

@@ -458,3 +458,16 @@ def test_loaded_policies_are_frozen() -> None:
     assert isinstance(policy, ServicePolicy)
     with pytest.raises(ValueError, match="frozen"):
         policy.service = "other"  # type: ignore[misc]
+
+
+def test_drills_default_to_the_status_page_untouched_and_name_known_dependencies_only() -> None:
+    plain = parse_policy(with_value("drills", {"duration_s": 30}), "chat.yaml")
+    assert plain.drills.status_page is False and plain.drills.duration_s == 30 and plain.drills.faults == {}
+    fault = {"url": "http://127.0.0.1:9101/control", "inject": {"outage": True}, "clear": {"outage": False}}
+    parse_policy(with_value("drills", {"faults": {"primary-llm": fault}}), "chat.yaml")
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(with_value("drills", {"faults": {"nope": fault}}), "chat.yaml")
+    assert "drills.faults names no dependency 'nope'" in str(refused.value)
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(with_value("drills", {"status_page": "yes"}), "chat.yaml")
+    assert "drills.status_page" in str(refused.value)

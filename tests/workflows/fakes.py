@@ -21,6 +21,8 @@ from governor.actions import (
     ChannelDelivery,
     ConfirmFailureInput,
     ConfirmFailureResult,
+    DrillFaultInput,
+    DrillFaultResult,
     Evidence,
     EvidenceInput,
     GatewayChange,
@@ -123,6 +125,8 @@ class FakeWorld:
         """The dependency of every validate_primary call, in order."""
         self.other_tiers: dict[str, TierStats] = {}
         """More tiers read_stats answers (e.g. `tier_5_error`, the explicit 503s a drill counts)."""
+        self.faults: list[DrillFaultInput] = []
+        """Every drill fault PUT to a control API (injections and clearings), in order."""
 
     def activities(self) -> list[Any]:
         return [
@@ -136,6 +140,7 @@ class FakeWorld:
             self.assess_tiers,
             self.notify,
             self.write_postmortem,
+            self.drill_fault,
         ]
 
     @activity.defn(name=Activity.LOAD_POLICY)
@@ -221,6 +226,11 @@ class FakeWorld:
                 for c in input.channels
             ]
         )
+
+    @activity.defn(name=Activity.DRILL_FAULT)
+    async def drill_fault(self, input: DrillFaultInput) -> DrillFaultResult:
+        self.faults.append(input)
+        return DrillFaultResult(status_code=200, answer="{}")
 
     @activity.defn(name=Activity.WRITE_POSTMORTEM)
     async def write_postmortem(self, input: PostmortemInput) -> PostmortemResult:

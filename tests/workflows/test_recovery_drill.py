@@ -121,3 +121,36 @@ async def test_on_call_can_force_a_tier_and_end_a_drill_early(incident) -> None:
     assert d and d.ended_early_by == "carol" and d.restored_at and d.restored_at < d.ends_at
     assert state.outcome == "recovered" and state.tier is FallbackTier.TIER_0_PRIMARY
     assert (drill_findings(state) or {})["ended_early_by"] == "carol"
+
+
+CONTROL = "http://127.0.0.1:9/control"
+FAULTS = {"primary-llm": {"url": CONTROL, "inject": {"outage": True}, "clear": {"outage": False}}}
+
+
+async def test_a_fault_through_the_control_api_is_detected_by_probing_and_cleared_at_the_end(incident) -> None:
+    world = drill_world(drills={"faults": FAULTS})
+    world.confirmed = True  # the probes see the injected outage
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE, drill=DrillRequest(duration_s=60))
+    state = await inc.result()
+    assert state.outcome == "recovered" and state.drill and state.drill.fault_url == CONTROL
+    assert [(f.url, f.body) for f in world.faults] == [(CONTROL, {"outage": True}), (CONTROL, {"outage": False})]
+    # no breaker forced for the injection: isolation opens it, as for a real failure, after probing confirmed it
+    assert world.changes[0].breaker and world.changes[0].breaker.mode == "open"
+    actions = [str(e.action) for e in state.audit]
+    assert actions.index("drill_started") < actions.index("failure_confirmed") < actions.index("drill_restored")
+    assert state.failure_type is FailureType.ERROR_SPIKE  # classified by the probes, not taken from the report
+    assert state.drill.detected and (drill_findings(state) or {})["detected"] is True
+
+
+async def test_a_fault_detection_misses_is_cleared_and_reported_as_not_detected(incident) -> None:
+    world = drill_world(drills={"faults": FAULTS})  # the probes see nothing
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE, drill=DrillRequest(duration_s=60))
+    state = await inc.result()
+    assert state.outcome == "false_alarm" and state.drill and not state.drill.detected
+    assert [f.body for f in world.faults] == [{"outage": True}, {"outage": False}]
+    assert world.changes == []  # nothing touched the gateway
+    from governor.drill import render_drill_findings
+
+    assert any(line.startswith("NOT DETECTED") for line in render_drill_findings(state))
