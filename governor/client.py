@@ -191,7 +191,8 @@ def static_summary(report: IncidentReport) -> str:
     """The one line the Temporal UI shows for the incident, e.g. `chat: error_spike on primary-llm (CRITICAL)`."""
     what = report.failure_type.value if report.failure_type else "failure reported"
     severity = f" ({report.severity.value})" if report.severity else ""
-    return f"{report.service}: {what} on {report.dependency}{severity}"
+    drill = "DRILL " if report.drill else ""
+    return f"{drill}{report.service}: {what} on {report.dependency}{severity}"
 
 
 def tls_config(settings: TemporalSettings) -> bool | TLSConfig | None:

@@ -16,6 +16,7 @@ from governor.client import (
     static_summary,
     tls_config,
 )
+from governor.drill import DrillRequest
 from governor.enums import FailureType, Severity
 from governor.incident import IncidentReport
 from governor.settings import TemporalSettings
@@ -49,6 +50,8 @@ def test_static_summary_reads_like_the_design() -> None:
         service="chat", dependency="primary-llm", failure_type=FailureType.ERROR_SPIKE, severity=Severity.CRITICAL
     )
     assert static_summary(report) == "chat: error_spike on primary-llm (CRITICAL)"
+    drill = report.model_copy(update={"drill": DrillRequest(duration_s=60, requested_by="alice")})
+    assert static_summary(drill) == "DRILL chat: error_spike on primary-llm (CRITICAL)"
     assert static_summary(IncidentReport(service="chat", dependency="db")) == "chat: failure reported on db"
 
 

@@ -181,6 +181,10 @@ def test_search_attribute_values_cover_the_registered_names_only() -> None:
     drill = DrillRecord(requested_by="alice", duration_s=60, injection="breaker", injected_at=at, ends_at=at)
     drilled = search_attribute_values(state(failure_type=FailureType.ERROR_SPIKE, severity=Severity.HIGH, drill=drill))
     assert set(drilled) == registered and drilled["GovernorDrill"] is True
+    details = details_markdown(state(drill=drill))
+    assert (
+        "**DRILL** by alice: breaker; restores 00:00:00 UTC" in details and "status page is left untouched" in details
+    )
 
 
 def test_details_show_the_pending_gate_and_how_to_approve_it() -> None:
