@@ -7,7 +7,7 @@ servers in tests/activities and together with this workflow in tests/integration
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,9 +104,11 @@ class FakeWorld:
         self.rollback_count = 0
         self.failing_audiences: set[str] = set()
         self.windows: list[int] = []
-        self.hold_restore: asyncio.Event | None = None
-        """When set, the full restore's gateway change waits for it (a report can then arrive during the restore)."""
-        self.hold_postmortem: asyncio.Event | None = None
+        self.on_restore: Callable[[], Awaitable[None]] | None = None
+        """Run once inside the full restore's gateway change, before it answers (e.g. a report arriving during the
+        restore); nothing is held, so the time-skipping server never times the activity out."""
+        self.on_postmortem: Callable[[], Awaitable[None]] | None = None
+        """The same, inside write_postmortem."""
         self.flaky_channels: dict[str, int] = {}
         """Channel URL -> how many notify attempts to that channel fail (raise) before it delivers."""
         self.sends: list[tuple[str, str]] = []
@@ -148,9 +150,10 @@ class FakeWorld:
 
     @activity.defn(name=Activity.APPLY_GATEWAY_CHANGE)
     async def apply_gateway_change(self, input: GatewayChange) -> GatewayChangeResult:
-        restoring = input.route is not None and input.route.pinned_tier is None and input.route.primary_weight == 100
-        if restoring and self.hold_restore is not None:
-            await self.hold_restore.wait()
+        restoring = input.status is not None and input.status.component == "operational"  # the full restore
+        if restoring and self.on_restore is not None:
+            hook, self.on_restore = self.on_restore, None
+            await hook()
         self.changes.append(input)
         if input.route is not None:
             fields = input.route.model_fields_set
@@ -222,8 +225,9 @@ class FakeWorld:
 
     @activity.defn(name=Activity.WRITE_POSTMORTEM)
     async def write_postmortem(self, input: PostmortemInput) -> PostmortemResult:
-        if self.hold_postmortem is not None:
-            await self.hold_postmortem.wait()
+        if self.on_postmortem is not None:
+            hook, self.on_postmortem = self.on_postmortem, None
+            await hook()
         self.postmortems.append(input)
         path = f"/tmp/{input.state.incident_id}.md"
         return PostmortemResult(markdown_path=path, json_path=path.replace(".md", ".json"), markdown="# post-mortem")

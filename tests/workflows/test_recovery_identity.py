@@ -7,8 +7,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from governor.audit import verify_chain
-from governor.enums import FailureType
-from governor.incident import ApprovalInput, ControlResult, Names
+from governor.enums import FailureType, RecoveryPhase
+from governor.incident import ApprovalInput, ControlResult, IncidentReport, Names
 from tests.workflows.fakes import FakeWorld, failing, healthy, policy_for
 
 
@@ -142,3 +142,44 @@ async def test_a_crashed_delivery_re_sends_only_its_own_channel(incident) -> Non
     tries = [url for url, key in world.sends if key == first_oncall.idempotency_key]
     assert sorted(tries) == ["http://127.0.0.1:1/chat", "http://127.0.0.1:1/chat", "http://127.0.0.1:1/pager"]
     assert all(len(n.channels) == 1 for n in world.notifications)
+
+
+@pytest.mark.parametrize("during", ["full_restore", "post_mortem"])
+async def test_a_report_during_the_restore_opens_the_next_occurrence(incident, during: str) -> None:
+    """Finding 2: a report arriving once the full restore began is not counted into the closing occurrence and lost:
+    that occurrence closes as recovered (its post-mortem says so), and the report opens the next occurrence, which
+    confirms the failure again and falls back again."""
+    world = FakeWorld()
+    inc = await incident(world)
+    late = IncidentReport(
+        service=inc.service, dependency=inc.dependency, source="alertmanager", message="down again", coalesced=3
+    )
+    phases: list[RecoveryPhase] = []
+
+    async def arrive() -> None:  # from inside the restore's (or the post-mortem's) activity: the phase is `during`
+        assert inc.handle
+        phases.append((await inc.state()).phase)
+        await inc.handle.signal(Names.REPORT, late)
+
+    if during == "full_restore":
+        world.on_restore = arrive
+    else:
+        world.on_postmortem = arrive
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    first = await inc.until(lambda s: s.occurrence_id != "", step_s=1)
+    following = await inc.until(
+        lambda s: s.occurrence_id != first.occurrence_id and s.phase is not RecoveryPhase.DETECTION, step_s=2
+    )
+    assert phases == [RecoveryPhase(during)]
+    assert following.follows == first.occurrence_id
+    assert following.report_count == 3 and following.reports[0].message == "down again"
+    assert following.failure_type is FailureType.ERROR_SPIKE  # detection confirmed it again
+    done = world.postmortems[0].state
+    assert done.occurrence_id == first.occurrence_id and done.outcome == "recovered"
+    if during == "full_restore":  # the post-mortem's own input was taken before a report during it arrived
+        assert done.late_report_count == 3
+        assert any(e.details.get("late") for e in done.audit if e.action == "report_joined")
+    final = await handle.result()  # the next occurrence runs its own course (the fake primary recovers again)
+    assert final.outcome == "recovered" and final.occurrence_id == following.occurrence_id
+    assert len(world.postmortems) == 2
+    assert world.pinned is None and world.weight == 100
