@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase, Severity
     from governor.incident import (
         WORKFLOW_NAME,
+        IncidentReport,
         IncidentState,
         PendingGate,
         RecoveryInput,
@@ -51,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from governor.policy import ServicePolicy
 
-from workflows.controls import Controls
+from workflows.controls import DETECTION_KEEPS_REPORTS_PATCH, Controls
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
 from workflows.ramping import Ramping, RollbackNow
 from workflows.tiering import Tiering
@@ -121,17 +122,16 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
         """Confirm the report by re-probing and classify it; a failure that does not reproduce is a false alarm."""
         assert self.policy
         self._enter(RecoveryPhase.DETECTION)
-        report = self.s.reports[-1]
-        if report.manual:
-            result = ConfirmFailureResult(confirmed=True, reason=f"manual report from {report.source}")
-        else:
-            result = await self._act(
-                Activity.CONFIRM_FAILURE,
-                ConfirmFailureInput(policy=self.policy, dependency=self.s.dependency, report=report),
-                ConfirmFailureResult,
-                f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
-                within=timedelta(seconds=120),
-            )
+        report, heard = self.s.reports[-1], len(self.s.reports)
+        result = await self._confirm(report)
+        if not result.confirmed and workflow.patched(DETECTION_KEEPS_REPORTS_PATCH):
+            again = [r for r in self.s.reports[heard:] if r.dependency == self.s.dependency]
+            if again:  # reported again while the probe ran: the probe may predate the outage, so probe once more
+                report = again[-1]
+                result = await self._confirm(report)
+            if not result.confirmed:  # other dependencies reported meanwhile are the next occurrence's, not lost
+                self.s.late_reports, self.s.suspects = self.s.suspects, []
+                self.s.late_report_count = len(self.s.late_reports)
         if not result.confirmed:
             self._audit(AuditAction.FALSE_ALARM, details={"reason": result.reason})
             self.s.outcome = "false_alarm"
@@ -156,6 +156,18 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
             },
         )
         self.s.phase = RecoveryPhase.ISOLATION
+
+    async def _confirm(self, report: IncidentReport) -> ConfirmFailureResult:
+        assert self.policy
+        if report.manual:
+            return ConfirmFailureResult(confirmed=True, reason=f"manual report from {report.source}")
+        return await self._act(
+            Activity.CONFIRM_FAILURE,
+            ConfirmFailureInput(policy=self.policy, dependency=self.s.dependency, report=report),
+            ConfirmFailureResult,
+            f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
+            within=timedelta(seconds=120),
+        )
 
     async def isolate(self) -> None:
         """Open the failed dependency's breaker in every gateway replica."""

@@ -85,6 +85,11 @@ class FakeWorld:
     def __init__(self, policy: ServicePolicy | None = None) -> None:
         self.policy = policy or policy_for()
         self.confirmed = True
+        self.answering: set[str] = set()
+        """Dependencies that answer detection's re-probe (their reports do not reproduce), whatever `confirmed` says."""
+        self.confirms = 0
+        self.on_confirm: Callable[[ConfirmFailureInput], Awaitable[None]] | None = None
+        """Run once inside confirm_failure before it answers (e.g. a report arriving during detection)."""
         self.classification: Classification | None = Classification(
             failure_type=FailureType.ERROR_SPIKE, severity=Severity.CRITICAL, reason="error rate 30% > 5%"
         )
@@ -144,7 +149,12 @@ class FakeWorld:
 
     @activity.defn(name=Activity.CONFIRM_FAILURE)
     async def confirm_failure(self, input: ConfirmFailureInput) -> ConfirmFailureResult:
-        if not self.confirmed:
+        self.confirms += 1
+        answers = not self.confirmed or input.dependency in self.answering  # what the probe saw, before the hook
+        if self.on_confirm is not None:
+            hook, self.on_confirm = self.on_confirm, None
+            await hook(input)
+        if answers:
             return ConfirmFailureResult(confirmed=False, reason="3 probes healthy; report did not reproduce")
         return ConfirmFailureResult(confirmed=True, classification=self.classification)
 

@@ -183,3 +183,57 @@ async def test_a_report_during_the_restore_opens_the_next_occurrence(incident, d
     assert final.outcome == "recovered" and final.occurrence_id == following.occurrence_id
     assert len(world.postmortems) == 2
     assert world.pinned is None and world.weight == 100
+
+
+async def test_a_report_of_another_dependency_during_a_false_alarm_opens_the_next_occurrence(incident) -> None:
+    """A report that reached the incident while detection was re-probing is not dropped with the false alarm: the
+    primary's report did not reproduce, but the secondary's report that arrived meanwhile is confirmed next."""
+    world = FakeWorld()
+    world.answering = {"primary-llm"}
+    inc = await incident(world)
+
+    async def secondary_fails(_: object) -> None:
+        assert inc.handle
+        down = IncidentReport(service=inc.service, dependency="secondary-llm", source="watchdog", message="refused")
+        await inc.handle.signal(Names.REPORT, down)
+
+    world.on_confirm = secondary_fails
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    first = await inc.until(lambda s: s.occurrence_id != "", step_s=1)
+    following = await inc.until(
+        lambda s: s.occurrence_id != first.occurrence_id and s.phase is not RecoveryPhase.DETECTION, step_s=2
+    )
+    assert all(p.state.occurrence_id != first.occurrence_id for p in world.postmortems), "a false alarm writes none"
+    assert following.follows == first.occurrence_id and following.dependency == "secondary-llm"
+    final = await handle.result()
+    assert final.outcome == "recovered" and final.occurrence_id == following.occurrence_id
+    assert final.restored_dependencies == ["secondary-llm"], "the secondary's failure was confirmed and restored"
+
+
+async def test_a_second_report_of_the_same_dependency_during_a_false_alarm_is_checked_again(incident) -> None:
+    """The first re-probe found the primary answering; a second report of it arrived while that probe ran, and the
+    primary is down by then: detection probes once more instead of closing a real outage as a false alarm."""
+    world = FakeWorld()
+    world.answering = {"primary-llm"}
+    inc = await incident(world)
+
+    async def primary_dies(_: object) -> None:
+        assert inc.handle
+        again = IncidentReport(service=inc.service, dependency="primary-llm", source="alertmanager", message="5xx")
+        await inc.handle.signal(Names.REPORT, again)
+        world.answering = set()  # the probe that already ran saw it answering
+
+    world.on_confirm = primary_dies
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    state = await inc.until(lambda s: s.phase is not RecoveryPhase.DETECTION or s.closed_at is not None, step_s=1)
+    assert state.outcome != "false_alarm" and state.failed_dependencies == ["primary-llm"]
+    assert (await handle.result()).outcome == "recovered"
+
+
+async def test_a_false_alarm_with_no_report_meanwhile_closes_once(incident) -> None:
+    world = FakeWorld()
+    world.answering = {"primary-llm"}
+    inc = await incident(world)
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    final = await handle.result()
+    assert final.outcome == "false_alarm" and final.follows is None and world.confirms == 1
