@@ -33,6 +33,7 @@ from governor.policy_types import (  # noqa: F401 - re-exported: the policy's va
     PosFloat,
     PosInt,
     Rate,
+    SlackUserId,
     Text,
     _http_url,
     _non_blank,
@@ -255,6 +256,9 @@ class Approvals(_Strict):
     timeout_s: PosFloat = 900
     """A gate waiting longer than this escalates (and keeps waiting)."""
     four_eyes: StrictBool = False
+    slack_users: dict[SlackUserId, Name] = Field(default_factory=dict)
+    """Slack user id (`U…` or `W…`, from the person's Slack profile) -> the approver name they decide as when they
+    press Approve / Reject in Slack. A Slack user not listed here is refused; each name must be an approver."""
 
     @field_validator("gates")
     @classmethod
@@ -271,6 +275,16 @@ class Approvals(_Strict):
             if not names:
                 raise ValueError(f"gate {gate!r} lists no approver")
         return gate_approvers
+
+    @model_validator(mode="after")
+    def _slack_users_approve(self) -> Approvals:
+        known = {*self.approvers, *(n for names in self.gate_approvers.values() for n in names)}
+        for user, name in self.slack_users.items():
+            if name not in known:
+                raise ValueError(
+                    f"slack_users: {user} maps to {name!r}, who is no approver (approvers: {', '.join(sorted(known))})"
+                )
+        return self
 
     def approvers_for(self, gate: str) -> list[str]:
         return self.gate_approvers.get(gate, self.approvers)

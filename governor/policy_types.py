@@ -5,6 +5,7 @@ Split from governor/policy.py (which re-exports them), so the models there stay 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -41,6 +42,12 @@ def _url(value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _slack_user_id(value: str) -> str:
+    if not re.fullmatch(r"[UW][A-Z0-9]{2,20}", value):
+        raise ValueError(f"{value!r} is not a Slack user id (`U…` or `W…`, capitals and digits, as in the profile)")
+    return value
+
+
 def _http_url(value: str) -> str:
     return _url(value, ("http", "https"))
 
@@ -50,6 +57,7 @@ def _http_url(value: str) -> str:
 Text = Annotated[str, AfterValidator(_text)]
 Name = Annotated[str, AfterValidator(_non_blank)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+SlackUserId = Annotated[str, AfterValidator(_slack_user_id)]
 PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 PosFloat = Annotated[float, Field(strict=True, gt=0)]
