@@ -412,19 +412,22 @@ class ServicePolicy(_Strict):
         return self.dependency(dependency).tier or FallbackTier.TIER_0_PRIMARY
 
 
-def _format_errors(source: str, err: ValidationError, data: Any) -> str:
+def _format_errors(source: str, err: ValidationError) -> PolicyError:
     lines = [f"{source}: invalid policy"]
     errors = err.errors()
     if len(errors) > 20:
         lines.append(f"  ({len(errors)} errors, the first 20 shown)")
-    for e in errors[:20]:
+    found: list[dict[str, Any]] = []
+    for e in errors:
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         bad = e.get("input")
+        found.append({"path": path, "value": None if e["type"] == "missing" else bad, "message": e["msg"]})
         shown = repr(bad) if not isinstance(bad, dict) else "{...}"
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        lines.append(f"  {path}: {e['msg']} (got {shown})")
-    return "\n".join(lines)
+        if len(found) <= 20:
+            lines.append(f"  {path}: {e['msg']} (got {shown})")
+    return PolicyError("\n".join(lines), found)
 
 
 def _nul_path(data: Any, path: str = "") -> str | None:
@@ -452,11 +455,14 @@ def parse_policy(data: Any, source: str = "<policy>") -> ServicePolicy:
         raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
     nul = _nul_path(data)
     if nul is not None:
-        raise PolicyError(f"{source}: invalid policy\n  {nul}: a NUL byte is not allowed")
+        message = "a NUL byte is not allowed"
+        raise PolicyError(
+            f"{source}: invalid policy\n  {nul}: {message}", [{"path": nul, "value": None, "message": message}]
+        )
     try:
         return ServicePolicy.model_validate(data)
     except ValidationError as err:
-        raise PolicyError(_format_errors(source, err, data)) from None
+        raise _format_errors(source, err) from None
 
 
 MAX_POLICY_BYTES = 1 << 20

@@ -6,14 +6,21 @@ Split from governor/policy.py (which re-exports them), so the models there stay 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class PolicyError(ValueError):
-    """A policy file that cannot be used; the message names the file, the field and the bad value."""
+    """A policy file that cannot be used; the message names the file, the field and the bad value.
+
+    `errors` holds the same as objects, `{"path", "value", "message"}` each (`path` and `value` are None for a file
+    that cannot be read or parsed at all), for `governor validate --json` and editors."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors if errors is not None else [{"path": None, "value": None, "message": message}]
 
 
 def _text(value: str) -> str:
