@@ -198,7 +198,7 @@ class SlackActions:
             who = user.get("username") or user.get("name") or slack_user
             reason = f"{verb}d in Slack by {who} ({slack_user})"
             decide = self.decider.approve if approve else self.decider.reject
-            await decide(incident, gate, approver, reason, gate_id if isinstance(gate_id, str) else None)
+            result = await decide(incident, gate, approver, reason, gate_id if isinstance(gate_id, str) else None)
         except (Refused, ControlRefused) as err:
             self.counts["decision_refused"] += 1
             why = err.message if isinstance(err, Refused) else err.reason
@@ -218,18 +218,28 @@ class SlackActions:
         else:
             self.counts["decided"] += 1
             log.info("slack_decision", incident_id=incident, gate=gate, approver=approver, approved=approve)
-            reply = self._decided(payload, approve, gate, approver, slack_user)
+            still_pending = gate in result.pending_gates and (not gate_id or gate_id in result.pending_gate_ids)
+            reply = self._decided(payload, approve, result.message, slack_user, still_pending)
         await self._respond(response_url, reply)
 
     @staticmethod
-    def _decided(payload: dict[str, Any], approve: bool, gate: str, approver: str, slack_user: str) -> dict[str, Any]:
-        """The original message with its buttons replaced by who decided what."""
-        icon, verb = (":white_check_mark:", "approved") if approve else (":x:", "rejected")
-        line = f"{icon} *{escape(gate)} {verb}* by {escape(approver)} (<@{slack_user}>) in Slack"
+    def _decided(
+        payload: dict[str, Any], approve: bool, outcome: str, slack_user: str, still_pending: bool
+    ) -> dict[str, Any]:
+        """The original message plus who decided what; its buttons go, unless the gate still waits for another
+        approver (the four-eyes rule's first approval)."""
+        icon = ":white_check_mark:" if approve else ":x:"
+        if still_pending:
+            icon = ":hourglass_flowing_sand:"
+        line = f"{icon} {escape(outcome)} (<@{slack_user}> in Slack)"
         message = _object(payload.get("message"))
-        blocks = [b for b in message.get("blocks") or [] if isinstance(b, dict) and b.get("block_id") != GATE_BLOCK_ID]
+        blocks = [
+            b
+            for b in message.get("blocks") or []
+            if isinstance(b, dict) and (still_pending or b.get("block_id") != GATE_BLOCK_ID)
+        ]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
-        return {"replace_original": True, "text": f"{gate} {verb} by {approver}", "blocks": blocks[-50:]}
+        return {"replace_original": True, "text": outcome, "blocks": blocks[-50:]}
 
     async def _respond(self, response_url: Any, reply: dict[str, Any]) -> None:
         if not isinstance(response_url, str) or not allowed_response_url(response_url):

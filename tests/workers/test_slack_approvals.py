@@ -32,9 +32,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notify.slack import APPROVE_ACTION, GATE_BLOCK_ID, REJECT_ACTION, slack_message
 from governor.actions import NotifyInput
-from governor.client import GovernorClient
-from governor.enums import FallbackTier, NotificationAudience
-from governor.incident import IncidentReport
+from governor.client import GovernorClient, Reported
+from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase
+from governor.incident import ControlResult, IncidentReport
 from governor.policy import ChannelSpec, PolicyError, parse_policy
 from governor.settings import TemporalSettings
 from tests.governor.test_cli_devserver import FakeActivities, cli_policy
@@ -42,7 +42,7 @@ from workers.intake import RunningIntake, run_intake
 from workers.slack_actions import SLACK_PATH, SlackActions
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-ALICE, MALLORY = "U0ALICE01", "U0MALLORY"
+ALICE, BOB, MALLORY = "U0ALICE01", "U0BOB0002", "U0MALLORY"
 
 
 def signed(body: bytes, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:
@@ -188,13 +188,14 @@ async def response_server() -> AsyncIterator[tuple[str, asyncio.Queue[dict[str, 
         await runner.cleanup()
 
 
-@pytest.fixture
-async def world(dev_env: WorkflowEnvironment) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def make_world(dev_env: WorkflowEnvironment, four_eyes: bool = False) -> AsyncIterator[World]:
     from workers.worker import build_worker
 
     service = f"slack{uuid.uuid4().hex[:8]}"
     data = cli_policy(service)
-    data["approvals"]["slack_users"] = {ALICE: "alice"}
+    data["approvals"]["slack_users"] = {ALICE: "alice", BOB: "bob"} if four_eyes else {ALICE: "alice"}
+    data["approvals"]["four_eyes"] = four_eyes
     data["notifications"] = {
         "routes": {"oncall": [{"type": "slack", "url": "https://hooks.slack.com/services/T/B/X"}]},
         "escalation": ["oncall"],
@@ -210,25 +211,39 @@ async def world(dev_env: WorkflowEnvironment) -> AsyncIterator[World]:
         response_server() as (response_url, answers),
         run_intake(sdk.report_failure, policies={service: policy}, token="intake-token", slack=slack) as intake,
     ):
-        yield World(sdk, fake, intake, slack, service, answers, response_url)
-        with contextlib.suppress(RPCError):
-            await dev_env.client.get_workflow_handle(f"recovery-{service}").terminate("test over")
+        try:
+            yield World(sdk, fake, intake, slack, service, answers, response_url)
+        finally:
+            with contextlib.suppress(RPCError):
+                await dev_env.client.get_workflow_handle(f"recovery-{service}").terminate("test over")
+
+
+@pytest.fixture
+async def world(dev_env: WorkflowEnvironment) -> AsyncIterator[World]:
+    async with make_world(dev_env) as w:
+        yield w
+
+
+async def gate_message(w: World, gate: str = "ramp:10") -> tuple[str, dict[str, Any]]:
+    """Open an incident and wait for its gate: (the gate's request id, the Slack message its page became)."""
+    incident = f"recovery-{w.service}"
+    await w.sdk.report_failure(IncidentReport(service=w.service, dependency="primary-llm", source="test"))
+    state = await w.sdk.wait_for(incident, lambda s: s.pending(gate) is not None, timeout=30)
+    gate_id = state.pending(gate).gate_id  # type: ignore[union-attr]
+    for _ in range(100):  # the page goes out in the background
+        asked = [n for n in w.fake.notifications if n.event == "approval_requested"]
+        if asked:
+            break
+        await asyncio.sleep(0.1)
+    assert asked and asked[0].details["gate"] == gate and asked[0].details["gate_id"] == gate_id
+    return gate_id, slack_message(asked[0])  # the message exactly as the Slack channel sends it
 
 
 @pytest.mark.integration
 async def test_approve_from_slack_moves_the_incident_and_refuses_what_it_must(world: World) -> None:
     w = world
     incident = f"recovery-{w.service}"
-    await w.sdk.report_failure(IncidentReport(service=w.service, dependency="primary-llm", source="test"))
-    state = await w.sdk.wait_for(incident, lambda s: s.pending("ramp:10") is not None, timeout=30)
-    gate_id = state.pending("ramp:10").gate_id  # type: ignore[union-attr]
-    for _ in range(100):  # the page goes out in the background
-        asked = [n for n in w.fake.notifications if n.event == "approval_requested"]
-        if asked:
-            break
-        await asyncio.sleep(0.1)
-    assert asked and asked[0].details["gate"] == "ramp:10" and asked[0].details["gate_id"] == gate_id
-    message = slack_message(asked[0])  # the message exactly as the Slack channel sends it
+    gate_id, message = await gate_message(w)
 
     async with httpx.AsyncClient(timeout=10) as http:
 
@@ -270,7 +285,9 @@ async def test_approve_from_slack_moves_the_incident_and_refuses_what_it_must(wo
         assert r.status_code == 200 and acked < 3.0, acked
         reply = await w.answer()
         assert reply["replace_original"] is True and reply["text"] == "ramp:10 approved by alice"
-        assert f"*ramp:10 approved* by alice (<@{ALICE}>) in Slack" in reply["blocks"][-1]["text"]["text"]
+        assert (
+            reply["blocks"][-1]["text"]["text"] == f":white_check_mark: ramp:10 approved by alice (<@{ALICE}> in Slack)"
+        )
         assert not [b for b in reply["blocks"] if b.get("block_id") == GATE_BLOCK_ID]  # the buttons are gone
 
         final = await w.sdk.wait_for(incident, lambda s: s.closed_at is not None, timeout=30)
@@ -289,3 +306,87 @@ async def test_approve_from_slack_moves_the_incident_and_refuses_what_it_must(wo
         assert r.status_code == 401
 
     assert w.slack.counts == {"verified": 3, "refused": 4, "decided": 1, "decision_refused": 2}
+
+
+@pytest.mark.integration
+async def test_four_eyes_from_slack_keeps_the_buttons_until_a_second_approver(dev_env: WorkflowEnvironment) -> None:
+    async with make_world(dev_env, four_eyes=True) as w, httpx.AsyncClient(timeout=10) as http:
+        incident = f"recovery-{w.service}"
+        gate_id, message = await gate_message(w)
+
+        async def press(user: str, on: dict[str, Any]) -> dict[str, Any]:
+            body = click(on, APPROVE_ACTION, user, w.response_url)
+            assert (await http.post(w.endpoint, content=body, headers=signed(body))).status_code == 200
+            return await w.answer()
+
+        first = await press(ALICE, message)  # the system opened the gate: two different approvers must agree
+        assert first["replace_original"] is True
+        assert first["text"] == "ramp:10 approved by alice (1 of 2: four-eyes needs another approver)"
+        assert [b for b in first["blocks"] if b.get("block_id") == GATE_BLOCK_ID]  # the buttons stay for the second
+        updated = {"text": first["text"], "blocks": first["blocks"]}  # what Slack shows (and sends) from now on
+
+        again = await press(ALICE, updated)
+        assert again["response_type"] == "ephemeral"
+        assert "four-eyes rule: 'alice' already approved ramp:10; a second, different approver must" in again["text"]
+
+        second = await press(BOB, updated)
+        assert second["text"] == "ramp:10 approved by bob"
+        assert not [b for b in second["blocks"] if b.get("block_id") == GATE_BLOCK_ID]
+        texts = [b["text"]["text"] for b in second["blocks"] if b["type"] == "section" and "text" in b]
+        assert texts[-2:] == [
+            f":hourglass_flowing_sand: ramp:10 approved by alice (1 of 2: four-eyes needs another approver) (<@{ALICE}> in Slack)",
+            f":white_check_mark: ramp:10 approved by bob (<@{BOB}> in Slack)",
+        ]
+        final = await w.sdk.wait_for(incident, lambda s: s.closed_at is not None, timeout=30)
+        (decision,) = final.decisions
+        assert (decision.approved_by, decision.gate_id) == (["alice", "bob"], gate_id)
+
+
+class HeldDecider:
+    """A governor that answers only when told: shows Slack is acknowledged before the decision, not after it."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls: list[tuple[str, str, str, str | None]] = []
+
+    async def approve(
+        self, incident: str, gate: str, approver: str, reason: str = "", gate_id: str | None = None
+    ) -> ControlResult:
+        self.calls.append((incident, gate, approver, gate_id))
+        await asyncio.wait_for(self.release.wait(), timeout=10)
+        return ControlResult(
+            accepted=True,
+            message=f"{gate} approved by {approver}",
+            phase=RecoveryPhase.GRADUAL_RESTORE,
+            tier=FallbackTier.TIER_1_SECONDARY,
+            ramp_percent=10,
+        )
+
+    reject = approve
+
+
+async def no_reports(report: IncidentReport) -> Reported:
+    raise AssertionError(f"no failure report expected here, got {report}")
+
+
+async def test_slack_is_acknowledged_before_the_decision_completes() -> None:
+    policy = parse_policy(
+        {**cli_policy("chat"), "approvals": {**cli_policy("chat")["approvals"], "slack_users": {ALICE: "alice"}}},
+        "held",
+    )
+    decider = HeldDecider()
+    slack = SlackActions(SECRET, {"chat": policy}, decider)
+    message = slack_message(gate_notice(gate="ramp:10", gate_id="3f9a2c1d7b60"))
+    async with (
+        response_server() as (response_url, answers),
+        run_intake(no_reports, policies={"chat": policy}, slack=slack) as intake,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        body = click(message, APPROVE_ACTION, ALICE, response_url)
+        r = await http.post(intake.url + SLACK_PATH, content=body, headers=signed(body))
+        assert r.status_code == 200 and r.content == b""
+        await asyncio.sleep(0.2)
+        assert decider.calls == [("recovery-chat", "ramp:10", "alice", "3f9a2c1d7b60")] and answers.empty()
+        decider.release.set()  # the decision completes after Slack had its answer; the outcome follows
+        reply = await asyncio.wait_for(answers.get(), timeout=10)
+        assert reply["text"] == "ramp:10 approved by alice"
