@@ -389,8 +389,15 @@ class Intake:
         return web.json_response(await self._report(report), status=202)
 
     async def healthz(self, request: web.Request) -> web.Response:
+        slack = {"slack": self.slack.counts} if self.slack is not None else {}
         return web.json_response(
-            {"status": "ok", **self.counts, "pending": self.coalescer.pending, "signals": self.coalescer.signals}
+            {
+                "status": "ok",
+                **self.counts,
+                "pending": self.coalescer.pending,
+                "signals": self.coalescer.signals,
+                **slack,
+            }
         )
 
 

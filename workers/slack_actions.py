@@ -38,6 +38,8 @@ log = structlog.get_logger("governor.slack")
 SLACK_PATH = "/v1/slack/interactions"
 MAX_AGE_S = 300
 """Slack's documented window: a request whose timestamp is further from now than this is refused."""
+MAX_SEEN = 100_000
+"""Signatures remembered against replays (those of the last MAX_AGE_S seconds, at most this many)."""
 
 
 class Decider(Protocol):
@@ -118,7 +120,7 @@ class SlackActions:
         if not hmac.compare_digest(signature.encode(), slack_signature(self.secret, timestamp, body).encode()):
             raise Refused(401, "bad X-Slack-Signature (not signed with this app's signing secret)")
         now = self.clock()
-        while self._seen and next(iter(self._seen.values())) < now - MAX_AGE_S:
+        while self._seen and (next(iter(self._seen.values())) < now - MAX_AGE_S or len(self._seen) >= MAX_SEEN):
             self._seen.popitem(last=False)
         if signature in self._seen:
             raise Refused(401, "replayed request: this signature was already accepted")

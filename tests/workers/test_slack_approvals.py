@@ -305,7 +305,10 @@ async def test_approve_from_slack_moves_the_incident_and_refuses_what_it_must(wo
         r = await http.post(w.intake.url + "/v1/reports", json={"service": w.service, "dependency": "primary-llm"})
         assert r.status_code == 401
 
-    assert w.slack.counts == {"verified": 3, "refused": 4, "decided": 1, "decision_refused": 2}
+    counts = {"verified": 3, "refused": 4, "decided": 1, "decision_refused": 2}
+    assert w.slack.counts == counts
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(w.intake.url + "/healthz")).json()["slack"] == counts
 
 
 @pytest.mark.integration
