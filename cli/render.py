@@ -17,6 +17,14 @@ from governor.policy import (
 from governor.timefmt import format_duration, format_time
 from governor.timeline import describe
 
+LINE_BREAK = " ⏎ "
+"""What a line break in a value becomes inside a table cell: a row stays one line, whatever the text holds."""
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: its lines (blank ones dropped) joined by LINE_BREAK."""
+    return LINE_BREAK.join(line.strip() for line in text.splitlines() if line.strip())
+
 
 def _cell(value: Any) -> str:
     if value is None or value == "":
@@ -25,7 +33,7 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, datetime):
         return format_time(value, missing="-")
-    return str(value)
+    return one_line(str(value)) or "-"
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -41,7 +49,7 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _short(value: Any, limit: int = 70) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    text = one_line(value) if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -103,7 +111,8 @@ def render_incident(state: IncidentState) -> str:
     if state.postmortem_path:
         facts.append(("post-mortem", state.postmortem_path))
     width = max(len(k) for k, _ in facts)
-    lines += [f"  {k.ljust(width)}  {v}" for k, v in facts]
+    hang = "\n" + " " * (width + 4)  # a value's further lines start under its first (a multi-line reason or summary)
+    lines += [f"  {k.ljust(width)}  " + hang.join(v.splitlines() or [""]) for k, v in facts]
 
     lines.append("")
     if state.pending_gates:
@@ -260,7 +269,7 @@ def summary_rows(incidents: list[Any]) -> list[list[Any]]:
             i.tier.value if i.tier else None,
             f"{i.ramp_percent}%" if i.ramp_percent is not None else None,
             "WAITING" if i.awaiting_approval else "",
-            i.status.lower(),
+            i.status,
             i.started_at,
         ]
         for i in incidents

@@ -33,6 +33,7 @@ from governor.policy_types import (  # noqa: F401 - re-exported: the policy's va
     PosFloat,
     PosInt,
     Rate,
+    SlackUserId,
     Text,
     _http_url,
     _non_blank,
@@ -255,6 +256,9 @@ class Approvals(_Strict):
     timeout_s: PosFloat = 900
     """A gate waiting longer than this escalates (and keeps waiting)."""
     four_eyes: StrictBool = False
+    slack_users: dict[SlackUserId, Name] = Field(default_factory=dict)
+    """Slack user id (`U…` or `W…`, from the person's Slack profile) -> the approver name they decide as when they
+    press Approve / Reject in Slack. A Slack user not listed here is refused; each name must be an approver."""
 
     @field_validator("gates")
     @classmethod
@@ -271,6 +275,16 @@ class Approvals(_Strict):
             if not names:
                 raise ValueError(f"gate {gate!r} lists no approver")
         return gate_approvers
+
+    @model_validator(mode="after")
+    def _slack_users_approve(self) -> Approvals:
+        known = {*self.approvers, *(n for names in self.gate_approvers.values() for n in names)}
+        for user, name in self.slack_users.items():
+            if name not in known:
+                raise ValueError(
+                    f"slack_users: {user} maps to {name!r}, who is no approver (approvers: {', '.join(sorted(known))})"
+                )
+        return self
 
     def approvers_for(self, gate: str) -> list[str]:
         return self.gate_approvers.get(gate, self.approvers)
@@ -398,19 +412,22 @@ class ServicePolicy(_Strict):
         return self.dependency(dependency).tier or FallbackTier.TIER_0_PRIMARY
 
 
-def _format_errors(source: str, err: ValidationError, data: Any) -> str:
+def _format_errors(source: str, err: ValidationError) -> PolicyError:
     lines = [f"{source}: invalid policy"]
     errors = err.errors()
     if len(errors) > 20:
         lines.append(f"  ({len(errors)} errors, the first 20 shown)")
-    for e in errors[:20]:
+    found: list[dict[str, Any]] = []
+    for e in errors:
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         bad = e.get("input")
+        found.append({"path": path, "value": None if e["type"] == "missing" else bad, "message": e["msg"]})
         shown = repr(bad) if not isinstance(bad, dict) else "{...}"
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        lines.append(f"  {path}: {e['msg']} (got {shown})")
-    return "\n".join(lines)
+        if len(found) <= 20:
+            lines.append(f"  {path}: {e['msg']} (got {shown})")
+    return PolicyError("\n".join(lines), found)
 
 
 def _nul_path(data: Any, path: str = "") -> str | None:
@@ -438,11 +455,14 @@ def parse_policy(data: Any, source: str = "<policy>") -> ServicePolicy:
         raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
     nul = _nul_path(data)
     if nul is not None:
-        raise PolicyError(f"{source}: invalid policy\n  {nul}: a NUL byte is not allowed")
+        message = "a NUL byte is not allowed"
+        raise PolicyError(
+            f"{source}: invalid policy\n  {nul}: {message}", [{"path": nul, "value": None, "message": message}]
+        )
     try:
         return ServicePolicy.model_validate(data)
     except ValidationError as err:
-        raise PolicyError(_format_errors(source, err, data)) from None
+        raise _format_errors(source, err) from None
 
 
 MAX_POLICY_BYTES = 1 << 20

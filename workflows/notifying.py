@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -48,6 +49,8 @@ class Notifying(Bookkeeping):
             f"{self.s.service}: approval needed for {gate}",
             f"{pending.context}. Approve: governor approve {self.s.incident_id} --gate {gate}{gate_id} --reason '...'",
             instance=pending.instance,
+            # the gate and its request id ride along, so Slack's Approve / Reject buttons name this very request
+            extra={"gate": gate, **ids} if workflow.patched("approval-notify-gate") else None,
         )
 
     def _notify_level(self, event: str, title: str) -> None:
@@ -66,6 +69,7 @@ class Notifying(Bookkeeping):
         title: str,
         message: str,
         instance: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Notify in the background: a slow channel never holds up the recovery, and every send is recorded.
 
@@ -113,6 +117,7 @@ class Notifying(Bookkeeping):
                     "tier": str(self.s.tier),
                     "degradation_level": str(self.s.degradation_level),
                     "component": status_component(self.s.degradation_level),
+                    **(extra or {}),
                 },
                 idempotency_key=key,
                 occurrence=occurrence,
