@@ -551,17 +551,15 @@ async def run_upstream(
 
 
 def make_upstream(api: str, **kwargs: Any) -> Upstream:
-    if api == "anthropic":
-        from demo.anthropic_upstream import AnthropicUpstream
-
-        return AnthropicUpstream(**kwargs)
-    if api == "azure":
-        from demo.azure_upstream import AzureUpstream
-
-        return AzureUpstream(**kwargs)
-    if api != "openai":
+    if api == "openai":
+        return Upstream(**kwargs)
+    if api not in ("anthropic", "azure"):
         raise ValueError(f"api: must be openai, anthropic or azure, got {api!r}")
-    return Upstream(**kwargs)
+    from demo import anthropic_upstream, azure_upstream  # the other wire formats, each a subclass
+
+    if api == "anthropic":
+        return anthropic_upstream.AnthropicUpstream(**kwargs)
+    return azure_upstream.AzureUpstream(**kwargs)
 
 
 async def _serve(args: argparse.Namespace) -> None:

@@ -406,7 +406,7 @@ class ChainWalk:
             headers.append((b"x-governor-reason", _reason(tried)))
         if svc.level is not DegradationLevel.NORMAL:
             headers.append((b"x-governor-degradation", svc.level.value.encode()))
-        walk.served_ok = True
+        walk.served_ok, walk.answered_at = True, p0 + elapsed
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
         self.metrics.count_served(svc.name, link.name)
@@ -448,6 +448,7 @@ class ChainWalk:
             )
             return False
         ttfb = time.perf_counter() - p0
+        walk.answered_at = p0 + ttfb
         headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
         headers.append((b"x-governor-tier", link.name_b))
         if dep.name is not None:

@@ -107,7 +107,7 @@ async def try_deployments(
     if done:
         ok = walk.served_ok
         why = None if ok else walk.cause
-        window.record(elapsed, error=not ok, cause=why)
+        window.record(walk.answered_at - p0, error=not ok, cause=why)  # to the answer (a stream's first event)
         breaker.record(ok, ticket == PROBE, why)
         return True
     if walk.context_floor != floor:  # too long for this model, not a failure of the tier

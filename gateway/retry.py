@@ -26,7 +26,7 @@ class Walk:
     context window a tier refused as too small, and what the last attempt did (for a tier's deployments: whether one
     was sent, the cause of its failure or skip, whether the answer served ended well)."""
 
-    __slots__ = ("attempt", "attempted", "cause", "context_floor", "delay", "served_ok", "skipped")
+    __slots__ = ("answered_at", "attempt", "attempted", "cause", "context_floor", "delay", "served_ok", "skipped")
 
     def __init__(self) -> None:
         self.attempt = 0
@@ -36,6 +36,8 @@ class Walk:
         self.cause: str | None = None
         self.skipped = ""
         self.served_ok = False
+        self.answered_at = 0.0
+        """perf_counter() when the answer served began (a tier with deployments: its latency, a stream's TTFB)."""
 
 
 class RetryCounter:
