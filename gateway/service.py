@@ -261,6 +261,10 @@ class ServiceRuntime:
         for link in self.links:
             if link.breaker is not None and (r := link.breaker.retry_in_s()) is not None:
                 candidates.append(r)
+            if link.only is None:  # a tier with deployments is back when its first deployment's cooldown ends
+                rests = [r for d in link.deployments if (r := d.breaker.retry_in_s()) is not None]
+                if rests and len(rests) == len(link.deployments):
+                    candidates.append(min(rests))
         soonest = min(candidates) if candidates else 5.0
         return max(1, min(300, int(soonest + 0.999)))
 

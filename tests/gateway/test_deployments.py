@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from demo.upstream import Upstream, run_upstream
@@ -261,4 +262,54 @@ def test_a_deployment_without_any_upstream_is_named() -> None:
                 ],
             },
             "test",
+        )
+
+
+async def test_a_stream_moves_to_the_next_deployment_before_its_first_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with trio(monkeypatch) as t:
+        t.east.set(outage=True, outage_mode="503")
+        client = openai.AsyncOpenAI(base_url=f"{t.gw.url}/chat/v1", api_key=CLIENT_KEY, max_retries=0)
+        async with client:
+            for _ in range(8):
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="m", messages=[{"role": "user", "content": "what is the weather"}], stream=True
+                )
+                assert raw.headers["x-governor-tier"] == "tier_0_primary"
+                assert raw.headers["x-governor-deployment"] == "west"
+                text = "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices])
+                assert text == "[west] what is the weather"
+        stats = await t.admin("/stats?window=60")
+        assert stats["tiers"]["tier_0_primary"]["errors"] == 0 and stats["tiers"]["tier_0_primary"]["requests"] == 8
+
+
+async def test_all_down_names_each_deployment_and_retry_after_is_their_cooldown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with trio(monkeypatch, cooldown_s=7) as t:
+        t.east.set(outage=True, outage_mode="503")
+        t.west.set(outage=True, outage_mode="503")
+        t.secondary.set(outage=True, outage_mode="503")
+        r = (await t.burst(1))[0]
+        assert r.status_code == 200 and r.headers["x-governor-tier"] == "tier_4_static"
+        answers = await t.burst(12, concurrency=1)
+        assert {a.headers["x-governor-tier"] for a in answers} == {"tier_4_static"}
+        state = await t.admin("")
+        assert all(d["breaker"]["state"] == "open" for d in state["deployments"]["tier_0_primary"])
+        svc = t.gw.app.services["chat"]
+        assert 6 <= svc.retry_after_s([]) <= 7  # the deployments' cooldown, not the default 5 s or the tier's 60 s
+        tried = answers[0].headers["x-governor-reason"]
+        assert "tier_0_primary[east]=http_503" in tried and "tier_0_primary[west]=http_503" in tried
+
+
+async def test_the_tier_bulkhead_bounds_all_its_deployments_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with trio(monkeypatch, bulkhead={"max_concurrent": 3}) as t:
+        t.east.set(latency_ms=300)
+        t.west.set(latency_ms=300)
+        answers = await t.burst(5, concurrency=5)
+        tiers = Counter(r.headers["x-governor-tier"] for r in answers)
+        assert tiers == {"tier_0_primary": 3, "tier_1_secondary": 2}, tiers
+        assert all(
+            r.headers["x-governor-reason"] == "tier_0_primary=bulkhead_full"
+            for r in answers
+            if r.headers["x-governor-tier"] == "tier_1_secondary"
         )
