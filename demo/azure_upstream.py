@@ -4,7 +4,8 @@
 in the `api-key` header. As Azure answers: an unknown deployment is 404 `DeploymentNotFound`, a missing api-version
 404 `Resource not found`, a missing or wrong key 401 with `code: "401"`; a completion carries Azure's
 `prompt_filter_results` and `content_filter_results`. The official SDK's `AzureOpenAI` client speaks to it unchanged
-(tests/gateway/test_azure.py). `deployments`: the deployment names it serves.
+(tests/gateway/test_azure.py). `deployments`: the deployment names it serves. CLI (serving `gpt-4o`):
+`python -m demo.upstream --api azure --name azure --port 9103 --api-key-env AZURE_KEY`.
 """
 
 from __future__ import annotations
