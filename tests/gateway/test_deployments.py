@@ -313,3 +313,27 @@ async def test_the_tier_bulkhead_bounds_all_its_deployments_together(monkeypatch
             for r in answers
             if r.headers["x-governor-tier"] == "tier_1_secondary"
         )
+
+
+async def test_an_operator_drains_one_deployment_and_hands_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with trio(monkeypatch) as t:
+        url = f"{t.gw.url}/admin/services/chat/breakers/tier_0_primary"
+        r = await t.http.put(f"{url}/east", json={"mode": "open"}, headers={**AUTH, "X-Governor-Incident": "inc-1"})
+        assert r.status_code == 200, r.text
+        drained = await t.burst(40)
+        assert {a.headers["x-governor-deployment"] for a in drained} == {"west"}
+        assert all("x-governor-reason" not in a.headers for a in drained)  # not tried at all, so no client sees it
+        assert completions(t.east) == 0
+        audit = await t.admin("/audit")
+        assert audit["changes"][-1]["what"] == "breaker:tier_0_primary[east]" and audit["changes"][-1]["changed"]
+        assert (await t.http.put(f"{url}/east", json={"mode": "auto"}, headers=AUTH)).status_code == 200
+        back = await t.burst(100)
+        assert {a.headers["x-governor-deployment"] for a in back} == {"east", "west"}
+        for bad, field in (
+            (f"{url}/north", "deployment"),
+            (f"{t.gw.url}/admin/services/chat/breakers/tier_1_secondary/x", "deployment"),
+        ):
+            r = await t.http.put(bad, json={"mode": "open"}, headers=AUTH)
+            assert r.status_code == 404 and r.json()["error"]["field"] == field
+        r = await t.http.put(f"{url}/east", json={"mode": "sideways"}, headers=AUTH)
+        assert r.status_code == 422 and r.json()["error"]["field"] == "mode"
