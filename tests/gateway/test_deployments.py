@@ -20,6 +20,7 @@ from demo.upstream import Upstream, run_upstream
 from gateway.app import RunningGateway, run_gateway
 from governor.policy import PolicyError, parse_policy
 from tests.gateway.conftest import AUTH, CHAT, STATIC_BODY, TOKEN
+from tests.gateway.scripted import Reply, run_scripted
 
 EAST_KEY, WEST_KEY, SECONDARY_KEY = "sk-east-deployment-key", "sk-west-deployment-key", "sk-secondary-key"
 CLIENT_KEY = "sk-client-key-never-upstream"
@@ -337,3 +338,18 @@ async def test_an_operator_drains_one_deployment_and_hands_it_back(monkeypatch: 
             assert r.status_code == 404 and r.json()["error"]["field"] == field
         r = await t.http.put(f"{url}/east", json={"mode": "sideways"}, headers=AUTH)
         assert r.status_code == 422 and r.json()["error"]["field"] == "mode"
+
+
+async def test_the_tier_retry_redraws_the_deployments_after_all_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_SECONDARY_KEY", SECONDARY_KEY)
+    async with run_scripted("east") as e, run_scripted("west") as w, run_scripted("secondary") as s:
+        e.then(Reply(status=503))
+        w.then(Reply(status=502))
+        deployments = [{"name": "east", "upstream": e.url}, {"name": "west", "upstream": w.url}]
+        pol = policy("", "", s.url, deployments=deployments, retry={"attempts": 1, "backoff_ms": 20})
+        async with run_gateway({"chat": pol}, TOKEN) as gw, httpx.AsyncClient(timeout=10) as http:
+            r = await http.post(f"{gw.url}/chat/v1/chat/completions", json=CHAT)
+        assert r.status_code == 200 and r.headers["x-governor-tier"] == "tier_0_primary"
+        reason = r.headers["x-governor-reason"]
+        assert "tier_0_primary[east]=http_503" in reason and "tier_0_primary[west]=http_502" in reason
+        assert ", retried in " in reason and len(e.received) + len(w.received) == 3 and not s.received
