@@ -567,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
             f"LiteLLM: `litellm[proxy]=={LITELLM_VERSION}`, 1 worker, master key, LITELLM_LOCAL_MODEL_COST_MAP=True. "
             "'gateway -> anthropic': the same gateway translating to an Anthropic Messages API fake "
             "(`demo.upstream --api anthropic`), one round, JSON and a streamed answer (SSE, translated event by event). "
+            "'gateway (2 deployments)': a primary of two weighted deployments (3:1, both on the same fake), "
+            "interleaved with 'gateway': the cost of picking a deployment. "
             "RSS: resident memory after the runs (the process and its children). "
             "'added p50' is the target's p50 minus the direct p50 at the same client count.",
             "",
