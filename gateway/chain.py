@@ -3,7 +3,9 @@
 Breakers, the pinned tier and the primary weight decide where a request enters; each upstream attempt either
 answers the client or records why it fell through (`_fell_through`: stats window, breaker, metrics, the reason
 header) and the walk moves on. Every answer says which tier served it (`X-Governor-Tier`) and why
-(`X-Governor-Reason`). Hot path: no pydantic here, label children and links are precomputed.
+(`X-Governor-Reason`). A tier with `deployments` tries them in weighted order first (gateway/deployment_walk.py);
+a tier without is one deployment sharing the tier's breaker and window. Hot path: no pydantic here, label children,
+links and deployments are precomputed.
 """
 
 from __future__ import annotations
