@@ -249,6 +249,12 @@ def test_bad_deployments_are_named(deployments: list[dict[str, Any]], message: s
         policy("", "", "http://127.0.0.1:3", deployments=deployments, upstream="http://127.0.0.1:1")
 
 
+def test_a_cooldown_without_deployments_is_named() -> None:
+    with pytest.raises(PolicyError, match="cooldown_s applies to a tier's deployments, and this tier lists none"):
+        tier = {"tier": "tier_0_primary", "upstream": "http://127.0.0.1:1", "cooldown_s": 5}
+        parse_policy({"service": "chat", "dependencies": [{"name": "p"}], "chain": [tier]}, "test")
+
+
 def test_a_deployment_without_any_upstream_is_named() -> None:
     with pytest.raises(PolicyError, match=r"deployments\[1\] \(d1\): needs an upstream URL"):
         policy("", "", "http://127.0.0.1:3", deployments=[{"upstream": "http://127.0.0.1:1"}, {}])
