@@ -134,6 +134,10 @@ async def test_one_deployment_down_moves_its_share_to_the_other_with_no_client_e
         assert east["errors"] == completions(t.east) and east["causes"] == {"http_5xx": completions(t.east)}
         state = await t.admin("")
         assert state["breakers"]["tier_0_primary"]["state"] == "closed"
+        metrics = (await t.http.get(f"{t.gw.url}/metrics")).text
+        gauge, labels = "governor_gateway_deployment_breaker_state", 'service="chat",tier="tier_0_primary"'
+        assert f'{gauge}{{deployment="east",{labels}}} 2.0' in metrics
+        assert f'{gauge}{{deployment="west",{labels}}} 0.0' in metrics
         shown = {d["name"]: d for d in state["deployments"]["tier_0_primary"]}
         assert shown["east"]["breaker"]["state"] == "open" and shown["east"]["breaker"]["open_cause"] == "http_5xx"
         assert shown["west"]["breaker"]["state"] == "closed"
