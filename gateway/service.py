@@ -38,6 +38,8 @@ log = structlog.get_logger("gateway")
 UPSTREAM_TIERS = frozenset({FallbackTier.TIER_0_PRIMARY, FallbackTier.TIER_1_SECONDARY, FallbackTier.TIER_3_DEGRADED})
 STATUS_COMPONENT_VALUES = tuple(c.value for c in StatusComponent)
 PRIMARY = FallbackTier.TIER_0_PRIMARY
+DEFAULT_COOLDOWN_S = 10.0
+"""How long a failed deployment rests before a probe when its tier sets no `cooldown_s`."""
 # How a tier's 2xx bodies are checked (TierSpec.expect): by the endpoint's default, not at all, or the policy's keys.
 EXPECT_AUTO, EXPECT_OFF, EXPECT_SET = 0, 1, 2
 
@@ -88,7 +90,7 @@ class Link:
                 self.only = Deployment(specs[0], self.name, where, self.breaker, self.window)
                 self.deployments = (self.only,)
             else:
-                rest = dataclasses.replace(service.breaker_config, open_s=spec.cooldown_s)
+                rest = dataclasses.replace(service.breaker_config, open_s=spec.cooldown_s or DEFAULT_COOLDOWN_S)
                 self.deployments = tuple(
                     Deployment(
                         d,

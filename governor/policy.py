@@ -126,8 +126,9 @@ class TierSpec(_Strict):
     """Upstream tiers: several deployments (keys, regions, endpoints) sharing the tier's traffic by weight, each
     with its own breaker (`cooldown_s`); the tier falls through only when all of them fail. Unset: one deployment,
     the tier's own fields (governor/policy_gateway.py)."""
-    cooldown_s: float = Field(default=10.0, strict=True, gt=0, le=3600)
-    """Tiers with `deployments`: how long a deployment whose breaker opened rests before a probe request."""
+    cooldown_s: float | None = Field(default=None, strict=True, gt=0, le=3600)
+    """Tiers with `deployments`: how long a deployment whose breaker opened rests before a probe request (unset:
+    10 s)."""
     context_window: PosInt | None = None
     """Upstream tiers: the model's context window in tokens. A context-window-exceeded answer (400) of a tier that
     sets it falls through to the next upstream tier with a larger one; unset: such an answer passes through."""

@@ -129,7 +129,7 @@ def check_deployments(spec: Any) -> None:
     ):
         raise ValueError(f"tier {tier}: provider azure needs `azure: {{deployment, api_version}}`")
     if spec.deployments is None:
-        if "cooldown_s" in spec.model_fields_set:
+        if spec.cooldown_s is not None:
             raise ValueError(f"tier {tier}: cooldown_s applies to a tier's deployments, and this tier lists none")
         if spec.provider == "anthropic" and spec.azure is not None:
             raise ValueError(f"tier {tier}: azure is for provider openai/azure, not anthropic")

@@ -363,3 +363,12 @@ async def test_the_tier_retry_redraws_the_deployments_after_all_failed(monkeypat
         reason = r.headers["x-governor-reason"]
         assert "tier_0_primary[east]=http_503" in reason and "tier_0_primary[west]=http_502" in reason
         assert ", retried in " in reason and len(e.received) + len(w.received) == 3 and not s.received
+
+
+@pytest.mark.parametrize("exclude_none", [False, True])
+def test_a_policy_with_deployments_survives_its_own_dump(exclude_none: bool) -> None:
+    """Policies travel through Temporal as dumps: the parsed dump must be the same policy."""
+    pol = policy("http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3", cooldown_s=3)
+    plain = policy("", "", "http://127.0.0.1:3", deployments=None, upstream="http://127.0.0.1:1")
+    for one in (pol, plain):
+        assert parse_policy(one.model_dump(mode="json", exclude_none=exclude_none), "dump") == one
