@@ -500,7 +500,7 @@ class RecoveryActivities(TierActivities):
         _heartbeat(f"data path: {len(failed)} of {len(report.outcomes)} probe requests failed")
         if not failed:
             return f"data path: {len(report.outcomes)} {spec.method} {spec.path} answered well", 0
-        reasons = Counter(o.reason for o in failed).most_common(3)
+        reasons = Counter(f"{o.deployment}: {o.reason}" if o.deployment else o.reason for o in failed).most_common(3)
         shown = ", ".join(f"{r} x{n}" for r, n in reasons)
         return f"data path: {len(failed)} of {len(report.outcomes)} {spec.method} {spec.path} failed ({shown})", len(
             failed

@@ -23,7 +23,7 @@ from governor.enums import (
     NotificationAudience,
 )
 from governor.policy_degradation import SEED_FEATURES, Degradation, DegradationRule  # noqa: F401
-from governor.policy_gateway import Bulkhead, ProbeRequest, TierRetry
+from governor.policy_gateway import AzureTarget, Bulkhead, Deployment, ProbeRequest, TierRetry, check_deployments
 from governor.policy_types import (  # noqa: F401 - re-exported: the policy's value types
     HttpUrl,
     Name,
@@ -106,9 +106,12 @@ class TierSpec(_Strict):
     content_type: Name = "application/json"
     expect: BodyExpectation | None = None
     """Upstream tiers: what a 2xx body must be (see BodyExpectation); unset: the endpoint's default."""
-    provider: Literal["openai", "anthropic"] = "openai"
+    provider: Literal["openai", "anthropic", "azure"] = "openai"
     """Upstream tiers: the API the upstream speaks. Clients always speak OpenAI chat completions to the gateway;
-    `anthropic` tiers get the request, answer, errors and streams translated to and from the Messages API."""
+    `anthropic` tiers get the request, answer, errors and streams translated to and from the Messages API; `azure`
+    (or `openai` with an `azure` block) is OpenAI's format on Azure's deployment paths and `api-key` header."""
+    azure: AzureTarget | None = None
+    """Azure OpenAI tiers: the deployment and api-version (governor/policy_gateway.py)."""
     model: Name | None = None
     """Upstream tiers: the model name sent upstream, overriding the client's `model` (unset: the client's)."""
     api_key_env: Name | None = None
@@ -120,6 +123,13 @@ class TierSpec(_Strict):
     """Upstream tiers: admission control (governor/policy_gateway.py); unset: no limit."""
     retry: TierRetry = Field(default_factory=TierRetry)
     """Upstream tiers: same-tier retries of transient failures (governor/policy_gateway.py); default none."""
+    deployments: list[Deployment] | None = None
+    """Upstream tiers: several deployments (keys, regions, endpoints) sharing the tier's traffic by weight, each
+    with its own breaker (`cooldown_s`); the tier falls through only when all of them fail. Unset: one deployment,
+    the tier's own fields (governor/policy_gateway.py)."""
+    cooldown_s: float | None = Field(default=None, strict=True, gt=0, le=3600)
+    """Tiers with `deployments`: how long a deployment whose breaker opened rests before a probe request (unset:
+    10 s)."""
     context_window: PosInt | None = None
     """Upstream tiers: the model's context window in tokens. A context-window-exceeded answer (400) of a tier that
     sets it falls through to the next upstream tier with a larger one; unset: such an answer passes through."""
@@ -131,7 +141,7 @@ class TierSpec(_Strict):
             FallbackTier.TIER_1_SECONDARY,
             FallbackTier.TIER_3_DEGRADED,
         }
-        if needs_upstream and not self.upstream:
+        if needs_upstream and not self.upstream and self.deployments is None:
             raise ValueError(f"tier {self.tier.value} needs an upstream URL")
         if self.bulkhead is not None and not needs_upstream:
             raise ValueError(f"tier {self.tier.value} has no upstream: a bulkhead applies to upstream tiers only")
@@ -140,11 +150,13 @@ class TierSpec(_Strict):
         if self.api_key_env and self.api_key_file:
             raise ValueError(f"tier {self.tier.value}: set api_key_env or api_key_file, not both")
         if not needs_upstream:
-            for name in ("model", "api_key_env", "api_key_file"):
+            for name in ("model", "api_key_env", "api_key_file", "deployments", "azure"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"tier {self.tier.value}: {name} is for upstream tiers only")
             if self.provider != "openai":
                 raise ValueError(f"tier {self.tier.value}: provider is for upstream tiers only")
+            return self
+        check_deployments(self)
         return self
 
 
