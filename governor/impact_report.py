@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from governor.blast_radius import BlastRadius
+from governor.enums import FallbackTier
 from governor.incident import IncidentState
 
 TRANSITION_HEADERS = ["entered", "tier", "from", "mode", "by", "human", "channel", "why"]
@@ -20,7 +21,7 @@ def transition_rows(state: IncidentState) -> list[list[str]]:
     """One row per tier span: when, which tier, from which, its mode, who made it, whether a human did, the mode's
     notification channel, and why."""
     rows: list[list[str]] = []
-    previous = "(before)"
+    previous = FallbackTier.TIER_0_PRIMARY.value  # every incident starts on the normal chain
     for span in state.tiers:
         mode = span.mode
         rows.append(

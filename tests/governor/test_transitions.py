@@ -65,5 +65,5 @@ def test_the_transition_table_shows_mode_actor_human_and_channel_and_old_spans_p
         ),
     ]
     rows = transition_rows(state)
-    assert rows[0][1:] == ["tier_1_secondary", "(before)", "-", "-", "-", "-", "old history"]
+    assert rows[0][1:] == ["tier_1_secondary", "tier_0_primary", "-", "-", "-", "-", "old history"]
     assert rows[1][1:] == ["tier_2_cache", "tier_1_secondary", "manual", "bob", "yes", "oncall", "forced by on-call"]

@@ -4,10 +4,17 @@ Every fake here returns or raises at once (`primary_down` instead of `primary_fi
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
+
+from cli.render import render_incident
 from governor.audit import AuditAction
 from governor.blast_radius import AffectedService, BlastRadius
+from governor.details import details_markdown
 from governor.enums import FailureType, FallbackTier, NotificationAudience, RecoveryPhase, Severity, TransitionMode
 from governor.incident import ForceTierInput, IncidentState, Names
+from governor.postmortem import postmortem_json, render_postmortem
 from tests.workflows.fakes import FakeWorld, policy_for
 from tests.workflows.test_recovery_controls import update
 
@@ -16,6 +23,24 @@ ROUTES = {
     "leadership": [{"type": "webhook", "url": "http://127.0.0.1:1/leadership"}],
     "internal": [{"type": "webhook", "url": "http://127.0.0.1:1/internal"}],
 }
+
+
+@pytest.fixture
+async def incident(incident):
+    """The shared factory, plus a teardown that ends each incident even when its test failed half-way: a workflow
+    left retrying a down primary would otherwise hold up the time-skipping server for the tests after it."""
+    made = []
+
+    async def make(world: FakeWorld | None = None):
+        inc = await incident(world)
+        made.append(inc)
+        return inc
+
+    yield make
+    for inc in made:
+        inc.world.primary_down, inc.world.tiers_down = False, {}
+        with contextlib.suppress(Exception):
+            await inc.env.client.get_workflow_handle(inc.workflow_id).terminate("test over")
 
 
 def world_with(gates: list[str] | None = None, routes: dict | None = None) -> FakeWorld:
@@ -91,9 +116,22 @@ async def test_a_gated_fallback_approved_by_on_call_is_approval_required_and_tel
     assert (span.mode, span.actor, span.human) == (TransitionMode.APPROVAL_REQUIRED, "alice", True)
     assert not state.approved_into, "the approval is spent on the transition it held"
     await inc.until(lambda s: any(a == "leadership" for a, _ in transition_sends(world)), step_s=1, limit=20)
+    details = details_markdown(state, world.policy)
+    assert (
+        "**Transition** into `tier_1_secondary`: `approval_required` by alice (human; told on `management`)" in details
+    )
     world.primary_down = False
     state = await inc.result()
     assert modes(state)[-1] == ("tier_0_primary", "automatic", "system")
+    shown = render_incident(state)
+    assert "Tier transitions" in shown
+    row = next(line for line in shown.splitlines() if "approval_required" in line)
+    assert "tier_1_secondary" in row and "alice" in row and "yes" in row and "management" in row
+    md = render_postmortem(state, world.policy)
+    assert "## Tier transitions" in md
+    assert "| tier_1_secondary | tier_0_primary | approval_required | alice | yes | management |" in md, md
+    (first, second) = postmortem_json(state, world.policy)["tier_transitions"]
+    assert first["mode"] == "approval_required" and first["human"] and second["channel"] == "monitoring"
 
 
 async def test_force_tier_is_manual_by_the_human_who_forced_it_and_pages_on_call(incident) -> None:
@@ -142,6 +180,16 @@ async def test_two_services_hit_raise_the_severity_one_step_and_the_incident_say
     assert state.failure_type is FailureType.ERROR_SPIKE  # the fake classifies it so
     assert state.impact.estimated_recovery_minutes == FailureType.ERROR_SPIKE.typical_recovery_minutes
     assert state.impact.affected_features == [], "restored: the primary limits nothing"
+    shown = render_incident(state)
+    assert "blast radius" in shown and "2 services hit (chat 100%, search 50% of traffic); 24.0 req/s at risk" in shown
+    assert "estimated recovery" in shown and "impact" in shown
+    search = next(line for line in shown.splitlines() if line.strip().startswith("search"))
+    assert "the same upstream host 127.0.0.1:9101" in search and "50%" in search and "4.00" in search
+    md = render_postmortem(state, world.policy)
+    assert "## Impact and blast radius" in md and "| search | the same upstream host 127.0.0.1:9101 |" in md
+    assert "- Blast radius: 2 services hit" in md and "(estimated 3 min)" in md
+    assert "**Blast radius**: 2 services hit" in details_markdown(state, world.policy)
+    assert postmortem_json(state, world.policy)["blast_radius"]["services"][1]["service"] == "search"
 
 
 async def test_one_service_hit_leaves_the_severity_and_the_fallback_carries_its_limited_features(incident) -> None:
@@ -154,6 +202,8 @@ async def test_one_service_hit_leaves_the_severity_and_the_fallback_carries_its_
     assert state.severity is Severity.HIGH
     assert state.impact is not None and "analytics" in state.impact.affected_features
     assert state.impact.description.startswith("chat served by tier_1_secondary at degraded_l1")
+    assert f"**Impact**: {state.impact.description}" in details_markdown(state, world.policy)
+    assert "affected features" in render_incident(state) and "analytics" in render_incident(state)
     world.primary_down = False
     assert (await inc.result()).outcome == "recovered"
 
