@@ -13,7 +13,7 @@ from governor.audit import AuditAction
 from governor.blast_radius import AffectedService, BlastRadius
 from governor.details import details_markdown
 from governor.enums import FailureType, FallbackTier, NotificationAudience, RecoveryPhase, Severity, TransitionMode
-from governor.incident import ForceTierInput, IncidentState, Names
+from governor.incident import ApprovalInput, ForceTierInput, IncidentState, Names
 from governor.postmortem import postmortem_json, render_postmortem
 from tests.workflows.fakes import FakeWorld, policy_for
 from tests.workflows.test_recovery_controls import update
@@ -108,7 +108,6 @@ async def test_a_gated_fallback_approved_by_on_call_is_approval_required_and_tel
     inc = await incident(world)
     await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
     await inc.until(lambda s: s.pending("enter:tier_1_secondary") is not None, step_s=1)
-    from governor.incident import ApprovalInput
 
     await update(inc, Names.APPROVE, ApprovalInput(gate="enter:tier_1_secondary", approver="alice", reason="ok"))
     state = await inc.until(lambda s: s.tier is FallbackTier.TIER_1_SECONDARY, step_s=1)
@@ -241,3 +240,15 @@ async def test_a_drill_marks_every_transition_scheduled(incident, time_skipping_
     state = await handle.result()
     assert [m for _, m, _ in modes(state)] == ["scheduled", "scheduled"]
     assert {a for a, _ in transition_sends(world)} == {str(NotificationAudience.INTERNAL)}, "calendar: internal only"
+
+
+async def test_an_approved_exit_gate_makes_the_return_to_the_primary_approval_required(incident) -> None:
+
+    world = world_with(gates=["exit:tier_1_secondary"])
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    await inc.until(lambda s: s.pending("exit:tier_1_secondary") is not None, step_s=1)
+    await update(inc, Names.APPROVE, ApprovalInput(gate="exit:tier_1_secondary", approver="bob", reason="vendor ok"))
+    state = await inc.result()
+    assert modes(state) == [("tier_1_secondary", "automatic", "system"), ("tier_0_primary", "approval_required", "bob")]
+    assert ("leadership", "chat: approval_required transition to tier_0_primary") in transition_sends(world)
