@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from cli.render import render_incident
 from governor.audit import AuditAction
@@ -17,6 +19,7 @@ from governor.incident import ApprovalInput, ForceTierInput, IncidentState, Name
 from governor.postmortem import postmortem_json, render_postmortem
 from tests.workflows.fakes import FakeWorld, policy_for
 from tests.workflows.test_recovery_controls import update
+from workflows.recovery import IncidentRecoveryWorkflow
 
 ROUTES = {
     "oncall": [{"type": "webhook", "url": "http://127.0.0.1:1/oncall"}],
@@ -252,3 +255,26 @@ async def test_an_approved_exit_gate_makes_the_return_to_the_primary_approval_re
     state = await inc.result()
     assert modes(state) == [("tier_1_secondary", "automatic", "system"), ("tier_0_primary", "approval_required", "bob")]
     assert ("leadership", "chat: approval_required transition to tier_0_primary") in transition_sends(world)
+
+
+async def test_an_incident_with_modes_and_a_blast_radius_replays_deterministically(incident) -> None:
+    """The new paths (the blast radius beside the breaker change, the patched transition records) replay as run."""
+    world = world_with(gates=["enter:tier_1_secondary"])
+    world.blast = two_services()
+    inc = await incident(world)
+    handle = await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    await inc.until(lambda s: s.pending("enter:tier_1_secondary") is not None, step_s=1)
+    await update(inc, Names.APPROVE, ApprovalInput(gate="enter:tier_1_secondary", approver="alice", reason="ok"))
+    state = await inc.result()
+    assert [m for _, m, _ in modes(state)] == ["approval_required", "automatic"] and state.blast_radius is not None
+    history = await handle.fetch_history()
+    markers = {
+        payload.data
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        for payloads in e.marker_recorded_event_attributes.details.values()
+        for payload in payloads.payloads
+    }
+    assert any(b"seed-transition-modes" in m for m in markers) and any(b"blast-radius" in m for m in markers)
+    replayer = Replayer(workflows=[IncidentRecoveryWorkflow], data_converter=pydantic_data_converter)
+    assert (await replayer.replay_workflow(history)).replay_failure is None
