@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.blast_radius import BlastRadiusActivities
 from activities.gateway_admin import GatewayAdmin, GatewayChangeNotApplied, GatewayUnavailable
 from activities.probes import probe_dependency
 from activities.tiers import TierActivities, read_merged_stats
@@ -154,7 +155,7 @@ def _describe_stats(tier: str, s: TierStats) -> str:
     )
 
 
-class RecoveryActivities(TierActivities):
+class RecoveryActivities(TierActivities, BlastRadiusActivities):
     """Every side effect of IncidentRecoveryWorkflow except notifications (activities/notify)."""
 
     def __init__(self, client: httpx.AsyncClient, settings: WorkerSettings) -> None:
@@ -174,6 +175,7 @@ class RecoveryActivities(TierActivities):
             self.wait_for_healthy,
             self.validate_primary,
             self.assess_tiers,
+            self.assess_blast_radius,
             self.write_postmortem,
         ]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from cli.common import primary_dependency
 from governor.enums import FallbackTier
+from governor.impact_report import BLAST_HEADERS, TRANSITION_HEADERS, blast_rows, impact_lines, transition_rows
 from governor.incident import ControlResult, IncidentState
 from governor.policy import (
     ServicePolicy,
@@ -110,9 +111,14 @@ def render_incident(state: IncidentState) -> str:
         facts.append(("forced tier", state.forced_tier.value))
     if state.postmortem_path:
         facts.append(("post-mortem", state.postmortem_path))
+    facts += [(k, v) for k, _, v in (line.partition(": ") for line in impact_lines(state))]
     width = max(len(k) for k, _ in facts)
     hang = "\n" + " " * (width + 4)  # a value's further lines start under its first (a multi-line reason or summary)
     lines += [f"  {k.ljust(width)}  " + hang.join(v.splitlines() or [""]) for k, v in facts]
+    if state.blast_radius is not None and state.blast_radius.services:
+        lines += ["", "Blast radius", indent(render_table(BLAST_HEADERS, blast_rows(state.blast_radius)))]
+    if state.tiers:
+        lines += ["", "Tier transitions", indent(render_table(TRANSITION_HEADERS, transition_rows(state)))]
 
     lines.append("")
     if state.pending_gates:

@@ -52,6 +52,7 @@ class AuditAction(StrEnum):
     CLAIM = "claim"
     FLAPPING = "flapping"
     DEPENDENCY_RESTORED = "dependency_restored"
+    BLAST_RADIUS = "blast_radius"
 
 
 class AuditEntry(BaseModel):

@@ -64,6 +64,25 @@ def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now:
         ]
     if s.reason:
         lines += ["", f"**Why**: {s.reason}"]
+    span = s.tiers[-1] if s.tiers else None
+    if span is not None and span.mode is not None:
+        by = f" by {span.actor}" if span.human else ""
+        lines += [
+            "",
+            f"**Transition** into `{span.tier}`: `{span.mode}`{by} ({'human' if span.human else 'no human'}; "
+            f"told on `{span.mode.notification_channel}`)",
+        ]
+    if s.impact is not None:
+        lines += ["", f"**Impact**: {s.impact.description}"]
+        if s.impact.estimated_recovery_at is not None:
+            lines.append(
+                f"**Estimated recovery** {s.impact.estimated_recovery_minutes} min "
+                f"(by {s.impact.estimated_recovery_at:%H:%M:%S} UTC)"
+            )
+    if s.blast_radius is not None:
+        radius = s.blast_radius
+        lines += ["", f"**Blast radius**: {radius.summary()}"]
+        lines += [f"- `{a.service}`: {a.why}" for a in radius.services[:8]]
     if s.paused:
         lines += ["", '**Paused**: send the `resume` signal with `{"actor": "you"}` to continue.']
     if s.awaiting_human:

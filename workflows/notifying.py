@@ -18,8 +18,9 @@ with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, NotifyInput, NotifyResult
     from governor.audit import AuditAction
     from governor.decisions import audiences_for, status_component
-    from governor.enums import NotificationAudience
-    from governor.incident import NotificationRecord, PendingGate
+    from governor.enums import FallbackTier, NotificationAudience
+    from governor.incident import NotificationRecord, PendingGate, TierSpan
+    from governor.transitions import transition_audiences
 
 from workflows.bookkeeping import Bookkeeping
 
@@ -52,6 +53,23 @@ class Notifying(Bookkeeping):
             # the gate and its request id ride along, so Slack's Approve / Reject buttons name this very request
             extra={"gate": gate, **ids} if workflow.patched("approval-notify-gate") else None,
         )
+
+    def _enter_tier(self, tier: FallbackTier, reason: str, forced_by: str | None = None) -> TierSpan | None:
+        """Record the tier change, then tell the audiences of its mode's channel the policy routes (none: no send)."""
+        assert self.policy
+        previous = self.s.tier
+        span = super()._enter_tier(tier, reason, forced_by)
+        if span is None or span.mode is None:
+            return span
+        audiences = [a for a in transition_audiences(span.mode) if self.policy.notifications.routes.get(a)]
+        by = f" by {span.actor}" if span.human else ""
+        self._notify(
+            "transition",
+            audiences,
+            f"{self.s.service}: {span.mode} transition to {tier}",
+            f"{span.mode} transition{by} ({span.mode.notification_channel}): {previous} -> {tier}. {reason}",
+        )
+        return span
 
     def _notify_level(self, event: str, title: str) -> None:
         audiences = audiences_for(self.s.degradation_level, self.s.severity)

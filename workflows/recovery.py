@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from governor.policy import ServicePolicy
 
+from workflows.blast import BlastRadiusStep
+from workflows.bookkeeping import BLAST_RADIUS_PATCH
 from workflows.controls import DETECTION_KEEPS_REPORTS_PATCH, Controls
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
 from workflows.ramping import Ramping, RollbackNow
@@ -64,7 +66,7 @@ QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
+class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusStep):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
@@ -170,13 +172,16 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
         )
 
     async def isolate(self) -> None:
-        """Open the failed dependency's breaker in every gateway replica."""
+        """Open the failed dependency's breaker in every gateway replica; meanwhile assess the blast radius."""
         self._enter(RecoveryPhase.ISOLATION)
+        assessing = asyncio.create_task(self._assess_blast_radius()) if workflow.patched(BLAST_RADIUS_PATCH) else None
         await self._gateway(
             f"open breaker {self.s.failed_tier}",
             breaker=BreakerChange(tier=self.s.failed_tier, mode="open"),
         )
         self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(self.s.failed_tier)})
+        if assessing is not None:
+            await assessing
         self.s.phase = RecoveryPhase.FALLBACK_ACTIVE
 
     async def fall_back(self) -> None:
@@ -193,7 +198,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
                 if not self.policy.approvals.is_gated(gate) or await self._await_gate(gate, f"fall back to {tier}"):
                     break
                 unavailable.add(tier)  # on-call refused this tier: take the next one down
-        await self._pin(tier, reason=f"{self.s.failed_tier} failed: {self.s.reason}")
+        report = self.s.reports[-1] if self.s.reports else None
+        forced_by = report.source if report is not None and report.manual else None  # `governor failover`
+        await self._pin(tier, reason=f"{self.s.failed_tier} failed: {self.s.reason}", forced_by=forced_by)
         self.s.mitigated_at = self.s.mitigated_at or workflow.now()
         self._notify_level("fallback_active", f"{self.s.service} is served by {tier}")
         self.s.phase = RecoveryPhase.DIAGNOSIS
@@ -347,6 +354,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
             self.s.awaiting_human = True
             self.s.phase = RecoveryPhase.REMEDIATION
             return
+        if self.policy.approvals.is_gated(exit_gate):
+            self._note_approval(FallbackTier.TIER_0_PRIMARY, exit_gate)
         self.s.ramp_step = 0
         self.s.phase = RecoveryPhase.GRADUAL_RESTORE
 
@@ -428,7 +437,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
         level = self.policy.degradation.level_for(tier, critical=self.s.severity is Severity.CRITICAL)
         return DegradationChange(level=level, flags=self.policy.degradation.flags_for(level))
 
-    async def _pin(self, tier: FallbackTier, reason: str, primary_weight: int = 0) -> None:
+    async def _pin(
+        self, tier: FallbackTier, reason: str, primary_weight: int = 0, forced_by: str | None = None
+    ) -> None:
         """Serve from `tier` (the primary keeps `primary_weight` % while a ramp runs); the primary is "pinned" by
         clearing the pin: a pinned primary with weight 0 would send everything to the secondary."""
         degradation = self._degradation_for(tier)
@@ -444,13 +455,14 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining):
         )
         self.s.ramp_percent = primary_weight
         self.s.degradation_level = degradation.level
-        self._enter_tier(tier, reason)
+        self._enter_tier(tier, reason, forced_by=forced_by)
 
     async def _apply_forced_tier(self) -> None:
         if self.s.forced_tier is None:
             return
         tier, self.s.forced_tier = self.s.forced_tier, None
-        await self._pin(tier, reason="forced by on-call")
+        forcer = next((e.actor for e in reversed(self.s.audit) if e.action == AuditAction.FORCE_TIER), None)
+        await self._pin(tier, reason="forced by on-call", forced_by=forcer or "on-call")
         self.s.tier_forced = True
         self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 

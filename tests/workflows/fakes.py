@@ -18,6 +18,7 @@ from temporalio import activity
 from governor.actions import (
     Activity,
     AssessTiersInput,
+    BlastRadiusInput,
     ChannelDelivery,
     ConfirmFailureInput,
     ConfirmFailureResult,
@@ -36,6 +37,7 @@ from governor.actions import (
     WaitForHealthyInput,
     WaitForHealthyResult,
 )
+from governor.blast_radius import AffectedService, BlastRadius
 from governor.decisions import ValidationResult, Verdict
 from governor.enums import FailureType, FallbackTier, HealthStatus, Severity
 from governor.models import Classification, StatsWindow, TierStats
@@ -128,6 +130,9 @@ class FakeWorld:
         """Verdicts validate_primary answers first, one per call, before `validation` applies."""
         self.validated: list[str] = []
         """The dependency of every validate_primary call, in order."""
+        self.blast: BlastRadius | None = None
+        """What assess_blast_radius answers (default: only the incident's own service, all its traffic)."""
+        self.blast_fails = False
 
     def activities(self) -> list[Any]:
         return [
@@ -139,6 +144,7 @@ class FakeWorld:
             self.wait_for_healthy,
             self.validate_primary,
             self.assess_tiers,
+            self.assess_blast_radius,
             self.notify,
             self.write_postmortem,
         ]
@@ -215,6 +221,13 @@ class FakeWorld:
             for t in [*input.policy.tiers, FallbackTier.TIER_5_ERROR]
         }
         return TierAssessment(tiers=tiers, checked_at=now())
+
+    @activity.defn(name=Activity.ASSESS_BLAST_RADIUS)
+    async def assess_blast_radius(self, input: BlastRadiusInput) -> BlastRadius:
+        if self.blast_fails:
+            raise RuntimeError("gateway unreachable")
+        own = AffectedService(service=input.policy.service, dependencies=[input.dependency], traffic_share=1.0)
+        return self.blast or BlastRadius(dependency=input.dependency, services=[own])
 
     @activity.defn(name=Activity.NOTIFY)
     async def notify(self, input: NotifyInput) -> NotifyResult:
