@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.blast_radius import BlastRadiusActivities
 from activities.gateway_admin import GatewayAdmin, GatewayChangeNotApplied, GatewayUnavailable
 from activities.probes import probe_dependency
 from activities.tiers import TierActivities, read_merged_stats
@@ -154,7 +155,7 @@ def _describe_stats(tier: str, s: TierStats) -> str:
     )
 
 
-class RecoveryActivities(TierActivities):
+class RecoveryActivities(TierActivities, BlastRadiusActivities):
     """Every side effect of IncidentRecoveryWorkflow except notifications (activities/notify)."""
 
     def __init__(self, client: httpx.AsyncClient, settings: WorkerSettings) -> None:
@@ -174,6 +175,7 @@ class RecoveryActivities(TierActivities):
             self.wait_for_healthy,
             self.validate_primary,
             self.assess_tiers,
+            self.assess_blast_radius,
             self.write_postmortem,
         ]
 
@@ -500,7 +502,7 @@ class RecoveryActivities(TierActivities):
         _heartbeat(f"data path: {len(failed)} of {len(report.outcomes)} probe requests failed")
         if not failed:
             return f"data path: {len(report.outcomes)} {spec.method} {spec.path} answered well", 0
-        reasons = Counter(o.reason for o in failed).most_common(3)
+        reasons = Counter(f"{o.deployment}: {o.reason}" if o.deployment else o.reason for o in failed).most_common(3)
         shown = ", ".join(f"{r} x{n}" for r, n in reasons)
         return f"data path: {len(failed)} of {len(report.outcomes)} {spec.method} {spec.path} failed ({shown})", len(
             failed

@@ -192,6 +192,19 @@ chain:
 """)
 
 
+def deployments_policy(dirpath: Path, upstream: str) -> None:
+    """Service `spread`: its primary two weighted deployments (both on the fake: the picking path, not the network)."""
+    (dirpath / "spread.yaml").write_text(f"""service: spread
+dependencies:
+  - {{name: primary-llm, tier: tier_0_primary}}
+chain:
+  - tier: tier_0_primary
+    timeout_ms: 5000
+    deployments: [{{name: east, upstream: {upstream}, weight: 3}}, {{name: west, upstream: {upstream}, weight: 1}}]
+  - {{tier: tier_4_static, body: {{choices: [{{index: 0, message: {{role: assistant, content: "limited mode"}}}}]}}}}
+""")
+
+
 def gateway_policy(dirpath: Path, upstream: str) -> None:
     (dirpath / "chat.yaml").write_text(f"""service: chat
 dependencies:
@@ -418,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         policy_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         gateway_policy(policy_dir, upstream)
         translation_policy(policy_dir, f"http://127.0.0.1:{an_port}")
+        deployments_policy(policy_dir, upstream)
         gw = stack.enter_context(
             process(
                 [
@@ -437,13 +451,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         wait_http(f"http://127.0.0.1:{gw_port}/healthz", proc=gw)
         gw_url = f"http://127.0.0.1:{gw_port}/chat/v1/chat/completions"
+        spread = f"http://127.0.0.1:{gw_port}/spread/v1/chat/completions"
         for clients in (1, 20):
-            runs += interleaved(
-                {"direct": (f"{upstream}/v1/chat/completions", None), "gateway": (gw_url, None)},
-                clients,
-                args.duration,
-                args.rounds,
-            )
+            targets: dict[str, tuple[str, dict[str, str] | None]] = {
+                "direct": (f"{upstream}/v1/chat/completions", None),
+                "gateway": (gw_url, None),
+            }
+            if clients == 20:  # the deployment-picking path, interleaved with the single-deployment one
+                targets["gateway (2 deployments)"] = (spread, None)
+            runs += interleaved(targets, clients, args.duration, args.rounds)
         claude = f"http://127.0.0.1:{gw_port}/claude/v1/chat/completions"
         for name, body in (("gateway -> anthropic (JSON)", BODY), ("gateway -> anthropic (SSE)", STREAM_BODY)):
             runs.append(measure(name, claude, 20, args.duration, None, body))
@@ -551,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
             f"LiteLLM: `litellm[proxy]=={LITELLM_VERSION}`, 1 worker, master key, LITELLM_LOCAL_MODEL_COST_MAP=True. "
             "'gateway -> anthropic': the same gateway translating to an Anthropic Messages API fake "
             "(`demo.upstream --api anthropic`), one round, JSON and a streamed answer (SSE, translated event by event). "
+            "'gateway (2 deployments)': a primary of two weighted deployments (3:1, both on the same fake), "
+            "interleaved with 'gateway': the cost of picking a deployment. "
             "RSS: resident memory after the runs (the process and its children). "
             "'added p50' is the target's p50 minus the direct p50 at the same client count.",
             "",

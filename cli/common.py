@@ -149,6 +149,16 @@ def parse_drill_duration(text: str) -> float:
     return value
 
 
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"needs seconds between 0.1 and 3600, got {text!r}")
+    return value
+
+
 def resolve_incident(text: str) -> str:
     """An incident by workflow id (`recovery-chat`) or as `service/dependency` (`chat/primary-llm`)."""
     if "/" in text:
@@ -158,10 +168,32 @@ def resolve_incident(text: str) -> str:
     return text
 
 
-def policy_dir(args: argparse.Namespace) -> Path:
+RUNNING_POLICY_DIR = Path("state/policy-dir")
+"""Where `governor up` records the policy folder its stack runs with (the demo's is demo/policies), for as long as
+it runs, so the CLI run from the same folder reads the policies the worker and the gateway read."""
+
+
+def policy_dir(args: argparse.Namespace, running: bool = True) -> Path:
+    """--policy-dir, else $GOVERNOR_POLICY_DIR, else the folder of the `governor up` running from here (`running`),
+    else ./policies."""
     if getattr(args, "policy_dir", None):
         return Path(args.policy_dir)
-    return Path(os.environ.get(POLICY_DIR_ENV) or "policies")
+    if os.environ.get(POLICY_DIR_ENV):
+        return Path(os.environ[POLICY_DIR_ENV])
+    if running:
+        recorded = running_policy_dir()
+        if recorded is not None:
+            return recorded
+    return Path("policies")
+
+
+def running_policy_dir(record: Path = RUNNING_POLICY_DIR) -> Path | None:
+    """The policy folder a running `governor up` recorded, if it still is a folder."""
+    try:
+        text = record.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(text) if text and Path(text).is_dir() else None
 
 
 def temporal_settings(args: argparse.Namespace) -> TemporalSettings:

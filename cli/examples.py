@@ -24,10 +24,12 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "list": [
         ("open incidents", "governor list"),
         ("those waiting for an approval, as JSON", "governor list --awaiting --json"),
+        ("redraw every 5 s until Ctrl-C", "governor list --watch --interval 5"),
     ],
     "show": [
         ("one incident", "governor show chat/primary-llm"),
         ("as JSON", "governor show chat/primary-llm --json"),
+        ("follow it until it closes", "governor show chat/primary-llm --watch"),
     ],
     "simulate": [("report a rate limit", "governor simulate --service chat --type rate_limit --severity HIGH")],
     "failover": [("one tier down", "governor failover --service chat --reason 'provider degraded' --as alice")],

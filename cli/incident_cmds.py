@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from cli.render import (
     render_timeline_summary,
     summary_rows,
 )
+from cli.watching import watch
 from governor.drill import DrillRequest
 from governor.enums import FallbackTier, RecoveryPhase
 from governor.incident import IncidentReport, IncidentState, incident_id
@@ -44,6 +46,19 @@ from governor.watchdogs import start_or_update_watchdogs
 
 async def cmd_list(args: argparse.Namespace) -> int:
     gc = await connect(args)
+
+    async def draw() -> tuple[Any, Callable[[], str], bool]:
+        incidents, text = await _listing(gc, args)
+        return incidents, text, False
+
+    if args.watch or args.watch_count:
+        return await watch(args, "list", draw)
+    incidents, text = await _listing(gc, args)
+    emit(args, incidents, text)
+    return EXIT_OK
+
+
+async def _listing(gc: Any, args: argparse.Namespace) -> tuple[list[Any], Callable[[], str]]:
     incidents = await gc.list_incidents(
         service=args.service,
         phase=args.phase,
@@ -64,8 +79,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
         table = render_table(headers, summary_rows(incidents))
         return table + (f"\n(first {args.limit} shown; narrow with --service/--phase or raise --limit)" if more else "")
 
-    emit(args, incidents, text)
-    return EXIT_OK
+    return incidents, text
 
 
 def empty_list_message(args: argparse.Namespace, unfiltered: int) -> str:
@@ -85,7 +99,20 @@ def empty_list_message(args: argparse.Namespace, unfiltered: int) -> str:
 
 async def cmd_show(args: argparse.Namespace) -> int:
     gc = await connect(args)
-    state = await gc.state(resolve_incident(args.incident))
+    incident = resolve_incident(args.incident)
+
+    async def draw() -> tuple[Any, Callable[[], str], bool]:
+        state = await gc.state(incident)
+        return state, _shown(args, state), state.closed_at is not None
+
+    if args.watch or args.watch_count:
+        return await watch(args, f"show {incident}", draw)
+    state, text, _ = await draw()
+    emit(args, state, text)  # --json stays the state (what `audit verify --file` reads); the plan: `governor recovery`
+    return EXIT_OK
+
+
+def _shown(args: argparse.Namespace, state: IncidentState) -> Callable[[], str]:
     try:
         policy = maybe_policy(args, state.service)
     except PolicyError:
@@ -98,8 +125,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
         lines = ["", f"Recovery plan {plan.plan_id}: {plan_summary(plan)}", *render_plan(plan)]
         return render_incident(state) + "\n" + "\n".join(lines)
 
-    emit(args, state, text)  # --json stays the state (what `audit verify --file` reads); the plan: `governor recovery`
-    return EXIT_OK
+    return text
 
 
 async def cmd_simulate(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from cli.common import (
     parse_metric,
     parse_phase,
     parse_positive,
+    parse_seconds,
     parse_severity,
     parse_tier,
 )
@@ -107,6 +108,14 @@ def _gateway_token(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _watch(p: argparse.ArgumentParser, until: str) -> None:
+    p.add_argument("--watch", "-w", action="store_true", help=f"redraw every --interval seconds {until}")
+    p.add_argument(
+        "--interval", type=parse_seconds, default=2.0, metavar="SECONDS", help="with --watch: seconds between redraws"
+    )
+    p.add_argument("--watch-count", type=parse_positive, metavar="N", help="stop after N redraws (implies --watch)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="governor",
@@ -186,9 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--awaiting", action="store_true", help="only incidents waiting for an approval")
     p.add_argument("--all", action="store_true", help="closed incidents too")
     p.add_argument("--limit", type=parse_positive, default=100, help="at most this many rows (default 100)")
+    _watch(p, "until Ctrl-C")
 
     p = add("show", "one incident: phase, tier, degradation, ramp, pending gates, timeline")
     p.add_argument("incident", metavar="INCIDENT", help="workflow id (recovery-chat) or chat/primary-llm")
+    _watch(p, "until the incident closes or Ctrl-C")
 
     p = add(
         "simulate",

@@ -125,7 +125,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
                         }
                     )
                 if not policies:
-                    results.append({"file": str(path), "ok": False, "error": f"{path}: no *.yaml policy files"})
+                    error = f"{path}: no *.yaml policy files"
+                    results.append(
+                        {
+                            "file": str(path),
+                            "ok": False,
+                            "error": error,
+                            "errors": [{"path": None, "value": None, "message": error}],
+                        }
+                    )
             else:
                 policy = load_policy(path)
                 results.append(
@@ -138,7 +146,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     }
                 )
         except PolicyError as err:
-            results.append({"file": str(path), "ok": False, "error": str(err)})
+            results.append({"file": str(path), "ok": False, "error": str(err), "errors": err.errors})
     failed = [r for r in results if not r["ok"]]
     if args.json:
         emit(args, results, "")

@@ -10,12 +10,21 @@ from typing import Any
 
 from cli.common import primary_dependency
 from governor.enums import FallbackTier
+from governor.impact_report import BLAST_HEADERS, TRANSITION_HEADERS, blast_rows, impact_lines, transition_rows
 from governor.incident import ControlResult, IncidentState
 from governor.policy import (
     ServicePolicy,
 )
 from governor.timefmt import format_duration, format_time
 from governor.timeline import describe
+
+LINE_BREAK = " ⏎ "
+"""What a line break in a value becomes inside a table cell: a row stays one line, whatever the text holds."""
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: its lines (blank ones dropped) joined by LINE_BREAK."""
+    return LINE_BREAK.join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _cell(value: Any) -> str:
@@ -25,7 +34,7 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, datetime):
         return format_time(value, missing="-")
-    return str(value)
+    return one_line(str(value)) or "-"
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -41,7 +50,7 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _short(value: Any, limit: int = 70) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    text = one_line(value) if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -70,7 +79,7 @@ def timeline_rows(state: IncidentState) -> list[list[Any]]:
 
 def render_incident(state: IncidentState) -> str:
     """`governor show`: where the incident stands, what it waits for (with the exact command), and its timeline."""
-    lines = [f"Incident {state.incident_id}  ({state.outcome})" + ("  DRILL" if state.drill else "")]
+    lines = [f"Incident {state.incident_id}  ({state.outcome})" + ("  DRILL" if state.drill_run else "")]
     failure = state.failure_type.value if state.failure_type else "unclassified"
     severity = f" ({state.severity.value})" if state.severity else ""
     flags = [f for f, on in (("PAUSED", state.paused), ("WAITING FOR A HUMAN", state.awaiting_human)) if on]
@@ -91,11 +100,11 @@ def render_incident(state: IncidentState) -> str:
         ("mitigated", format_time(state.mitigated_at, missing="-")),
         ("recovered", format_time(state.recovered_at, missing="-")),
     ]
-    if state.drill:
+    if state.drill_run:
         from governor.drill import render_drill_findings
 
         facts += [("drill" if i == 0 else "", line) for i, line in enumerate(render_drill_findings(state))]
-        d = state.drill
+        d = state.drill_run
         facts.append(
             (
                 "drill fault",
@@ -113,8 +122,14 @@ def render_incident(state: IncidentState) -> str:
         facts.append(("forced tier", state.forced_tier.value))
     if state.postmortem_path:
         facts.append(("post-mortem", state.postmortem_path))
+    facts += [(k, v) for k, _, v in (line.partition(": ") for line in impact_lines(state))]
     width = max(len(k) for k, _ in facts)
-    lines += [f"  {k.ljust(width)}  {v}" for k, v in facts]
+    hang = "\n" + " " * (width + 4)  # a value's further lines start under its first (a multi-line reason or summary)
+    lines += [f"  {k.ljust(width)}  " + hang.join(v.splitlines() or [""]) for k, v in facts]
+    if state.blast_radius is not None and state.blast_radius.services:
+        lines += ["", "Blast radius", indent(render_table(BLAST_HEADERS, blast_rows(state.blast_radius)))]
+    if state.tiers:
+        lines += ["", "Tier transitions", indent(render_table(TRANSITION_HEADERS, transition_rows(state)))]
 
     lines.append("")
     if state.pending_gates:
@@ -271,7 +286,7 @@ def summary_rows(incidents: list[Any]) -> list[list[Any]]:
             i.tier.value if i.tier else None,
             f"{i.ramp_percent}%" if i.ramp_percent is not None else None,
             "WAITING" if i.awaiting_approval else "",
-            i.status.lower(),
+            i.status,
             i.started_at,
         ]
         for i in incidents

@@ -4,9 +4,11 @@ and `demo/`: it wires the demo's processes and scenario into the launcher."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from cli.common import EXIT_OK, EXIT_USAGE, UserError, policy_dir
@@ -32,23 +34,65 @@ async def cmd_up(args: argparse.Namespace) -> int:
         options.task_queue = args.task_queue
     demo = bool(getattr(args, "demo", False))
     if not getattr(args, "policy_dir", None):
-        options.policy_dir = PROJECT_ROOT / "demo" / "policies" if demo else policy_dir(args)
+        options.policy_dir = PROJECT_ROOT / "demo" / "policies" if demo else policy_dir(args, running=False)
     if not demo and (args.auto_approve or args.exit_after_demo):
         raise UserError("--auto-approve and --exit-after-demo only apply with --demo")
     results: list[Any] = []
+    record = PolicyDirRecord(options.state_dir, options.policy_dir)
     try:
-        if demo:
-            settings = DemoSettings(auto_approve=args.auto_approve, unattended=args.exit_after_demo, started_at=started)
-            # The demo tells its story in sentences; the parts' logs would drown it (they stay in <state>/logs/).
-            options.echo = options.echo and args.verbose
-            settings.parts_echoed = options.echo
-            await run_stack(options, prepare_demo(options, settings, results))
-        else:
-            await run_stack(options, _start_watchdogs)
+        return await _up(args, options, demo, started, results, record)
     except StackError as err:
         red = "\033[31m%s\033[0m" if sys.stderr.isatty() else "%s"
         print(red % f"governor: {err}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        record.remove()
+
+
+class PolicyDirRecord:
+    """`<state>/policy-dir` names the stack's policy folder while it runs (written once the stack is up, removed when
+    it stops): `governor show`, `postmortem`, `status` run from the same folder then read the policies the worker and
+    the gateway read (the demo's, after `governor up --demo`). A second `up` that fails to start leaves it alone."""
+
+    def __init__(self, state_dir: Path, policies: Path) -> None:
+        self.path = state_dir / "policy-dir"
+        self.text = f"{policies.resolve()}\n"
+        self.written = False
+
+    def around(self, hook: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        async def run(info: Any) -> None:
+            self.write()
+            await hook(info)
+
+        return run
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(self.text)
+        self.written = True
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.written and self.path.read_text() == self.text:
+                self.path.unlink()
+
+
+async def _up(
+    args: argparse.Namespace,
+    options: StackOptions,
+    demo: bool,
+    started: float,
+    results: list[Any],
+    record: PolicyDirRecord,
+) -> int:
+    if demo:
+        settings = DemoSettings(auto_approve=args.auto_approve, unattended=args.exit_after_demo, started_at=started)
+        # The demo tells its story in sentences; the parts' logs would drown it (they stay in <state>/logs/).
+        options.echo = options.echo and args.verbose
+        settings.parts_echoed = options.echo
+        await run_stack(options, record.around(prepare_demo(options, settings, results)))
+    else:
+        await run_stack(options, record.around(_start_watchdogs))
     if demo and args.exit_after_demo and not (results and results[-1].recovered):
         print("governor: the demo stopped before the incident recovered", file=sys.stderr)
         return EXIT_USAGE

@@ -166,14 +166,14 @@ def _error(status: int, message: str, kind: str) -> bytes:
     return _json(status, {"error": {"message": message, "type": kind}})
 
 
-AUTH_HEADERS = frozenset({b"authorization", b"x-api-key", b"anthropic-version"})
+AUTH_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key", b"anthropic-version"})
 
 
 class _Request:
-    __slots__ = ("body", "headers", "keep_alive", "method", "path")
+    __slots__ = ("body", "headers", "keep_alive", "method", "path", "query")
 
     def __init__(self) -> None:
-        self.path = ""
+        self.path = self.query = ""
         self.method = ""
         self.body: list[bytes] = []
         self.keep_alive = True
@@ -228,7 +228,8 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         req = self.current
         req.method = self.parser.get_method().decode()
-        req.path = self.url.split(b"?", 1)[0].decode("latin-1")
+        req.path, _, query = self.url.decode("latin-1").partition("?")
+        req.query = query
         req.keep_alive = self.parser.should_keep_alive()
         self.queue.append(req)
         if not self.busy:
@@ -550,13 +551,15 @@ async def run_upstream(
 
 
 def make_upstream(api: str, **kwargs: Any) -> Upstream:
-    if api == "anthropic":
-        from demo.anthropic_upstream import AnthropicUpstream
+    if api == "openai":
+        return Upstream(**kwargs)
+    if api not in ("anthropic", "azure"):
+        raise ValueError(f"api: must be openai, anthropic or azure, got {api!r}")
+    from demo import anthropic_upstream, azure_upstream  # the other wire formats, each a subclass
 
-        return AnthropicUpstream(**kwargs)
-    if api != "openai":
-        raise ValueError(f"api: must be openai or anthropic, got {api!r}")
-    return Upstream(**kwargs)
+    if api == "anthropic":
+        return anthropic_upstream.AnthropicUpstream(**kwargs)
+    return azure_upstream.AzureUpstream(**kwargs)
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -578,7 +581,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9101)
-    parser.add_argument("--api", choices=["openai", "anthropic"], default="openai", help="the wire format it speaks")
+    parser.add_argument(
+        "--api", choices=["openai", "anthropic", "azure"], default="openai", help="the wire format it speaks"
+    )
     parser.add_argument("--api-key-env", default=None, help="environment variable holding the key it requires")
     args = parser.parse_args(argv)
     try:

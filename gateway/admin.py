@@ -94,6 +94,23 @@ class AdminAPI:
                 f"breaker:{tier.value}", change.model_dump(mode="json"), incident, svc.set_breaker(tier, change.mode)
             )
             await _answer(send, svc.state())
+        elif len(action) == 3 and action[0] == "breakers" and method == "PUT":
+            tier = _parse_tier(action[1], "tier")
+            link = svc.link(tier)
+            named = {} if link is None or link.only is not None else {str(d.name): d for d in link.deployments}
+            dep = named.get(action[2])
+            if dep is None:
+                raise BadInput(
+                    "deployment",
+                    f"{tier.value} of {svc.name!r} has no deployment {action[2]!r} (deployments: {sorted(named)})",
+                    404,
+                )
+            change = await self._body(scope, receive, BreakerModeChange)
+            before = dep.breaker.mode
+            dep.breaker.set_mode(change.mode)
+            what = f"breaker:{tier.value}[{dep.name}]"
+            svc.record_change(what, change.model_dump(mode="json"), incident, before != change.mode)
+            await _answer(send, svc.state())
         elif action == ["degradation"] and method == "PUT":
             degradation = await self._body(scope, receive, DegradationChange)
             features = svc.policy.degradation.features

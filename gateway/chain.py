@@ -3,7 +3,9 @@
 Breakers, the pinned tier and the primary weight decide where a request enters; each upstream attempt either
 answers the client or records why it fell through (`_fell_through`: stats window, breaker, metrics, the reason
 header) and the walk moves on. Every answer says which tier served it (`X-Governor-Tier`) and why
-(`X-Governor-Reason`). Hot path: no pydantic here, label children and links are precomputed.
+(`X-Governor-Reason`). A tier with `deployments` tries them in weighted order first (gateway/deployment_walk.py);
+a tier without is one deployment sharing the tier's breaker and window. Hot path: no pydantic here, label children,
+links and deployments are precomputed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from gateway.breaker import DENY, PROBE
 from gateway.cache import cache_key
 from gateway.client import UpstreamError
 from gateway.credentials import CLIENT_AUTH_HEADERS
+from gateway.deployment_walk import note, try_deployments
+from gateway.deployments import Deployment
 from gateway.http import (
     JSON_CT,
     SSE_CT,
@@ -33,10 +37,11 @@ from gateway.http import (
     respond,
 )
 from gateway.metrics import GatewayMetrics
-from gateway.providers import TranslationError, prepare, stream_translator
+from gateway.providers import TranslationError, stream_translator
 from gateway.providers.anthropic import translate_error, translate_response, translate_stream
 from gateway.retry import RetryCounter, Walk, context_exceeded, header_delay_s, plan_retry
-from gateway.service import EXPECT_OFF, EXPECT_SET, Link, ServiceRuntime
+from gateway.service import Link, ServiceRuntime
+from gateway.shaping import CHAT_SUFFIX, body_problem, cap_tokens, for_upstream
 from governor.enums import DegradationLevel, FallbackTier
 from governor.models import DEADLINE_CAUSE, OPERATOR_CAUSE
 
@@ -62,8 +67,6 @@ RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
 RESPONSE_DROP_TRANSLATED = RESPONSE_DROP | {b"content-type"}
 MAX_CACHED_STREAM = 1 << 20
 ERROR_TIER = FallbackTier.TIER_5_ERROR.value
-CHAT_KEYS = ("choices",)
-CHAT_SUFFIX = "/chat/completions"
 
 Tried = list[dict[str, str]]
 
@@ -133,6 +136,8 @@ class ChainWalk:
         self,
         svc: ServiceRuntime,
         link: Link,
+        dep: Deployment,
+        walk: Walk,
         ticket: int,
         elapsed: float,
         outcome: str,
@@ -141,20 +146,30 @@ class ChainWalk:
         reason: str | None = None,
         retry_after_s: float = 0.0,
     ) -> None:
-        """The one place a failed upstream attempt is written down: window and breaker (with its cause), metrics
-        (by outcome), the reason header."""
-        link.window.record(elapsed, error=True, rate_limited=cause == "rate_limited", cause=cause)
-        link.breaker.record(False, ticket == PROBE, cause, retry_after_s)  # type: ignore[union-attr]
+        """The one place a failed upstream attempt is written down: the deployment's window and breaker (with its
+        cause; a tier's only deployment shares the tier's), metrics (by outcome), the reason header."""
+        dep.window.record(elapsed, error=True, rate_limited=cause == "rate_limited", cause=cause)
+        dep.breaker.record(False, ticket == PROBE, cause, retry_after_s)
         self.metrics.count_attempt(svc.name, link.name, outcome, elapsed)
-        tried.append({"tier": link.name, "reason": reason or outcome})
+        walk.cause = cause
+        note(tried, link, dep, reason or outcome)
 
     def _skipped(
-        self, svc: ServiceRuntime, link: Link, reason: str, cause: str, tried: Tried, shown: str | None = None
+        self,
+        svc: ServiceRuntime,
+        link: Link,
+        dep: Deployment | None,
+        walk: Walk,
+        reason: str,
+        cause: str,
+        tried: Tried,
+        shown: str | None = None,
     ) -> None:
-        """A request this tier did not try, counted for the tier and the failure cause behind the skip."""
-        link.window.skip(reason, cause)
+        """A request this tier (or deployment) did not try, counted with the failure cause behind the skip."""
+        (link.window if dep is None else dep.window).skip(reason, cause)
         self.metrics.count_skipped(svc.name, link.name, reason, cause)
-        tried.append({"tier": link.name, "reason": shown or reason})
+        walk.cause, walk.skipped = cause, reason
+        note(tried, link, dep, shown or reason)
 
     async def _try_tier(
         self,
@@ -175,15 +190,20 @@ class ChainWalk:
         """One tier: its attempt (inside its bulkhead, if any), retried on transient failures as the tier's `retry`
         policy allows (gateway/retry.py); True once an answer was sent."""
         walk.attempt = 0
+        only = link.only
         while True:
             walk.delay = None
             if link.bulkhead is not None:
                 done = await self._try_admitted(
                     svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
                 )
-            else:
+            elif only is not None:
                 done = await self._try_upstream(
-                    svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                    svc, link, only, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                )
+            else:
+                done = await try_deployments(
+                    self, svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
                 )
             if done or walk.delay is None:
                 return done
@@ -193,6 +213,7 @@ class ChainWalk:
             walk.attempt += 1
 
     def _plan_retry(self, link: Link, walk: Walk, outcome: str, asked_s: float, deadline: float) -> None:
+        """Sets `walk.delay`: how long before this tier is tried again (None: fall through)."""
         walk.delay = plan_retry(
             link.spec.retry, outcome, asked_s, walk.attempt, asyncio.get_running_loop().time(), deadline, link.timeout_s
         )
@@ -216,23 +237,31 @@ class ChainWalk:
         """`_try_upstream` inside the tier's bulkhead (gateway/admission.py): a request that finds it full skips the
         tier (cause `bulkhead_full` / `bulkhead_queue_timeout`), or is shed with the explicit 503 (`when_full: shed`).
         An open breaker is not queued for: it skips at once."""
-        bulkhead, breaker = link.bulkhead, link.breaker
+        bulkhead, breaker, only = link.bulkhead, link.breaker, link.only
         assert bulkhead is not None and breaker is not None
         if breaker.mode == "open" or ((wait := breaker.retry_in_s()) is not None and wait > 0):
+            if only is None:
+                return await try_deployments(
+                    self, svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                )
             return await self._try_upstream(
-                svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                svc, link, only, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
             )
         refused = await bulkhead.enter(deadline)
         if refused is not None:
-            self._skipped(svc, link, refused, refused, tried)
+            self._skipped(svc, link, None, walk, refused, refused, tried)
             if bulkhead.shed:
                 hints.append(1.0)
                 await self._no_tier(svc, tried, hints, send)
                 return True
             return False
         try:
+            if only is None:
+                return await try_deployments(
+                    self, svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                )
             return await self._try_upstream(
-                svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
+                svc, link, only, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
             )
         finally:
             bulkhead.leave()
@@ -241,6 +270,7 @@ class ChainWalk:
         self,
         svc: ServiceRuntime,
         link: Link,
+        dep: Deployment,
         method: str,
         path: str,
         fwd: list[tuple[bytes, bytes]],
@@ -253,14 +283,14 @@ class ChainWalk:
         hints: list[float],
         walk: Walk,
     ) -> bool:
-        breaker = link.breaker
-        assert breaker is not None
+        """One attempt on one deployment (a tier's only one, or one of its `deployments`); True once answered."""
+        breaker = dep.breaker
         ticket = breaker.allow()
         if ticket == DENY:
             if breaker.mode == "open":
-                self._skipped(svc, link, "breaker_forced_open", OPERATOR_CAUSE, tried)
+                self._skipped(svc, link, dep, walk, "breaker_forced_open", OPERATOR_CAUSE, tried)
             else:
-                self._skipped(svc, link, "breaker_open", breaker.open_cause or "unknown", tried)
+                self._skipped(svc, link, dep, walk, "breaker_open", breaker.open_cause or "unknown", tried)
             return False
         loop = asyncio.get_running_loop()
         t0 = loop.time()  # deadlines are on the loop's clock (its timers); durations on perf_counter (uvloop: 1 ms)
@@ -269,28 +299,29 @@ class ChainWalk:
         if attempt_deadline <= t0:
             if ticket == PROBE:
                 breaker.probes = max(0, breaker.probes - 1)
-            self._skipped(svc, link, "deadline", DEADLINE_CAUSE, tried, "deadline_exceeded")
+            self._skipped(svc, link, dep, walk, "deadline", DEADLINE_CAUSE, tried, "deadline_exceeded")
             return False
         if link.cap_tokens is not None:
-            body = _cap_tokens(body, link.cap_tokens)
+            body = cap_tokens(body, link.cap_tokens)
         try:
-            up_path, up_body, translate = for_upstream(link, chat, path, body)
+            up_path, up_body, translate = for_upstream(dep, chat, path, body)
         except TranslationError as bad:
             if ticket == PROBE:
                 breaker.probes = max(0, breaker.probes - 1)
-            self._skipped(svc, link, "untranslatable", "untranslatable", tried, f"untranslatable: {bad}")
+            self._skipped(svc, link, dep, walk, "untranslatable", "untranslatable", tried, f"untranslatable: {bad}")
             return False
-        window = link.window
+        walk.attempted = True
+        window = dep.window
         window.in_flight += 1
         resp = None
-        headers_out = fwd + link.auth if link.auth else fwd
+        headers_out = fwd + dep.auth if dep.auth else fwd
         try:
-            resp = await link.upstream_pool().request(method, up_path, headers_out, up_body, attempt_deadline)
+            resp = await dep.upstream_pool().request(method, up_path, headers_out, up_body, attempt_deadline)
             status = resp.status
             ctype = resp.header(b"content-type") or b""
             if stream and 200 <= status < 300 and ctype.startswith(SSE_CT):
                 served = await self._relay_stream(
-                    svc, link, resp, ticket, p0, tried, send, method, path, body, translate
+                    svc, link, dep, walk, resp, ticket, p0, tried, send, method, path, body, translate
                 )
                 if not served:  # died before its first event: nothing sent yet, so it may be retried
                     self._plan_retry(link, walk, tried[-1]["reason"].rpartition(" ")[2], 0.0, deadline)
@@ -300,7 +331,7 @@ class ChainWalk:
             if resp is not None:
                 resp.release()
             window.in_flight -= 1
-            self._fell_through(svc, link, ticket, time.perf_counter() - p0, err.kind, err.kind, tried)
+            self._fell_through(svc, link, dep, walk, ticket, time.perf_counter() - p0, err.kind, err.kind, tried)
             self._plan_retry(link, walk, err.kind, 0.0, deadline)
             return False
         elapsed = time.perf_counter() - p0
@@ -309,16 +340,20 @@ class ChainWalk:
             retry_after = header_delay_s(resp.headers)
             if retry_after:
                 hints.append(retry_after)
-            self._fell_through(svc, link, ticket, elapsed, "rate_limited", "rate_limited", tried, None, retry_after)
+            self._fell_through(
+                svc, link, dep, walk, ticket, elapsed, "rate_limited", "rate_limited", tried, None, retry_after
+            )
             return False
         if status == 529:  # Anthropic's overloaded_error: the next tier, never a retry
             retry_after = header_delay_s(resp.headers)
             if retry_after:
                 hints.append(retry_after)
-            self._fell_through(svc, link, ticket, elapsed, "overloaded", "overloaded", tried, None, retry_after)
+            self._fell_through(
+                svc, link, dep, walk, ticket, elapsed, "overloaded", "overloaded", tried, None, retry_after
+            )
             return False
         if status >= 500:
-            self._fell_through(svc, link, ticket, elapsed, f"http_{status}", "http_5xx", tried)
+            self._fell_through(svc, link, dep, walk, ticket, elapsed, f"http_{status}", "http_5xx", tried)
             self._plan_retry(link, walk, f"http_{status}", header_delay_s(resp.headers), deadline)
             return False
         window_size = link.spec.context_window
@@ -337,7 +372,7 @@ class ChainWalk:
             window.record(elapsed)
             breaker.record(True, ticket == PROBE)
             self.metrics.count_attempt(svc.name, link.name, "context_window_exceeded", elapsed)
-            tried.append({"tier": link.name, "reason": "context_window_exceeded"})
+            note(tried, link, dep, "context_window_exceeded")
             walk.context_floor = window_size
             return False
         if translate:
@@ -346,14 +381,16 @@ class ChainWalk:
                     data = translate_response(data)
                 except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
                     self._fell_through(
-                        svc, link, ticket, elapsed, "bad_body", "bad_body", tried, "bad_body: not_a_message"
+                        svc, link, dep, walk, ticket, elapsed, "bad_body", "bad_body", tried, "bad_body: not_a_message"
                     )
                     return False
             else:
                 data = translate_error(data)
             ctype = JSON_CT
-        if 200 <= status < 300 and (problem := _body_problem(link, data, ctype, chat)) is not None:
-            self._fell_through(svc, link, ticket, elapsed, "bad_body", "bad_body", tried, f"bad_body: {problem}")
+        if 200 <= status < 300 and (problem := body_problem(link, data, ctype, chat)) is not None:
+            self._fell_through(
+                svc, link, dep, walk, ticket, elapsed, "bad_body", "bad_body", tried, f"bad_body: {problem}"
+            )
             return False
         # A usable answer: 2xx, or a client error (4xx) passed through unchanged; the upstream itself is healthy.
         window.record(elapsed)
@@ -365,10 +402,13 @@ class ChainWalk:
             headers.append((b"content-type", JSON_CT))
         headers.append((b"content-length", str(len(data)).encode()))
         headers.append((b"x-governor-tier", link.name_b))
+        if dep.name is not None:
+            headers.append((b"x-governor-deployment", dep.name.encode()))
         if tried:
             headers.append((b"x-governor-reason", _reason(tried)))
         if svc.level is not DegradationLevel.NORMAL:
             headers.append((b"x-governor-degradation", svc.level.value.encode()))
+        walk.served_ok, walk.answered_at = True, p0 + elapsed
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
         self.metrics.count_served(svc.name, link.name)
@@ -380,6 +420,8 @@ class ChainWalk:
         self,
         svc: ServiceRuntime,
         link: Link,
+        dep: Deployment,
+        walk: Walk,
         resp: Any,
         ticket: int,
         p0: float,
@@ -392,8 +434,7 @@ class ChainWalk:
     ) -> bool:
         """Pass server-sent events through; fall through if the stream dies before its first event,
         end with an explicit error event if it dies after. `translate`: the upstream's Anthropic events are translated to chat completion chunks as they arrive."""
-        breaker, window = link.breaker, link.window
-        assert breaker is not None
+        breaker, window = dep.breaker, dep.window
         chunks = resp.iter_chunks(link.timeout_s)
         if translate:
             chunks = translate_stream(chunks, stream_translator(body))
@@ -405,12 +446,15 @@ class ChainWalk:
             window.in_flight -= 1
             reason = f"stream_failed_before_first_event: {err.kind}"
             self._fell_through(
-                svc, link, ticket, time.perf_counter() - p0, f"stream_{err.kind}", err.kind, tried, reason
+                svc, link, dep, walk, ticket, time.perf_counter() - p0, f"stream_{err.kind}", err.kind, tried, reason
             )
             return False
         ttfb = time.perf_counter() - p0
+        walk.answered_at = p0 + ttfb
         headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
         headers.append((b"x-governor-tier", link.name_b))
+        if dep.name is not None:
+            headers.append((b"x-governor-deployment", dep.name.encode()))
         headers.append((b"x-accel-buffering", b"no"))
         if tried:
             headers.append((b"x-governor-reason", _reason(tried)))
@@ -450,6 +494,7 @@ class ChainWalk:
             window.in_flight -= 1
         await send({"type": "http.response.body", "body": b""})
         cause = None if failed is None else failed.kind
+        walk.served_ok, walk.cause = failed is None, cause
         window.record(ttfb, error=failed is not None, cause=cause)
         breaker.record(failed is None, ticket == PROBE, cause)
         self.metrics.count_attempt(svc.name, link.name, "ok" if failed is None else f"stream_{failed.kind}", ttfb)
@@ -531,67 +576,8 @@ def _wants_stream(body: bytes) -> bool:
     return isinstance(parsed, dict) and parsed.get("stream") is True
 
 
-def _body_problem(link: Link, data: bytes, ctype: bytes, chat: bool) -> str | None:
-    """Why a 2xx body is not what the endpoint promises (None: it is). A full JSON parse, never first/last byte.
-
-    Strict (the tier's `expect`, or a chat completion path by default): a JSON object with the expected keys, not
-    an event stream the client did not ask for. Otherwise only a body that says it is JSON must parse. Never an
-    error object (`{"error": ...}`) either way."""
-    mode = link.expect_mode
-    keys: tuple[str, ...]
-    if mode == EXPECT_OFF:
-        return None
-    if mode == EXPECT_SET:
-        keys, strict = link.expect_keys, True
-    elif chat:
-        keys, strict = CHAT_KEYS, True
-    else:
-        keys, strict = (), False
-    if strict and ctype.startswith(SSE_CT):
-        return "event_stream_not_asked_for"
-    if not strict and not (ctype.startswith(JSON_CT) or b"+json" in ctype):
-        return None
-    try:
-        parsed = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return "not_json"
-    if isinstance(parsed, dict):
-        if parsed.get("error") is not None:
-            return "error_object"
-        for key in keys:
-            if key not in parsed:
-                return f"no_{key}"
-        return None
-    return "not_a_json_object" if strict else None
-
-
-def for_upstream(link: Link, chat: bool, path: str, body: bytes) -> tuple[str, bytes, bool]:
-    """(path, body, whether the answer needs translating) as this tier's upstream takes them: its provider's API and
-    its model (the client's request as is when the tier has neither). Raises TranslationError naming the field."""
-    if not (link.anthropic or link.model is not None):
-        return path, body, False
-    prepared = prepare(link.anthropic, link.model, chat, path, body)
-    return prepared.path, prepared.body, prepared.translate
-
-
-def _cap_tokens(body: bytes, cap: int) -> bytes:
-    """The degraded tier's request cap: `max_tokens` (and `max_completion_tokens`) at most `cap`."""
-    try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return body
-    if not isinstance(parsed, dict):
-        return body
-    capped = False
-    for key in ("max_tokens", "max_completion_tokens"):
-        value = parsed.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            parsed[key] = min(value, cap)
-            capped = True
-    if not capped:
-        parsed["max_tokens"] = cap
-    return json_bytes(parsed)
-
-
 def _reason(tried: Tried) -> bytes:
-    return "; ".join(f"{t['tier']}={t['reason']}" for t in tried).encode("latin-1", "replace")
+    return "; ".join(
+        f"{t['tier']}[{t['deployment']}]={t['reason']}" if "deployment" in t else f"{t['tier']}={t['reason']}"
+        for t in tried
+    ).encode("latin-1", "replace")

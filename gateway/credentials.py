@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from governor.policy import TierSpec
+from typing import Any
 
 __all__ = ["CLIENT_AUTH_HEADERS", "CredentialError", "credential_headers", "credential_source"]
 
@@ -25,7 +24,7 @@ class CredentialError(ValueError):
     """A configured credential cannot be read; the message names the variable or file, never a key."""
 
 
-def credential_source(spec: TierSpec) -> str | None:
+def credential_source(spec: Any) -> str | None:
     """Where the tier's key comes from, safe to show."""
     if spec.api_key_env:
         return f"env:{spec.api_key_env}"
@@ -34,7 +33,7 @@ def credential_source(spec: TierSpec) -> str | None:
     return None
 
 
-def _read_key(spec: TierSpec, where: str) -> str | None:
+def _read_key(spec: Any, where: str) -> str | None:
     if spec.api_key_env:
         key = os.environ.get(spec.api_key_env, "").strip()
         if not key:
@@ -52,14 +51,17 @@ def _read_key(spec: TierSpec, where: str) -> str | None:
     return None
 
 
-def credential_headers(spec: TierSpec, where: str) -> list[tuple[bytes, bytes]]:
-    """The headers the tier sends upstream: its key in the provider's header, plus the provider's fixed headers."""
+def credential_headers(spec: Any, where: str) -> list[tuple[bytes, bytes]]:
+    """The headers a tier (or one of its deployments: `spec` is a TierSpec or a Deployment) sends upstream: its key
+    in the provider's header (Bearer; Anthropic's `x-api-key`; Azure's `api-key`), plus the provider's fixed ones."""
     key = _read_key(spec, where)
     headers: list[tuple[bytes, bytes]] = []
     if spec.provider == "anthropic":
         headers.append((b"anthropic-version", ANTHROPIC_VERSION))
         if key is not None:
             headers.append((b"x-api-key", key.encode("latin-1")))
+    elif key is not None and (spec.provider == "azure" or spec.azure is not None):
+        headers.append((b"api-key", key.encode("latin-1")))
     elif key is not None:
         headers.append((b"authorization", b"Bearer " + key.encode("latin-1")))
     for _, value in headers:

@@ -22,15 +22,22 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class Walk:
-    """One request's walk state the attempts share: the retry the last failure asked for, the attempt number, and
-    the context window a tier refused as too small."""
+    """One request's walk state the attempts share: the retry the last failure asked for, the attempt number, the
+    context window a tier refused as too small, and what the last attempt did (for a tier's deployments: whether one
+    was sent, the cause of its failure or skip, whether the answer served ended well)."""
 
-    __slots__ = ("attempt", "context_floor", "delay")
+    __slots__ = ("answered_at", "attempt", "attempted", "cause", "context_floor", "delay", "served_ok", "skipped")
 
     def __init__(self) -> None:
         self.attempt = 0
         self.delay: float | None = None
         self.context_floor: int | None = None
+        self.attempted = False
+        self.cause: str | None = None
+        self.skipped = ""
+        self.served_ok = False
+        self.answered_at = 0.0
+        """perf_counter() when the answer served began (a tier with deployments: its latency, a stream's TTFB)."""
 
 
 class RetryCounter:

@@ -8,7 +8,6 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -16,7 +15,7 @@ from gateway.admission import Bulkhead
 from gateway.breaker import Breaker, BreakerConfig, BreakerMode
 from gateway.cache import ResponseCache
 from gateway.client import Pool
-from gateway.credentials import credential_headers
+from gateway.deployments import Deployment
 from gateway.incidents import IncidentHistory
 from gateway.stats import TierWindow
 from governor.enums import CircuitState, DegradationLevel, FallbackTier, FeatureFlag
@@ -24,6 +23,7 @@ from governor.gateway_api import (
     BreakerSnapshot,
     CacheState,
     DegradationState,
+    DeploymentState,
     ServiceState,
     StatsWindow,
     StatusComponent,
@@ -31,12 +31,15 @@ from governor.gateway_api import (
     TierStats,
 )
 from governor.policy import ServicePolicy, TierSpec
+from governor.policy_gateway import resolved_deployments
 
 log = structlog.get_logger("gateway")
 
 UPSTREAM_TIERS = frozenset({FallbackTier.TIER_0_PRIMARY, FallbackTier.TIER_1_SECONDARY, FallbackTier.TIER_3_DEGRADED})
 STATUS_COMPONENT_VALUES = tuple(c.value for c in StatusComponent)
 PRIMARY = FallbackTier.TIER_0_PRIMARY
+DEFAULT_COOLDOWN_S = 10.0
+"""How long a failed deployment rests before a probe when its tier sets no `cooldown_s`."""
 # How a tier's 2xx bodies are checked (TierSpec.expect): by the endpoint's default, not at all, or the policy's keys.
 EXPECT_AUTO, EXPECT_OFF, EXPECT_SET = 0, 1, 2
 
@@ -49,17 +52,15 @@ class Link:
     """One tier of the chain as the hot path sees it (precomputed, so a request does no lookups)."""
 
     __slots__ = (
-        "anthropic",
-        "auth",
         "breaker",
         "bulkhead",
         "cap_tokens",
+        "deployments",
         "expect_keys",
         "expect_mode",
-        "model",
         "name",
         "name_b",
-        "pool",
+        "only",
         "spec",
         "static_body",
         "tier",
@@ -75,22 +76,31 @@ class Link:
         self.timeout_s = spec.timeout_ms / 1000
         self.cap_tokens = spec.max_tokens if spec.tier is FallbackTier.TIER_3_DEGRADED else None
         self.window = TierWindow()
-        self.pool: Pool | None = None
         self.breaker: Breaker | None = None
         self.bulkhead = Bulkhead(spec.bulkhead) if spec.bulkhead is not None else None
+        self.deployments: tuple[Deployment, ...] = ()
+        """An upstream tier's deployments (gateway/deployments.py); one for a tier without `deployments`."""
+        self.only: Deployment | None = None
+        """The tier's only deployment when it lists none: it shares the tier's breaker and window (today's path)."""
         if spec.tier in UPSTREAM_TIERS:
-            scheme = urlsplit(spec.upstream or "").scheme
-            if scheme not in ("http", "https"):
-                raise ValueError(
-                    f"service {service.name!r}, {self.name}: upstream {spec.upstream!r} must be an http(s):// URL"
-                )
+            where = f"service {service.name!r}, {self.name}"
             self.breaker = Breaker(service.breaker_config, on_change=service.breaker_changed(self.name))
-        self.anthropic = spec.provider == "anthropic"
-        self.model = spec.model
-        self.auth: list[tuple[bytes, bytes]] = (
-            credential_headers(spec, f"service {service.name!r}, {self.name}") if spec.tier in UPSTREAM_TIERS else []
-        )
-        """The tier's own credential headers (gateway/credentials.py); the client's are never forwarded."""
+            specs = resolved_deployments(spec)
+            if spec.deployments is None:
+                self.only = Deployment(specs[0], self.name, where, self.breaker, self.window)
+                self.deployments = (self.only,)
+            else:
+                rest = dataclasses.replace(service.breaker_config, open_s=spec.cooldown_s or DEFAULT_COOLDOWN_S)
+                self.deployments = tuple(
+                    Deployment(
+                        d,
+                        self.name,
+                        f"{where}, deployment {d.name!r}",
+                        Breaker(rest, on_change=service.breaker_changed(f"{self.name}[{d.name}]")),
+                        TierWindow(),
+                    )
+                    for d in specs
+                )
         expect = spec.expect
         self.expect_keys: tuple[str, ...]
         if expect is None:
@@ -106,11 +116,10 @@ class Link:
             body = spec.body
             self.static_body = body.encode() if isinstance(body, str) else json.dumps(body).encode()
 
-    def upstream_pool(self) -> Pool:
-        if self.pool is None:
-            assert self.spec.upstream is not None
-            self.pool = Pool(self.spec.upstream)
-        return self.pool
+    @property
+    def pool(self) -> Pool | None:
+        """The only deployment's connection pool (None before its first request, or for a tier with several)."""
+        return None if self.only is None else self.only.pool
 
 
 class ServiceRuntime:
@@ -230,12 +239,23 @@ class ServiceRuntime:
             cache=None
             if self.cache is None
             else CacheState(entries=len(self.cache), hits=self.cache.hits, misses=self.cache.misses),
+            deployments={
+                link.name: [DeploymentState.model_validate(d.state()) for d in link.deployments]
+                for link in self.links
+                if link.deployments and link.only is None
+            },
+            credentials={link.name: link.only.credential for link in self.links if link.only is not None},
         )
 
     def stats(self, window_s: int) -> StatsWindow:
         tiers = {link.name: TierStats.model_validate(link.window.window(window_s)) for link in self.links}
         tiers[FallbackTier.TIER_5_ERROR.value] = TierStats.model_validate(self.error_window.window(window_s))
-        return StatsWindow(service=self.name, window_s=window_s, tiers=tiers)
+        deployments = {
+            link.name: {str(d.name): TierStats.model_validate(d.window.window(window_s)) for d in link.deployments}
+            for link in self.links
+            if link.deployments and link.only is None
+        }
+        return StatsWindow(service=self.name, window_s=window_s, tiers=tiers, deployments=deployments)
 
     def retry_after_s(self, hinted: list[float]) -> int:
         """When a client should try again: the soonest upstream hint or breaker half-open, else 5 s."""
@@ -243,13 +263,18 @@ class ServiceRuntime:
         for link in self.links:
             if link.breaker is not None and (r := link.breaker.retry_in_s()) is not None:
                 candidates.append(r)
+            if link.only is None:  # a tier with deployments is back when its first deployment's cooldown ends
+                rests = [r for d in link.deployments if (r := d.breaker.retry_in_s()) is not None]
+                if rests and len(rests) == len(link.deployments):
+                    candidates.append(min(rests))
         soonest = min(candidates) if candidates else 5.0
         return max(1, min(300, int(soonest + 0.999)))
 
     async def close(self) -> None:
         for link in self.links:
-            if link.pool is not None:
-                await link.pool.close()
+            for dep in link.deployments:
+                if dep.pool is not None:
+                    await dep.pool.close()
 
 
 def monotonic() -> float:

@@ -184,6 +184,16 @@ class StateCollector(Collector):
             "governor_gateway_in_flight", "Requests in flight per tier", labels=["service", "tier"]
         )
         cache = GaugeMetricFamily("governor_gateway_cache_entries", "Entries in the cache tier", labels=["service"])
+        dep_breaker = GaugeMetricFamily(
+            "governor_gateway_deployment_breaker_state",
+            "A tier deployment's breaker (tiers with `deployments`): 0 closed, 1 half-open, 2 open",
+            labels=["service", "tier", "deployment"],
+        )
+        dep_in_flight = GaugeMetricFamily(
+            "governor_gateway_deployment_in_flight",
+            "Requests in flight per tier deployment",
+            labels=["service", "tier", "deployment"],
+        )
         for svc in self.services.values():
             weight.add_metric([svc.name], svc.primary_weight / 100)
             if svc.pinned_tier is not None:
@@ -197,6 +207,22 @@ class StateCollector(Collector):
                     breaker.add_metric([svc.name, link.name], _BREAKER_VALUE[link.breaker.effective_state()])
                     for mode in BREAKER_MODES:
                         breaker_mode.add_metric([svc.name, link.name, mode], 1 if link.breaker.mode == mode else 0)
+                if link.only is None:
+                    for dep in link.deployments:
+                        labels = [svc.name, link.name, str(dep.name)]
+                        dep_breaker.add_metric(labels, _BREAKER_VALUE[dep.breaker.effective_state()])
+                        dep_in_flight.add_metric(labels, dep.window.in_flight)
             if svc.cache is not None:
                 cache.add_metric([svc.name], len(svc.cache))
-        yield from (breaker, breaker_mode, weight, pinned, level, component, in_flight, cache)
+        yield from (
+            breaker,
+            breaker_mode,
+            weight,
+            pinned,
+            level,
+            component,
+            in_flight,
+            cache,
+            dep_breaker,
+            dep_in_flight,
+        )

@@ -38,6 +38,7 @@ class Activity:
     WAIT_FOR_HEALTHY = "wait_for_healthy"
     VALIDATE_PRIMARY = "validate_primary"
     ASSESS_TIERS = "assess_tiers"
+    ASSESS_BLAST_RADIUS = "assess_blast_radius"
     NOTIFY = "notify"
     WRITE_POSTMORTEM = "write_postmortem"
     DRILL_FAULT = "drill_fault"
@@ -148,6 +149,14 @@ class ValidatePrimaryResult(BaseModel):
     result: ValidationResult
     sample: TierStats
     consecutive_passes: int
+
+
+class BlastRadiusInput(BaseModel):
+    """Isolation: which services and features the failed dependency hits, and their traffic (governor/blast_radius.py)."""
+
+    policy: ServicePolicy
+    dependency: str
+    window_s: int = 60
 
 
 class AssessTiersInput(BaseModel):

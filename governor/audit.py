@@ -55,6 +55,7 @@ class AuditAction(StrEnum):
     DRILL_STARTED = "drill_started"
     DRILL_RESTORED = "drill_restored"
     DRILL_FINDINGS = "drill_findings"
+    BLAST_RADIUS = "blast_radius"
 
 
 class AuditEntry(BaseModel):

@@ -121,12 +121,14 @@ class IncidentSummary(BaseModel):
     drill: bool = False
     """A drill (`governor simulate --drill`), from the GovernorDrill search attribute."""
     status: str
+    """The workflow's execution status in lower case, as the CLI prints it in text and JSON alike: `running`,
+    `completed`, `failed`, `canceled`, `terminated`, `timed_out` (`unknown` when the server does not say)."""
     started_at: datetime | None = None
     closed_at: datetime | None = None
 
     @property
     def open(self) -> bool:
-        return self.status == WorkflowExecutionStatus.RUNNING.name
+        return self.status == WorkflowExecutionStatus.RUNNING.name.lower()
 
 
 def _enum_or_none(kind: type[Any], value: Any) -> Any:
@@ -151,7 +153,7 @@ def summarize(execution: WorkflowExecution) -> IncidentSummary:
         awaiting_approval=bool(attrs.get(sa.AWAITING_APPROVAL)),
         ramp_percent=attrs.get(sa.RAMP_PERCENT),
         drill=bool(attrs.get(sa.DRILL)),
-        status=execution.status.name if execution.status else "UNKNOWN",
+        status=execution.status.name.lower() if execution.status else "unknown",
         started_at=execution.start_time,
         closed_at=execution.close_time,
     )

@@ -31,7 +31,7 @@ def search_attribute_values(s: IncidentState) -> dict[str, Any]:
         values["FailureType"] = str(s.failure_type)
     if s.severity is not None:
         values["Severity"] = str(s.severity)
-    if s.drill is not None:  # only drills upsert it: older histories replay without the extra command
+    if s.drill_run is not None:  # only drills upsert it: older histories replay without the extra command
         values["GovernorDrill"] = True
     return values
 
@@ -46,8 +46,8 @@ def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now:
         f"**Phase** `{s.phase}` · **Tier** `{s.tier}` ({s.tier.quality_percentage} % quality) · "
         f"**Degradation** `{s.degradation_level}` · **Ramp** {s.ramp_percent} % · **Attempt** {s.attempt}",
     ]
-    if s.drill is not None:
-        d = s.drill
+    if s.drill_run is not None:
+        d = s.drill_run
         state = f"fault cleared {d.restored_at:%H:%M:%S} UTC" if d.restored_at else f"restores {d.ends_at:%H:%M:%S} UTC"
         lines += [
             "",
@@ -74,6 +74,25 @@ def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now:
         ]
     if s.reason:
         lines += ["", f"**Why**: {s.reason}"]
+    span = s.tiers[-1] if s.tiers else None
+    if span is not None and span.mode is not None:
+        by = f" by {span.actor}" if span.human else ""
+        lines += [
+            "",
+            f"**Transition** into `{span.tier}`: `{span.mode}`{by} ({'human' if span.human else 'no human'}; "
+            f"told on `{span.mode.notification_channel}`)",
+        ]
+    if s.impact is not None:
+        lines += ["", f"**Impact**: {s.impact.description}"]
+        if s.impact.estimated_recovery_at is not None:
+            lines.append(
+                f"**Estimated recovery** {s.impact.estimated_recovery_minutes} min "
+                f"(by {s.impact.estimated_recovery_at:%H:%M:%S} UTC)"
+            )
+    if s.blast_radius is not None:
+        radius = s.blast_radius
+        lines += ["", f"**Blast radius**: {radius.summary()}"]
+        lines += [f"- `{a.service}`: {a.why}" for a in radius.services[:8]]
     if s.paused:
         lines += ["", '**Paused**: send the `resume` signal with `{"actor": "you"}` to continue.']
     if s.awaiting_human:

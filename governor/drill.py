@@ -38,7 +38,7 @@ class DrillRequest(BaseModel):
 class DrillRecord(BaseModel):
     """The drill an incident is: what was injected, when it ends and ended, and what the gateways saw meanwhile.
 
-    `state.drill` is also the hook for the tier transitions' mode: a transition while it is set is `scheduled`."""
+    A drill also sets `state.drill`, the hook that makes its tier transitions `scheduled`."""
 
     requested_by: str
     duration_s: float
@@ -109,7 +109,7 @@ def gates_waited(s: IncidentState) -> list[dict[str, Any]]:
 
 def drill_findings(s: IncidentState) -> dict[str, Any] | None:
     """What the drill found, as figures (None when the incident is no drill)."""
-    d = s.drill
+    d = s.drill_run
     if d is None:
         return None
     fell_back = next((t.entered_at for t in s.tiers if t.tier is not s.failed_tier), None)

@@ -34,6 +34,7 @@ __all__ = [
     "CacheState",
     "DegradationChange",
     "DegradationState",
+    "DeploymentState",
     "RouteChange",
     "ServiceList",
     "ServiceState",
@@ -151,6 +152,23 @@ class CacheState(BaseModel):
     misses: int = 0
 
 
+class DeploymentState(BaseModel):
+    """One of a tier's `deployments` in the admin state: where it goes, its weight and breaker, and where its key
+    comes from (`env:NAME` / `file:PATH` / null), never the key."""
+
+    name: str | None = None
+    region: str | None = None
+    upstream: str | None = None
+    provider: str = "openai"
+    model: str | None = None
+    azure_deployment: str | None = None
+    weight: float = 1
+    credential: str | None = None
+    breaker: BreakerSnapshot
+    in_flight: int = 0
+    bulkhead_active: int | None = None
+
+
 class ServiceState(BaseModel):
     """GET /admin/services/{service} (and the answer to every PUT): the service's route and operator settings."""
 
@@ -163,6 +181,10 @@ class ServiceState(BaseModel):
     status: StatusState
     incident: str | None = None
     cache: CacheState | None = None
+    deployments: dict[str, list[DeploymentState]] = Field(default_factory=dict)
+    """Tiers with `deployments` (policy): each deployment's state, by tier."""
+    credentials: dict[str, str | None] = Field(default_factory=dict)
+    """Upstream tiers without `deployments`: where each tier's key comes from (`env:NAME`, `file:PATH`, null)."""
 
 
 class ServiceList(BaseModel):
@@ -281,6 +303,8 @@ class ProbeOutcome(BaseModel):
     latency_ms: float
     reason: str = ""
     """Why a probe failed: `http_500`, `bad_body: no choices`, `connect_error`, `timeout`, ..."""
+    deployment: str | None = None
+    """Which of the tier's `deployments` it went to (None: the tier has none listed)."""
 
 
 class ProbeReport(BaseModel):

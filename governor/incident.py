@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from governor.audit import AuditEntry
+from governor.blast_radius import BlastRadius, Impact
 from governor.controls import Control
 from governor.drill import DrillRecord, DrillRequest
 from governor.enums import (
@@ -21,6 +22,7 @@ from governor.enums import (
     NotificationAudience,
     RecoveryPhase,
     Severity,
+    TransitionMode,
 )
 from governor.policy import ServicePolicy
 
@@ -211,6 +213,15 @@ class TierSpan(BaseModel):
     entered_at: datetime
     left_at: datetime | None = None
     reason: str = ""
+    mode: TransitionMode | None = None
+    """The seed's TransitionMode of the change into this tier (governor/transitions.py); None in older histories."""
+    actor: str = ""
+    """Who made the change: the human who forced or approved it, else `system` (the governor)."""
+
+    @property
+    def human(self) -> bool:
+        """A human made this transition (the seed's `requires_human`: manual and approval_required)."""
+        return self.mode is not None and self.mode.requires_human
 
 
 class RollbackRecord(BaseModel):
@@ -323,8 +334,19 @@ class IncidentState(BaseModel):
     """`recovery_checks.max_flaps` flaps: the incident stopped retrying and waits for a human (`declare_remediated`)."""
     owner: str | None = None
     """Who took the incident with `claim` (`governor claim`); the recovery plan's owner (governor/plan.py)."""
-    drill: DrillRecord | None = None
-    """Set when the incident is a drill (governor/drill.py); tier transitions while it is set are `scheduled`."""
+    drill: bool = False
+    """A drill or maintenance window: every tier transition is `scheduled` (the hook `governor simulate --drill`
+    sets; docs/transitions.md)."""
+    approved_into: dict[FallbackTier, str] = Field(default_factory=dict)
+    """Tiers a gate held until on-call approved the move (tier -> approvers): the next transition into one of them
+    is `approval_required`."""
+    blast_radius: BlastRadius | None = None
+    """Who else the failed dependency hits, assessed at isolation (governor/blast_radius.py)."""
+    impact: Impact | None = None
+    """Affected features, the impact line and the estimated recovery, updated at each tier change."""
+    drill_run: DrillRecord | None = None
+    """The drill this incident is (`governor simulate --drill`, governor/drill.py): what was injected, when it was
+    cleared, what the drill found. A drill also sets `drill`, so its tier transitions are `scheduled`."""
 
     @property
     def awaiting_approval(self) -> bool:

@@ -126,6 +126,9 @@ class StatsWindow(BaseModel):
     service: str = ""
     window_s: float
     tiers: dict[str, TierStats] = Field(default_factory=dict)
+    deployments: dict[str, dict[str, TierStats]] = Field(default_factory=dict)
+    """Tiers with `deployments`: each deployment's own window (its attempts), by tier then deployment name. The tier's
+    window then counts one outcome per request (a failure only when every deployment failed it)."""
 
 
 class Classification(BaseModel):

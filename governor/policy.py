@@ -23,7 +23,7 @@ from governor.enums import (
     NotificationAudience,
 )
 from governor.policy_degradation import SEED_FEATURES, Degradation, DegradationRule  # noqa: F401
-from governor.policy_gateway import Bulkhead, ProbeRequest, TierRetry
+from governor.policy_gateway import AzureTarget, Bulkhead, Deployment, ProbeRequest, TierRetry, check_deployments
 from governor.policy_types import (  # noqa: F401 - re-exported: the policy's value types
     HttpUrl,
     Name,
@@ -33,6 +33,7 @@ from governor.policy_types import (  # noqa: F401 - re-exported: the policy's va
     PosFloat,
     PosInt,
     Rate,
+    SlackUserId,
     Text,
     _http_url,
     _non_blank,
@@ -105,9 +106,12 @@ class TierSpec(_Strict):
     content_type: Name = "application/json"
     expect: BodyExpectation | None = None
     """Upstream tiers: what a 2xx body must be (see BodyExpectation); unset: the endpoint's default."""
-    provider: Literal["openai", "anthropic"] = "openai"
+    provider: Literal["openai", "anthropic", "azure"] = "openai"
     """Upstream tiers: the API the upstream speaks. Clients always speak OpenAI chat completions to the gateway;
-    `anthropic` tiers get the request, answer, errors and streams translated to and from the Messages API."""
+    `anthropic` tiers get the request, answer, errors and streams translated to and from the Messages API; `azure`
+    (or `openai` with an `azure` block) is OpenAI's format on Azure's deployment paths and `api-key` header."""
+    azure: AzureTarget | None = None
+    """Azure OpenAI tiers: the deployment and api-version (governor/policy_gateway.py)."""
     model: Name | None = None
     """Upstream tiers: the model name sent upstream, overriding the client's `model` (unset: the client's)."""
     api_key_env: Name | None = None
@@ -119,6 +123,13 @@ class TierSpec(_Strict):
     """Upstream tiers: admission control (governor/policy_gateway.py); unset: no limit."""
     retry: TierRetry = Field(default_factory=TierRetry)
     """Upstream tiers: same-tier retries of transient failures (governor/policy_gateway.py); default none."""
+    deployments: list[Deployment] | None = None
+    """Upstream tiers: several deployments (keys, regions, endpoints) sharing the tier's traffic by weight, each
+    with its own breaker (`cooldown_s`); the tier falls through only when all of them fail. Unset: one deployment,
+    the tier's own fields (governor/policy_gateway.py)."""
+    cooldown_s: float | None = Field(default=None, strict=True, gt=0, le=3600)
+    """Tiers with `deployments`: how long a deployment whose breaker opened rests before a probe request (unset:
+    10 s)."""
     context_window: PosInt | None = None
     """Upstream tiers: the model's context window in tokens. A context-window-exceeded answer (400) of a tier that
     sets it falls through to the next upstream tier with a larger one; unset: such an answer passes through."""
@@ -130,7 +141,7 @@ class TierSpec(_Strict):
             FallbackTier.TIER_1_SECONDARY,
             FallbackTier.TIER_3_DEGRADED,
         }
-        if needs_upstream and not self.upstream:
+        if needs_upstream and not self.upstream and self.deployments is None:
             raise ValueError(f"tier {self.tier.value} needs an upstream URL")
         if self.bulkhead is not None and not needs_upstream:
             raise ValueError(f"tier {self.tier.value} has no upstream: a bulkhead applies to upstream tiers only")
@@ -139,11 +150,13 @@ class TierSpec(_Strict):
         if self.api_key_env and self.api_key_file:
             raise ValueError(f"tier {self.tier.value}: set api_key_env or api_key_file, not both")
         if not needs_upstream:
-            for name in ("model", "api_key_env", "api_key_file"):
+            for name in ("model", "api_key_env", "api_key_file", "deployments", "azure"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"tier {self.tier.value}: {name} is for upstream tiers only")
             if self.provider != "openai":
                 raise ValueError(f"tier {self.tier.value}: provider is for upstream tiers only")
+            return self
+        check_deployments(self)
         return self
 
 
@@ -255,6 +268,9 @@ class Approvals(_Strict):
     timeout_s: PosFloat = 900
     """A gate waiting longer than this escalates (and keeps waiting)."""
     four_eyes: StrictBool = False
+    slack_users: dict[SlackUserId, Name] = Field(default_factory=dict)
+    """Slack user id (`U…` or `W…`, from the person's Slack profile) -> the approver name they decide as when they
+    press Approve / Reject in Slack. A Slack user not listed here is refused; each name must be an approver."""
 
     @field_validator("gates")
     @classmethod
@@ -271,6 +287,16 @@ class Approvals(_Strict):
             if not names:
                 raise ValueError(f"gate {gate!r} lists no approver")
         return gate_approvers
+
+    @model_validator(mode="after")
+    def _slack_users_approve(self) -> Approvals:
+        known = {*self.approvers, *(n for names in self.gate_approvers.values() for n in names)}
+        for user, name in self.slack_users.items():
+            if name not in known:
+                raise ValueError(
+                    f"slack_users: {user} maps to {name!r}, who is no approver (approvers: {', '.join(sorted(known))})"
+                )
+        return self
 
     def approvers_for(self, gate: str) -> list[str]:
         return self.gate_approvers.get(gate, self.approvers)
@@ -424,19 +450,22 @@ class ServicePolicy(_Strict):
         return self.dependency(dependency).tier or FallbackTier.TIER_0_PRIMARY
 
 
-def _format_errors(source: str, err: ValidationError, data: Any) -> str:
+def _format_errors(source: str, err: ValidationError) -> PolicyError:
     lines = [f"{source}: invalid policy"]
     errors = err.errors()
     if len(errors) > 20:
         lines.append(f"  ({len(errors)} errors, the first 20 shown)")
-    for e in errors[:20]:
+    found: list[dict[str, Any]] = []
+    for e in errors:
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         bad = e.get("input")
+        found.append({"path": path, "value": None if e["type"] == "missing" else bad, "message": e["msg"]})
         shown = repr(bad) if not isinstance(bad, dict) else "{...}"
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        lines.append(f"  {path}: {e['msg']} (got {shown})")
-    return "\n".join(lines)
+        if len(found) <= 20:
+            lines.append(f"  {path}: {e['msg']} (got {shown})")
+    return PolicyError("\n".join(lines), found)
 
 
 def _nul_path(data: Any, path: str = "") -> str | None:
@@ -464,11 +493,14 @@ def parse_policy(data: Any, source: str = "<policy>") -> ServicePolicy:
         raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
     nul = _nul_path(data)
     if nul is not None:
-        raise PolicyError(f"{source}: invalid policy\n  {nul}: a NUL byte is not allowed")
+        message = "a NUL byte is not allowed"
+        raise PolicyError(
+            f"{source}: invalid policy\n  {nul}: {message}", [{"path": nul, "value": None, "message": message}]
+        )
     try:
         return ServicePolicy.model_validate(data)
     except ValidationError as err:
-        raise PolicyError(_format_errors(source, err, data)) from None
+        raise _format_errors(source, err) from None
 
 
 MAX_POLICY_BYTES = 1 << 20

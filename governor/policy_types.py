@@ -5,14 +5,22 @@ Split from governor/policy.py (which re-exports them), so the models there stay 
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class PolicyError(ValueError):
-    """A policy file that cannot be used; the message names the file, the field and the bad value."""
+    """A policy file that cannot be used; the message names the file, the field and the bad value.
+
+    `errors` holds the same as objects, `{"path", "value", "message"}` each (`path` and `value` are None for a file
+    that cannot be read or parsed at all), for `governor validate --json` and editors."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors if errors is not None else [{"path": None, "value": None, "message": message}]
 
 
 def _text(value: str) -> str:
@@ -41,6 +49,12 @@ def _url(value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _slack_user_id(value: str) -> str:
+    if not re.fullmatch(r"[UW][A-Z0-9]{2,20}", value):
+        raise ValueError(f"{value!r} is not a Slack user id (`U…` or `W…`, capitals and digits, as in the profile)")
+    return value
+
+
 def _http_url(value: str) -> str:
     return _url(value, ("http", "https"))
 
@@ -50,6 +64,7 @@ def _http_url(value: str) -> str:
 Text = Annotated[str, AfterValidator(_text)]
 Name = Annotated[str, AfterValidator(_non_blank)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+SlackUserId = Annotated[str, AfterValidator(_slack_user_id)]
 PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 PosFloat = Annotated[float, Field(strict=True, gt=0)]

@@ -18,6 +18,7 @@ from typing import Any
 from governor.audit import AuditAction, verify_chain
 from governor.drill import drill_findings, render_drill_findings
 from governor.enums import FallbackTier, RecoveryPhase
+from governor.impact_report import postmortem_sections
 from governor.incident import IncidentState
 from governor.plan import RecoveryPlan, recovery_plan
 from governor.policy import ServicePolicy
@@ -206,6 +207,12 @@ def postmortem_json(state: IncidentState, policy: ServicePolicy, now: datetime |
         },
         "time_in_phase_s": {p.value: s for p, s in time_in_phases(state, now).items()},
         "time_in_tier_s": {t.value: s for t, s in time_in_tiers(state, now).items()},
+        "tier_transitions": [
+            {**s.model_dump(mode="json"), "human": s.human, "channel": s.mode.notification_channel if s.mode else None}
+            for s in state.tiers
+        ],
+        "blast_radius": state.blast_radius.model_dump(mode="json") if state.blast_radius else None,
+        "impact": state.impact.model_dump(mode="json") if state.impact else None,
         "approvals": [d.model_dump(mode="json") for d in state.decisions],
         "rollbacks": [r.model_dump(mode="json") for r in state.rollbacks],
         "notifications": [{**n.model_dump(mode="json"), "within_sla": n.within_sla} for n in state.notifications],
@@ -264,9 +271,9 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
     metrics = incident_metrics(state, now)
     ftype = state.failure_type.value if state.failure_type else "unclassified failure"
     severity = f" ({state.severity.value})" if state.severity else ""
-    drill = " (DRILL)" if state.drill else ""
+    drill = " (DRILL)" if state.drill_run else ""
     out: list[str] = [f"# Post-mortem{drill}: {state.service}: {ftype} on {state.dependency}{severity}", ""]
-    if state.drill:
+    if state.drill_run:
         out += ["## What the drill found", "", *(f"- {line}" for line in render_drill_findings(state)), ""]
 
     out += [
@@ -304,6 +311,8 @@ def render_postmortem(state: IncidentState, policy: ServicePolicy, now: datetime
         "| (none recorded) | | |"
     ]
     out.append("")
+
+    out += postmortem_sections(state)
 
     out += ["## Approvals", ""]
     if state.decisions:

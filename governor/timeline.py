@@ -59,8 +59,14 @@ def _sentence(entry: AuditEntry) -> str:
         return f"Flapping: {d.get('flaps')} failures after recovering ({d.get('reason')}); waiting for a human"
     if action == "dependency_restored":
         return f"{d.get('dependency')} is back ({d.get('tier')}); still failed: {d.get('still_failed') or 'nothing'}"
+    if action == "blast_radius":
+        raised = f"; severity raised {d['severity_raised']} ({d.get('why')})" if d.get("severity_raised") else ""
+        return f"Blast radius: {d.get('summary')}{raised}"
     if action == "breaker_opened":
         return f"The gateway's breaker for {d.get('tier')} is forced open: no request goes there"
+    if action == "tier" and d.get("mode"):
+        by = f" by {d.get('by')}" if d.get("human") else ""
+        return f"Traffic is now served by {new} (was {previous}; {d['mode']}{by}): {d.get('reason', '')}"
     if action == "tier":
         return f"Traffic is now served by {new} (was {previous}): {d.get('reason', '')}"
     if action == "evidence_gathered":

@@ -2,6 +2,8 @@
 
     POST /v1/alertmanager   Alertmanager webhook (payload version 4): each firing alert -> report_failure
     POST /v1/reports        one IncidentReport as JSON: {"service", "dependency", "failure_type"?, "severity"?, ...}
+    POST /v1/slack/interactions   Slack's Approve / Reject buttons (workers/slack_actions.py), when
+                            GOVERNOR_INTAKE_SLACK_SIGNING_SECRET is set; authenticated by Slack's signature
     GET  /healthz
 
 Every report reaches `GovernorClient.report_failure` (signal-with-start: a storm joins the open incident, a report
@@ -41,6 +43,7 @@ from governor.incident import MAX_COALESCED_DISTINCT, IncidentReport, incident_i
 from governor.logging import configure_logging
 from governor.policy import ServicePolicy, load_policy_dir
 from governor.settings import TemporalSettings, WorkerSettings
+from workers.slack_actions import SLACK_PATH, SlackActions
 
 log = structlog.get_logger("governor.intake")
 
@@ -49,7 +52,7 @@ MAX_BODY_BYTES = 1 << 20
 
 
 class IntakeSettings(BaseSettings):
-    """GOVERNOR_INTAKE_HOST, _PORT, _TOKEN, _DEDUP_S, _COALESCE_MS, _MAX_PENDING."""
+    """GOVERNOR_INTAKE_HOST, _PORT, _TOKEN, _DEDUP_S, _COALESCE_MS, _MAX_PENDING, _SLACK_SIGNING_SECRET."""
 
     model_config = SettingsConfigDict(env_prefix="GOVERNOR_INTAKE_", extra="ignore")
 
@@ -62,6 +65,8 @@ class IntakeSettings(BaseSettings):
     """Reports for one incident within this window (or while its last signal is in flight) become one signal."""
     max_pending: int = Field(default=10_000, gt=0)
     """Reports waiting for Temporal beyond this are refused with 503 and Retry-After."""
+    slack_signing_secret: str | None = None
+    """The Slack app's signing secret: set, the intake serves the app's Interactivity Request URL."""
 
 
 def is_loopback(host: str) -> bool:
@@ -239,10 +244,12 @@ class Intake:
         dedup_s: float = 300.0,
         coalesce_s: float = 0.02,
         max_pending: int = 10_000,
+        slack: SlackActions | None = None,
     ) -> None:
         self.reporter = reporter
         self.policies = policies
         self.token = token
+        self.slack = slack
         self.coalescer = Coalescer(reporter, window_s=coalesce_s, max_pending=max_pending, remember_s=dedup_s)
         self.counts = {
             "received": 0,
@@ -258,14 +265,21 @@ class Intake:
         app.router.add_post("/v1/alertmanager", self.alertmanager)
         app.router.add_post("/v1/reports", self.plain_report)
         app.router.add_get("/healthz", self.healthz)
+        if self.slack is not None:
+            app.router.add_post(SLACK_PATH, self.slack.handle)
+            app.on_cleanup.append(self._drain_slack)
         return app
+
+    async def _drain_slack(self, app: web.Application) -> None:
+        if self.slack is not None:  # decisions already acknowledged to Slack still get their answer
+            await self.slack.drain()
 
     @web.middleware
     async def _errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> Any:
         try:
-            if request.path != "/healthz":
+            if request.path not in {"/healthz", SLACK_PATH}:  # Slack signs its requests; it sends no bearer token
                 self._authorize(request)
             return await handler(request)
         except BadPayload as err:
@@ -375,8 +389,15 @@ class Intake:
         return web.json_response(await self._report(report), status=202)
 
     async def healthz(self, request: web.Request) -> web.Response:
+        slack = {"slack": self.slack.counts} if self.slack is not None else {}
         return web.json_response(
-            {"status": "ok", **self.counts, "pending": self.coalescer.pending, "signals": self.coalescer.signals}
+            {
+                "status": "ok",
+                **self.counts,
+                "pending": self.coalescer.pending,
+                "signals": self.coalescer.signals,
+                **slack,
+            }
         )
 
 
@@ -397,10 +418,17 @@ async def run_intake(
     dedup_s: float = 300.0,
     coalesce_s: float = 0.02,
     max_pending: int = 10_000,
+    slack: SlackActions | None = None,
 ) -> AsyncIterator[RunningIntake]:
     """Serve the intake in this event loop (tests, the embedded stack); port 0 picks a free port."""
     intake = Intake(
-        reporter, policies=policies, token=token, dedup_s=dedup_s, coalesce_s=coalesce_s, max_pending=max_pending
+        reporter,
+        policies=policies,
+        token=token,
+        dedup_s=dedup_s,
+        coalesce_s=coalesce_s,
+        max_pending=max_pending,
+        slack=slack,
     )
     runner = web.AppRunner(intake.app(), shutdown_timeout=1.0, access_log=None)
     await runner.setup()
@@ -421,6 +449,8 @@ async def main() -> None:
     configure_logging(worker.log_format, worker.log_level)
     policies = load_policy_dir(worker.policy_dir)
     governor = await GovernorClient.connect(TemporalSettings())
+    secret = settings.slack_signing_secret
+    slack = SlackActions(secret, policies, governor) if secret else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -434,8 +464,15 @@ async def main() -> None:
         dedup_s=settings.dedup_s,
         coalesce_s=settings.coalesce_ms / 1000,
         max_pending=settings.max_pending,
+        slack=slack,
     ) as running:
-        log.info("intake_started", url=running.url, services=sorted(policies), auth=settings.token is not None)
+        log.info(
+            "intake_started",
+            url=running.url,
+            services=sorted(policies),
+            auth=settings.token is not None,
+            slack_approvals=slack is not None,
+        )
         await stop.wait()
     log.info("intake_stopped")
 

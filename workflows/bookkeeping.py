@@ -10,10 +10,17 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from governor import search_attributes as sa
     from governor.audit import AuditAction, append_entry
+    from governor.blast_radius import impact_of
     from governor.details import details_markdown, search_attribute_values
-    from governor.enums import FallbackTier, RecoveryPhase
+    from governor.enums import FallbackTier, RecoveryPhase, Severity
     from governor.incident import IncidentState, PhaseSpan, TierSpan
     from governor.policy import ServicePolicy
+    from governor.transitions import transition_actor, transition_mode
+
+TRANSITION_MODES_PATCH = "seed-transition-modes"
+"""workflow.patched id: tier spans record their TransitionMode and each transition is notified on its channel."""
+BLAST_RADIUS_PATCH = "blast-radius"
+"""workflow.patched id: the blast radius is assessed at isolation; the incident's impact follows each tier change."""
 
 _KEYS = {key.name: key for key in sa.ALL}
 
@@ -69,26 +76,60 @@ class Bookkeeping:
         workflow.logger.info("phase %s", phase, extra={"incident_id": self.s.incident_id})
         self._publish()
 
-    def _enter_tier(self, tier: FallbackTier, reason: str) -> None:
-        """Record a tier change; re-pinning the tier already serving (a rollback) is not a change."""
+    def _enter_tier(self, tier: FallbackTier, reason: str, forced_by: str | None = None) -> TierSpan | None:
+        """Record a tier change (and, under the patch, its TransitionMode); re-pinning the tier already serving
+        (a rollback) is not a change. `forced_by` names the human who chose the tier (force_tier, failover)."""
         now = workflow.now()
         previous = self.s.tier
         if self.s.tiers and self.s.tiers[-1].left_at is None and self.s.tiers[-1].tier is tier:
             self._publish()
-            return
+            return None
         if self.s.tiers and self.s.tiers[-1].left_at is None:
             self.s.tiers[-1].left_at = now
-        self.s.tiers.append(TierSpan(tier=tier, entered_at=now, reason=reason))
+        span = TierSpan(tier=tier, entered_at=now, reason=reason)
+        details: dict[str, Any] = {"reason": reason}
+        if workflow.patched(TRANSITION_MODES_PATCH):
+            approved_by = self.s.approved_into.pop(tier, None)
+            span.mode = transition_mode(
+                tier, previous=previous, forced_by=forced_by, approved_by=approved_by, scheduled=self.s.drill
+            )
+            span.actor = transition_actor(span.mode, forced_by, approved_by)
+            details |= {"mode": str(span.mode), "by": span.actor, "human": span.human}
+        self.s.tiers.append(span)
         self.s.tier = tier
+        if workflow.patched(BLAST_RADIUS_PATCH):
+            self._update_impact()
         append_entry(
             self.s.audit,
             at=now,
             action=AuditAction.TIER,
+            actor=span.actor or "system",
             previous_state=str(previous),
             new_state=str(tier),
-            details={"reason": reason},
+            details=details,
         )
         self._publish()
+        return span
+
+    def _note_approval(self, tier: FallbackTier, gate: str) -> None:
+        """A gate held the move into `tier` until on-call approved it: that transition is `approval_required`."""
+        decision = next((d for d in reversed(self.s.decisions) if d.gate == gate and d.approved), None)
+        if decision is not None:
+            self.s.approved_into[tier] = ", ".join(decision.approved_by or [decision.approver])
+
+    def _update_impact(self) -> None:
+        """The incident's affected features, impact line and estimated recovery for the tier served now."""
+        if self.policy is None:
+            return
+        self.s.impact = impact_of(
+            service=self.s.service,
+            tier=self.s.tier,
+            policy=self.policy,
+            critical=self.s.severity is Severity.CRITICAL,
+            typical_minutes=self.s.failure_type.typical_recovery_minutes if self.s.failure_type else None,
+            detected_at=self.s.detected_at,
+            radius=self.s.blast_radius,
+        )
 
     def _close(self) -> None:
         now = workflow.now()

@@ -33,6 +33,8 @@ from workflows.bookkeeping import Bookkeeping
 MAX_KEPT_REPORTS = 20
 _RESTORING = (RecoveryPhase.FULL_RESTORE, RecoveryPhase.POST_MORTEM)
 """Phases in which the occurrence no longer handles a report: it goes to the next occurrence instead."""
+DETECTION_KEEPS_REPORTS_PATCH = "detection-keeps-reports"
+"""Reports that arrive while detection re-probes, or after the occurrence closed, are not lost with a false alarm."""
 
 
 def _signal_handler(control: Control, description: str) -> Callable[..., None]:
@@ -183,7 +185,8 @@ class Controls(Bookkeeping):
             self._refused(Control.REPORT, claimed_actor(args[0] if args else None), str(err))
             return
         assert isinstance(report, IncidentReport)
-        if self.s.phase in _RESTORING and self.s.report_count > 0:
+        closed = self.s.closed_at is not None and workflow.patched(DETECTION_KEEPS_REPORTS_PATCH)
+        if (self.s.phase in _RESTORING or closed) and self.s.report_count > 0:
             self._late_report(report)
             return
         first = self.s.report_count == 0

@@ -1,14 +1,14 @@
 """The recovery workflow's drills (game days), a mixin of IncidentRecoveryWorkflow (governor/drill.py tells the what).
 
 A report carrying a `DrillRequest` opens a drill: detection injects the failure itself (the failed tier's breaker
-forced open in every gateway replica, so real traffic moves down the chain at once) and records `state.drill`;
-every other phase runs as in a real incident. While `state.drill` is set, notifications reach on-call and internal
+forced open in every gateway replica, so real traffic moves down the chain at once) and records `state.drill_run`;
+every other phase runs as in a real incident. While `state.drill_run` is set, notifications reach on-call and internal
 audiences only and gateway changes leave the status page alone (unless `drills.status_page`); remediation waits out
 the drill's duration, then hands the breaker back to its rules, so the probes, validation and the ramp (with its
 gates) run for real; the full restore reads the gateways' stats for what clients saw during the drill.
 
 Everything here runs only behind `workflow.patched(DRILL_PATCH)` on the drill's first report: histories recorded
-before drills never set `state.drill`, so they replay unchanged.
+before drills never set `state.drill_run`, so they replay unchanged.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class Drilling(Runbook):
     async def _start_drill(self) -> ConfirmFailureResult | None:
         """Detection of a drill's first report: inject the failure and confirm it; None when this is no drill."""
         assert self.policy
-        if self.s.drill is not None:  # injected already (a continued run): confirmed as the first run was
-            if self.s.drill.fault_url is not None:
+        if self.s.drill_run is not None:  # injected already (a continued run): confirmed as the first run was
+            if self.s.drill_run.fault_url is not None:
                 return None
-            return ConfirmFailureResult(confirmed=True, reason=f"drill: {self.s.drill.injection}")
+            return ConfirmFailureResult(confirmed=True, reason=f"drill: {self.s.drill_run.injection}")
         request = self.s.reports[0].drill if self.s.reports else None
         if request is None or not workflow.patched(DRILL_PATCH):
             return None
@@ -69,7 +69,8 @@ class Drilling(Runbook):
             )
             injection = f"breaker {tier} forced open in {len(self.policy.gateways)} gateway replica(s)"
         now = workflow.now()
-        self.s.drill = DrillRecord(
+        self.s.drill = True  # every tier transition of a drill is `scheduled` (governor/transitions.py)
+        self.s.drill_run = DrillRecord(
             requested_by=request.requested_by,
             duration_s=request.duration_s,
             injection=injection,
@@ -82,15 +83,17 @@ class Drilling(Runbook):
         self._audit(
             AuditAction.DRILL_STARTED,
             actor=request.requested_by,
-            details={"injection": self.s.drill.injection, "duration_s": request.duration_s, "tier": str(tier)},
+            details={"injection": self.s.drill_run.injection, "duration_s": request.duration_s, "tier": str(tier)},
         )
         if fault is not None:
             return None  # probed like any report: the drill finds out whether detection sees the fault
-        return ConfirmFailureResult(confirmed=True, reason=f"drill by {request.requested_by}: {self.s.drill.injection}")
+        return ConfirmFailureResult(
+            confirmed=True, reason=f"drill by {request.requested_by}: {self.s.drill_run.injection}"
+        )
 
     async def _drill_not_detected(self) -> None:
         """Detection did not confirm a fault injected through a control API: clear it before the incident closes."""
-        d = self.s.drill
+        d = self.s.drill_run
         if d is None or d.restored_at is not None:
             return
         d.detected = False
@@ -99,7 +102,7 @@ class Drilling(Runbook):
     async def _drill_window(self) -> None:
         """Remediation of a drill: the injected failure lasts its duration (or until on-call declares it fixed), then
         the breaker is handed back to its rules and remediation probes the (healthy) dependency as usual."""
-        d = self.s.drill
+        d = self.s.drill_run
         if d is None or d.restored_at is not None:
             return
         while self.s.remediated_by is None and (left := (d.ends_at - workflow.now()).total_seconds()) > 0:
@@ -137,7 +140,7 @@ class Drilling(Runbook):
     async def _drill_findings(self) -> None:
         """Full restore of a drill: what the gateways served over the drill, and the requests that failed clients."""
         assert self.policy
-        d = self.s.drill
+        d = self.s.drill_run
         if d is None:
             return
         window = max(1, min(MAX_STATS_WINDOW_S, int((workflow.now() - d.injected_at).total_seconds()) + 1))
@@ -164,7 +167,7 @@ class Drilling(Runbook):
 
     def _drill_change(self, change: dict[str, Any]) -> dict[str, Any]:
         """A gateway change during a drill: the status page is left alone unless the policy lets drills change it."""
-        d = self.s.drill
+        d = self.s.drill_run
         if d is not None and not d.status_page and change.get("status") is not None:
             return {k: v for k, v in change.items() if k != "status"}
         return change

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -18,8 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from governor.audit import AuditAction
     from governor.decisions import audiences_for, status_component
     from governor.drill import drill_audiences
-    from governor.enums import NotificationAudience
-    from governor.incident import NotificationRecord, PendingGate
+    from governor.enums import FallbackTier, NotificationAudience
+    from governor.incident import NotificationRecord, PendingGate, TierSpan
+    from governor.transitions import transition_audiences
 
 from workflows.bookkeeping import Bookkeeping
 
@@ -49,7 +51,26 @@ class Notifying(Bookkeeping):
             f"{self.s.service}: approval needed for {gate}",
             f"{pending.context}. Approve: governor approve {self.s.incident_id} --gate {gate}{gate_id} --reason '...'",
             instance=pending.instance,
+            # the gate and its request id ride along, so Slack's Approve / Reject buttons name this very request
+            extra={"gate": gate, **ids} if workflow.patched("approval-notify-gate") else None,
         )
+
+    def _enter_tier(self, tier: FallbackTier, reason: str, forced_by: str | None = None) -> TierSpan | None:
+        """Record the tier change, then tell the audiences of its mode's channel the policy routes (none: no send)."""
+        assert self.policy
+        previous = self.s.tier
+        span = super()._enter_tier(tier, reason, forced_by)
+        if span is None or span.mode is None:
+            return span
+        audiences = [a for a in transition_audiences(span.mode) if self.policy.notifications.routes.get(a)]
+        by = f" by {span.actor}" if span.human else ""
+        self._notify(
+            "transition",
+            audiences,
+            f"{self.s.service}: {span.mode} transition to {tier}",
+            f"{span.mode} transition{by} ({span.mode.notification_channel}): {previous} -> {tier}. {reason}",
+        )
+        return span
 
     def _notify_level(self, event: str, title: str) -> None:
         audiences = audiences_for(self.s.degradation_level, self.s.severity)
@@ -67,6 +88,7 @@ class Notifying(Bookkeeping):
         title: str,
         message: str,
         instance: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Notify in the background: a slow channel never holds up the recovery, and every send is recorded.
 
@@ -75,8 +97,8 @@ class Notifying(Bookkeeping):
         should) drop only true repeats. `instance` defaults to this event's next number in the occurrence.
         """
         assert self.policy
-        if self.s.drill is not None:  # a drill tells on-call and internal only, and says it is a drill
-            audiences, title = drill_audiences(self.s.drill, audiences), f"[DRILL] {title}"
+        if self.s.drill_run is not None:  # a drill tells on-call and internal only, and says it is a drill
+            audiences, title = drill_audiences(self.s.drill_run, audiences), f"[DRILL] {title}"
         instance = instance if instance is not None else self.s.event_instances.get(event, 0) + 1
         self.s.event_instances[event] = max(instance, self.s.event_instances.get(event, 0))
         occurrence = self.s.occurrence_id or self.s.incident_id
@@ -116,6 +138,7 @@ class Notifying(Bookkeeping):
                     "tier": str(self.s.tier),
                     "degradation_level": str(self.s.degradation_level),
                     "component": status_component(self.s.degradation_level),
+                    **(extra or {}),
                 },
                 idempotency_key=key,
                 occurrence=occurrence,

@@ -146,7 +146,8 @@ class Ramping(Runbook):
         self.s.rollbacks.append(record)
         self._count("governor_rollbacks", "Ramp rollbacks (error-rate regressions, rejections, aborts)")
         fallback = self._last_fallback_tier()
-        await self._pin(fallback, reason=f"rollback: {rb.reason}")
+        human = rb.actor if rb.actor != "system" else None  # a rejection or an abort: a human's transition
+        await self._pin(fallback, reason=f"rollback: {rb.reason}", forced_by=human)
         self._audit(AuditAction.ROLLED_BACK, actor=rb.actor, details=record.model_dump(mode="json"))
         if self._tier_health_on():  # the tier rolled back to may have failed meanwhile: move off it if so
             await self._recheck_tiers()

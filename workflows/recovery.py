@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase, Severity
     from governor.incident import (
         WORKFLOW_NAME,
+        IncidentReport,
         IncidentState,
         PendingGate,
         RecoveryInput,
@@ -51,7 +52,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from governor.policy import ServicePolicy
 
-from workflows.controls import Controls
+from workflows.blast import BlastRadiusStep
+from workflows.bookkeeping import BLAST_RADIUS_PATCH
+from workflows.controls import DETECTION_KEEPS_REPORTS_PATCH, Controls
 from workflows.drilling import Drilling
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
 from workflows.ramping import Ramping, RollbackNow
@@ -64,7 +67,7 @@ QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
+class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusStep, Drilling):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
@@ -122,20 +125,17 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
         """Confirm the report by re-probing and classify it; a failure that does not reproduce is a false alarm."""
         assert self.policy
         self._enter(RecoveryPhase.DETECTION)
-        report = self.s.reports[-1]
-        drill = await self._start_drill()
-        if drill is not None:
-            result = drill
-        elif report.manual:
-            result = ConfirmFailureResult(confirmed=True, reason=f"manual report from {report.source}")
-        else:
-            result = await self._act(
-                Activity.CONFIRM_FAILURE,
-                ConfirmFailureInput(policy=self.policy, dependency=self.s.dependency, report=report),
-                ConfirmFailureResult,
-                f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
-                within=timedelta(seconds=120),
-            )
+        report, heard = self.s.reports[-1], len(self.s.reports)
+        drill = await self._start_drill()  # a drill injects its failure first (workflows/drilling.py)
+        result = drill if drill is not None else await self._confirm(report)
+        if not result.confirmed and workflow.patched(DETECTION_KEEPS_REPORTS_PATCH):
+            again = [r for r in self.s.reports[heard:] if r.dependency == self.s.dependency]
+            if again:  # reported again while the probe ran: the probe may predate the outage, so probe once more
+                report = again[-1]
+                result = await self._confirm(report)
+            if not result.confirmed:  # other dependencies reported meanwhile are the next occurrence's, not lost
+                self.s.late_reports, self.s.suspects = self.s.suspects, []
+                self.s.late_report_count = len(self.s.late_reports)
         if not result.confirmed:
             await self._drill_not_detected()  # a drill's fault the probes did not see is cleared all the same
             self._audit(AuditAction.FALSE_ALARM, details={"reason": result.reason})
@@ -162,14 +162,29 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
         )
         self.s.phase = RecoveryPhase.ISOLATION
 
+    async def _confirm(self, report: IncidentReport) -> ConfirmFailureResult:
+        assert self.policy
+        if report.manual:
+            return ConfirmFailureResult(confirmed=True, reason=f"manual report from {report.source}")
+        return await self._act(
+            Activity.CONFIRM_FAILURE,
+            ConfirmFailureInput(policy=self.policy, dependency=self.s.dependency, report=report),
+            ConfirmFailureResult,
+            f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
+            within=timedelta(seconds=120),
+        )
+
     async def isolate(self) -> None:
-        """Open the failed dependency's breaker in every gateway replica."""
+        """Open the failed dependency's breaker in every gateway replica; meanwhile assess the blast radius."""
         self._enter(RecoveryPhase.ISOLATION)
+        assessing = asyncio.create_task(self._assess_blast_radius()) if workflow.patched(BLAST_RADIUS_PATCH) else None
         await self._gateway(
             f"open breaker {self.s.failed_tier}",
             breaker=BreakerChange(tier=self.s.failed_tier, mode="open"),
         )
         self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(self.s.failed_tier)})
+        if assessing is not None:
+            await assessing
         self.s.phase = RecoveryPhase.FALLBACK_ACTIVE
 
     async def fall_back(self) -> None:
@@ -186,7 +201,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
                 if not self.policy.approvals.is_gated(gate) or await self._await_gate(gate, f"fall back to {tier}"):
                     break
                 unavailable.add(tier)  # on-call refused this tier: take the next one down
-        await self._pin(tier, reason=f"{self.s.failed_tier} failed: {self.s.reason}")
+        report = self.s.reports[-1] if self.s.reports else None
+        forced_by = report.source if report is not None and report.manual else None  # `governor failover`
+        await self._pin(tier, reason=f"{self.s.failed_tier} failed: {self.s.reason}", forced_by=forced_by)
         self.s.mitigated_at = self.s.mitigated_at or workflow.now()
         self._notify_level("fallback_active", f"{self.s.service} is served by {tier}")
         self.s.phase = RecoveryPhase.DIAGNOSIS
@@ -341,6 +358,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
             self.s.awaiting_human = True
             self.s.phase = RecoveryPhase.REMEDIATION
             return
+        if self.policy.approvals.is_gated(exit_gate):
+            self._note_approval(FallbackTier.TIER_0_PRIMARY, exit_gate)
         self.s.ramp_step = 0
         self.s.phase = RecoveryPhase.GRADUAL_RESTORE
 
@@ -423,7 +442,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
         level = self.policy.degradation.level_for(tier, critical=self.s.severity is Severity.CRITICAL)
         return DegradationChange(level=level, flags=self.policy.degradation.flags_for(level))
 
-    async def _pin(self, tier: FallbackTier, reason: str, primary_weight: int = 0) -> None:
+    async def _pin(
+        self, tier: FallbackTier, reason: str, primary_weight: int = 0, forced_by: str | None = None
+    ) -> None:
         """Serve from `tier` (the primary keeps `primary_weight` % while a ramp runs); the primary is "pinned" by
         clearing the pin: a pinned primary with weight 0 would send everything to the secondary."""
         degradation = self._degradation_for(tier)
@@ -439,13 +460,14 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, Drilling):
         )
         self.s.ramp_percent = primary_weight
         self.s.degradation_level = degradation.level
-        self._enter_tier(tier, reason)
+        self._enter_tier(tier, reason, forced_by=forced_by)
 
     async def _apply_forced_tier(self) -> None:
         if self.s.forced_tier is None:
             return
         tier, self.s.forced_tier = self.s.forced_tier, None
-        await self._pin(tier, reason="forced by on-call")
+        forcer = next((e.actor for e in reversed(self.s.audit) if e.action == AuditAction.FORCE_TIER), None)
+        await self._pin(tier, reason="forced by on-call", forced_by=forcer or "on-call")
         self.s.tier_forced = True
         self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 

@@ -59,7 +59,10 @@ class Tiering(Runbook):
         while True:
             tier = best_tier(self.policy.tiers, assessment, unavailable)
             gate = f"enter:{tier}"
-            if not self._gated(gate) or await self._await_gate(gate, f"{context}: fall back to {tier}"):
+            if not self._gated(gate):
+                return tier
+            if await self._await_gate(gate, f"{context}: fall back to {tier}"):
+                self._note_approval(tier, gate)
                 return tier
             unavailable.add(tier)  # on-call refused this tier: take the next one down
 
@@ -89,7 +92,10 @@ class Tiering(Runbook):
                 since = self.s.healthy_since[target]
                 gate = f"exit:{current}"
                 why = f"{target} healthy for {(workflow.now() - since).total_seconds():.0f} s"
-            if not self._gated(gate) or await self._await_gate(gate, f"{why}: serve from {target}"):
+            if not self._gated(gate):
+                break
+            if await self._await_gate(gate, f"{why}: serve from {target}"):
+                self._note_approval(target, gate)
                 break
             if target.rank < current.rank:
                 self.s.healthy_since.pop(target, None)  # refused: ask again only after another stable window

@@ -7,6 +7,7 @@ section fields <= 10 items of <= 2000 chars each, context <= 10 elements, <= 50 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from activities.notify.base import HttpChannel, event_kind, http_url, json_bytes, redact
@@ -23,6 +24,10 @@ BLOCKS_MAX = 50
 FALLBACK_TEXT_MAX = 3000
 BUTTON_TEXT_MAX = 75
 URL_MAX = 3000
+BUTTON_VALUE_MAX = 2000
+APPROVE_ACTION = "governor_approve"
+REJECT_ACTION = "governor_reject"
+GATE_BLOCK_ID = "governor_gate"
 
 SEVERITY_ICON = {
     Severity.CRITICAL: ":red_circle:",
@@ -73,6 +78,33 @@ def mrkdwn_field(label: str, value: str) -> dict[str, str]:
     return {"type": "mrkdwn", "text": head + escaped(value, FIELD_TEXT_MAX - len(head))}
 
 
+def gate_buttons(input: NotifyInput) -> list[dict[str, Any]]:
+    """Approve / Reject for a gate's request: each value names the incident, the gate and the request's id, so a click
+    decides exactly the request this message announced (workers/slack_actions.py receives it)."""
+    gate, gate_id = input.details.get("gate"), input.details.get("gate_id")
+    if input.event != "approval_requested" or not isinstance(gate, str):
+        return []
+    value = json.dumps(
+        {"incident_id": input.incident_id, "gate": gate, "gate_id": gate_id if isinstance(gate_id, str) else None},
+        separators=(",", ":"),
+    )
+    if len(value) > BUTTON_VALUE_MAX:
+        return []
+    return [
+        {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": text},
+            "style": style,
+            "value": value,
+        }
+        for action_id, text, style in (
+            (APPROVE_ACTION, truncate(f"Approve {gate}", BUTTON_TEXT_MAX), "primary"),
+            (REJECT_ACTION, truncate(f"Reject {gate}", BUTTON_TEXT_MAX), "danger"),
+        )
+    ]
+
+
 def slack_message(input: NotifyInput) -> dict[str, Any]:
     details = input.details
     resolved = event_kind(input.event) == "resolve"
@@ -103,20 +135,18 @@ def slack_message(input: NotifyInput) -> dict[str, Any]:
         }
     )
 
+    buttons = gate_buttons(input)
     url = details.get("url")
     if isinstance(url, str) and url.startswith(("http://", "https://")) and len(url) <= URL_MAX:
-        blocks.append(
+        buttons.append(
             {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": truncate("Open incident", BUTTON_TEXT_MAX)},
-                        "url": url,
-                    }
-                ],
+                "type": "button",
+                "text": {"type": "plain_text", "text": truncate("Open incident", BUTTON_TEXT_MAX)},
+                "url": url,
             }
         )
+    if buttons:
+        blocks.append({"type": "actions", "block_id": GATE_BLOCK_ID, "elements": buttons})
     blocks.append(
         {
             "type": "context",

@@ -92,7 +92,7 @@ class Drill:
             if check(state):
                 return state
             if time.monotonic() > deadline:
-                raise AssertionError(f"never held: phase {state.phase}, tier {state.tier}, drill {state.drill}")
+                raise AssertionError(f"never held: phase {state.phase}, tier {state.tier}, drill {state.drill_run}")
             await asyncio.sleep(0.2)
 
 
@@ -160,8 +160,8 @@ async def test_drill_fails_over_for_real_tells_oncall_only_and_restores_on_its_o
     assert code == 2 and f"{s} has an open incident ({incident})" in err
 
     # while the fault is injected: the clients are served by the secondary, the incident says DRILL
-    during = await drill.until(incident, lambda st: st.tier is FallbackTier.TIER_1_SECONDARY and st.drill)
-    assert during.drill and during.drill.restored_at is None
+    during = await drill.until(incident, lambda st: st.tier is FallbackTier.TIER_1_SECONDARY and st.drill_run)
+    assert during.drill_run and during.drill_run.restored_at is None
     await asyncio.sleep(1)
     code, out, _ = await drill.cli("show", incident)
     assert code == 0 and f"Incident {incident}  (open)  DRILL" in out and "breaker tier_0_primary forced open" in out
@@ -174,8 +174,8 @@ async def test_drill_fails_over_for_real_tells_oncall_only_and_restores_on_its_o
     # it restores on its own: fault cleared after its duration, validated, ramped, closed
     final = await drill.until(incident, lambda st: st.closed_at is not None, limit_s=120)
     assert final.outcome == "recovered" and final.tier is FallbackTier.TIER_0_PRIMARY
-    assert final.drill and final.drill.restored_at is not None
-    assert (final.drill.restored_at - final.drill.injected_at).total_seconds() >= 6
+    assert final.drill_run and final.drill_run.restored_at is not None
+    assert (final.drill_run.restored_at - final.drill_run.injected_at).total_seconds() >= 6
 
     # the clients: traffic moved to the secondary and back, and not one request failed
     answers = drill.traffic.since(t0)
@@ -240,10 +240,10 @@ async def test_drill_through_the_upstreams_control_api_is_detected_for_real_and_
     assert f"fault injected through {control}" in out
     during = await drill.until(incident, lambda st: st.tier is FallbackTier.TIER_1_SECONDARY)
     assert drill.primary.faults.outage is True  # the upstream really is down
-    assert during.drill and during.detected_at is not None
+    assert during.drill_run and during.detected_at is not None
 
     final = await drill.until(incident, lambda st: st.closed_at is not None, limit_s=120)
-    assert final.outcome == "recovered" and final.drill and final.drill.detected
+    assert final.outcome == "recovered" and final.drill_run and final.drill_run.detected
     assert drill.primary.faults.outage is False  # cleared on its own
     answers = drill.traffic.since(t0)
     statuses = Counter(status for _, status, _ in answers)

@@ -7,7 +7,7 @@ servers in tests/activities and together with this workflow in tests/integration
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from temporalio import activity
 from governor.actions import (
     Activity,
     AssessTiersInput,
+    BlastRadiusInput,
     ChannelDelivery,
     ConfirmFailureInput,
     ConfirmFailureResult,
@@ -38,6 +39,7 @@ from governor.actions import (
     WaitForHealthyInput,
     WaitForHealthyResult,
 )
+from governor.blast_radius import AffectedService, BlastRadius
 from governor.decisions import ValidationResult, Verdict
 from governor.enums import FailureType, FallbackTier, HealthStatus, Severity
 from governor.models import Classification, StatsWindow, TierStats
@@ -87,6 +89,11 @@ class FakeWorld:
     def __init__(self, policy: ServicePolicy | None = None) -> None:
         self.policy = policy or policy_for()
         self.confirmed = True
+        self.answering: set[str] = set()
+        """Dependencies that answer detection's re-probe (their reports do not reproduce), whatever `confirmed` says."""
+        self.confirms = 0
+        self.on_confirm: Callable[[ConfirmFailureInput], Awaitable[None]] | None = None
+        """Run once inside confirm_failure before it answers (e.g. a report arriving during detection)."""
         self.classification: Classification | None = Classification(
             failure_type=FailureType.ERROR_SPIKE, severity=Severity.CRITICAL, reason="error rate 30% > 5%"
         )
@@ -106,9 +113,11 @@ class FakeWorld:
         self.rollback_count = 0
         self.failing_audiences: set[str] = set()
         self.windows: list[int] = []
-        self.hold_restore: asyncio.Event | None = None
-        """When set, the full restore's gateway change waits for it (a report can then arrive during the restore)."""
-        self.hold_postmortem: asyncio.Event | None = None
+        self.on_restore: Callable[[], Awaitable[None]] | None = None
+        """Run once inside the full restore's gateway change, before it answers (e.g. a report arriving during the
+        restore); nothing is held, so the time-skipping server never times the activity out."""
+        self.on_postmortem: Callable[[], Awaitable[None]] | None = None
+        """The same, inside write_postmortem."""
         self.flaky_channels: dict[str, int] = {}
         """Channel URL -> how many notify attempts to that channel fail (raise) before it delivers."""
         self.sends: list[tuple[str, str]] = []
@@ -127,6 +136,9 @@ class FakeWorld:
         """More tiers read_stats answers (e.g. `tier_5_error`, the explicit 503s a drill counts)."""
         self.faults: list[DrillFaultInput] = []
         """Every drill fault PUT to a control API (injections and clearings), in order."""
+        self.blast: BlastRadius | None = None
+        """What assess_blast_radius answers (default: only the incident's own service, all its traffic)."""
+        self.blast_fails = False
 
     def activities(self) -> list[Any]:
         return [
@@ -138,6 +150,7 @@ class FakeWorld:
             self.wait_for_healthy,
             self.validate_primary,
             self.assess_tiers,
+            self.assess_blast_radius,
             self.notify,
             self.write_postmortem,
             self.drill_fault,
@@ -149,15 +162,21 @@ class FakeWorld:
 
     @activity.defn(name=Activity.CONFIRM_FAILURE)
     async def confirm_failure(self, input: ConfirmFailureInput) -> ConfirmFailureResult:
-        if not self.confirmed:
+        self.confirms += 1
+        answers = not self.confirmed or input.dependency in self.answering  # what the probe saw, before the hook
+        if self.on_confirm is not None:
+            hook, self.on_confirm = self.on_confirm, None
+            await hook(input)
+        if answers:
             return ConfirmFailureResult(confirmed=False, reason="3 probes healthy; report did not reproduce")
         return ConfirmFailureResult(confirmed=True, classification=self.classification)
 
     @activity.defn(name=Activity.APPLY_GATEWAY_CHANGE)
     async def apply_gateway_change(self, input: GatewayChange) -> GatewayChangeResult:
-        restoring = input.route is not None and input.route.pinned_tier is None and input.route.primary_weight == 100
-        if restoring and self.hold_restore is not None:
-            await self.hold_restore.wait()
+        restoring = input.status is not None and input.status.component == "operational"  # the full restore
+        if restoring and self.on_restore is not None:
+            hook, self.on_restore = self.on_restore, None
+            await hook()
         self.changes.append(input)
         if input.route is not None:
             fields = input.route.model_fields_set
@@ -210,6 +229,13 @@ class FakeWorld:
         }
         return TierAssessment(tiers=tiers, checked_at=now())
 
+    @activity.defn(name=Activity.ASSESS_BLAST_RADIUS)
+    async def assess_blast_radius(self, input: BlastRadiusInput) -> BlastRadius:
+        if self.blast_fails:
+            raise RuntimeError("gateway unreachable")
+        own = AffectedService(service=input.policy.service, dependencies=[input.dependency], traffic_share=1.0)
+        return self.blast or BlastRadius(dependency=input.dependency, services=[own])
+
     @activity.defn(name=Activity.NOTIFY)
     async def notify(self, input: NotifyInput) -> NotifyResult:
         for c in input.channels:
@@ -234,8 +260,9 @@ class FakeWorld:
 
     @activity.defn(name=Activity.WRITE_POSTMORTEM)
     async def write_postmortem(self, input: PostmortemInput) -> PostmortemResult:
-        if self.hold_postmortem is not None:
-            await self.hold_postmortem.wait()
+        if self.on_postmortem is not None:
+            hook, self.on_postmortem = self.on_postmortem, None
+            await hook()
         self.postmortems.append(input)
         path = f"/tmp/{input.state.incident_id}.md"
         return PostmortemResult(markdown_path=path, json_path=path.replace(".md", ".json"), markdown="# post-mortem")

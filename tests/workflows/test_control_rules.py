@@ -179,9 +179,11 @@ def test_search_attribute_values_cover_the_registered_names_only() -> None:
     assert set(search_attribute_values(state())) == registered - {"FailureType", "Severity", "GovernorDrill"}
     at = datetime(2026, 1, 1, tzinfo=UTC)
     drill = DrillRecord(requested_by="alice", duration_s=60, injection="breaker", injected_at=at, ends_at=at)
-    drilled = search_attribute_values(state(failure_type=FailureType.ERROR_SPIKE, severity=Severity.HIGH, drill=drill))
+    drilled = search_attribute_values(
+        state(failure_type=FailureType.ERROR_SPIKE, severity=Severity.HIGH, drill_run=drill)
+    )
     assert set(drilled) == registered and drilled["GovernorDrill"] is True
-    details = details_markdown(state(drill=drill))
+    details = details_markdown(state(drill_run=drill))
     assert (
         "**DRILL** by alice: breaker; restores 00:00:00 UTC" in details and "status page is left untouched" in details
     )

@@ -7,8 +7,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from governor.audit import verify_chain
-from governor.enums import FailureType
-from governor.incident import ApprovalInput, ControlResult, Names
+from governor.enums import FailureType, RecoveryPhase
+from governor.incident import ApprovalInput, ControlResult, IncidentReport, Names
 from tests.workflows.fakes import FakeWorld, failing, healthy, policy_for
 
 
@@ -142,3 +142,98 @@ async def test_a_crashed_delivery_re_sends_only_its_own_channel(incident) -> Non
     tries = [url for url, key in world.sends if key == first_oncall.idempotency_key]
     assert sorted(tries) == ["http://127.0.0.1:1/chat", "http://127.0.0.1:1/chat", "http://127.0.0.1:1/pager"]
     assert all(len(n.channels) == 1 for n in world.notifications)
+
+
+@pytest.mark.parametrize("during", ["full_restore", "post_mortem"])
+async def test_a_report_during_the_restore_opens_the_next_occurrence(incident, during: str) -> None:
+    """Finding 2: a report arriving once the full restore began is not counted into the closing occurrence and lost:
+    that occurrence closes as recovered (its post-mortem says so), and the report opens the next occurrence, which
+    confirms the failure again and falls back again."""
+    world = FakeWorld()
+    inc = await incident(world)
+    late = IncidentReport(
+        service=inc.service, dependency=inc.dependency, source="alertmanager", message="down again", coalesced=3
+    )
+    phases: list[RecoveryPhase] = []
+
+    async def arrive() -> None:  # from inside the restore's (or the post-mortem's) activity: the phase is `during`
+        assert inc.handle
+        phases.append((await inc.state()).phase)
+        await inc.handle.signal(Names.REPORT, late)
+
+    if during == "full_restore":
+        world.on_restore = arrive
+    else:
+        world.on_postmortem = arrive
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    first = await inc.until(lambda s: s.occurrence_id != "", step_s=1)
+    following = await inc.until(
+        lambda s: s.occurrence_id != first.occurrence_id and s.phase is not RecoveryPhase.DETECTION, step_s=2
+    )
+    assert phases == [RecoveryPhase(during)]
+    assert following.follows == first.occurrence_id
+    assert following.report_count == 3 and following.reports[0].message == "down again"
+    assert following.failure_type is FailureType.ERROR_SPIKE  # detection confirmed it again
+    done = world.postmortems[0].state
+    assert done.occurrence_id == first.occurrence_id and done.outcome == "recovered"
+    if during == "full_restore":  # the post-mortem's own input was taken before a report during it arrived
+        assert done.late_report_count == 3
+        assert any(e.details.get("late") for e in done.audit if e.action == "report_joined")
+    final = await handle.result()  # the next occurrence runs its own course (the fake primary recovers again)
+    assert final.outcome == "recovered" and final.occurrence_id == following.occurrence_id
+    assert len(world.postmortems) == 2
+    assert world.pinned is None and world.weight == 100
+
+
+async def test_a_report_of_another_dependency_during_a_false_alarm_opens_the_next_occurrence(incident) -> None:
+    """A report that reached the incident while detection was re-probing is not dropped with the false alarm: the
+    primary's report did not reproduce, but the secondary's report that arrived meanwhile is confirmed next."""
+    world = FakeWorld()
+    world.answering = {"primary-llm"}
+    inc = await incident(world)
+
+    async def secondary_fails(_: object) -> None:
+        assert inc.handle
+        down = IncidentReport(service=inc.service, dependency="secondary-llm", source="watchdog", message="refused")
+        await inc.handle.signal(Names.REPORT, down)
+
+    world.on_confirm = secondary_fails
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    first = await inc.until(lambda s: s.occurrence_id != "", step_s=1)
+    following = await inc.until(
+        lambda s: s.occurrence_id != first.occurrence_id and s.phase is not RecoveryPhase.DETECTION, step_s=2
+    )
+    assert all(p.state.occurrence_id != first.occurrence_id for p in world.postmortems), "a false alarm writes none"
+    assert following.follows == first.occurrence_id and following.dependency == "secondary-llm"
+    final = await handle.result()
+    assert final.outcome == "recovered" and final.occurrence_id == following.occurrence_id
+    assert final.restored_dependencies == ["secondary-llm"], "the secondary's failure was confirmed and restored"
+
+
+async def test_a_second_report_of_the_same_dependency_during_a_false_alarm_is_checked_again(incident) -> None:
+    """The first re-probe found the primary answering; a second report of it arrived while that probe ran, and the
+    primary is down by then: detection probes once more instead of closing a real outage as a false alarm."""
+    world = FakeWorld()
+    world.answering = {"primary-llm"}
+    inc = await incident(world)
+
+    async def primary_dies(_: object) -> None:
+        assert inc.handle
+        again = IncidentReport(service=inc.service, dependency="primary-llm", source="alertmanager", message="5xx")
+        await inc.handle.signal(Names.REPORT, again)
+        world.answering = set()  # the probe that already ran saw it answering
+
+    world.on_confirm = primary_dies
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    state = await inc.until(lambda s: s.phase is not RecoveryPhase.DETECTION or s.closed_at is not None, step_s=1)
+    assert state.outcome != "false_alarm" and state.failed_dependencies == ["primary-llm"]
+    assert (await handle.result()).outcome == "recovered"
+
+
+async def test_a_false_alarm_with_no_report_meanwhile_closes_once(incident) -> None:
+    world = FakeWorld()
+    world.answering = {"primary-llm"}
+    inc = await incident(world)
+    handle = await inc.report(failure_type=FailureType.ERROR_SPIKE)
+    final = await handle.result()
+    assert final.outcome == "false_alarm" and final.follows is None and world.confirms == 1
