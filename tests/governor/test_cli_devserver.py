@@ -176,7 +176,7 @@ async def test_report_list_show_refuse_approve_verify(governed: Governed, monkey
     assert code == 0
     command = rf'approve ramp:10:  governor approve {incident} --gate ramp:10 --gate-id [0-9a-f]{{12}} --reason "why it is safe"'
     assert re.search(command, out), out  # the request's id, so the printed command cannot approve a later request
-    assert "phase        gradual_restore" in out and "error_spike (CRITICAL)" in out
+    assert re.search(r"^  phase +gradual_restore", out, re.M) and "error_spike (CRITICAL)" in out
 
     code, _, err = await g.governor(
         "approve", incident, "--gate", "ramp:10", "--reason", "looks fine", "--as", "mallory"
