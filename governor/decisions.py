@@ -10,7 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from governor.enums import DegradationLevel, FailureType, FallbackTier, HealthStatus, NotificationAudience, Severity
-from governor.models import Classification, ProbeResult, TierStats
+from governor.models import Classification, ProbeResult, StatsWindow, TierStats
 from governor.policy import RecoveryChecks, Rollback, Thresholds
 
 BASE_SEVERITY: dict[FailureType, Severity] = {t: t.base_severity for t in FailureType}
@@ -190,16 +190,30 @@ THROUGHPUT_SHARE = 0.5
 noise, while a primary answering far fewer requests than it is sent (a stalled pool, a half-dead replica) waits."""
 
 
-def throughput_needed(checks: RecoveryChecks, percent: float) -> float:
+def throughput_needed(checks: RecoveryChecks, percent: float, offered_rps: float | None = None) -> float:
     """Requests per second the primary must carry at `percent` % for a ramp sample to pass; 0 (not judged) unless
     the policy says the service's usual traffic (`normal_rps`): without it a quiet service would wait forever on
-    the seed's 100 rps bar."""
+    the seed's 100 rps bar. With `offered_rps` (what clients sent in the window, `offered_rps(window)`) the bar is
+    never above the traffic there is: a service quieter than usual (at night, in a lull) is judged on its share of
+    the traffic it has, not held at a step forever."""
     if checks.normal_rps is None:
         return 0.0
-    return checks.throughput_bar * percent / 100.0 * THROUGHPUT_SHARE
+    bar = checks.throughput_bar if offered_rps is None else min(checks.throughput_bar, offered_rps)
+    return bar * percent / 100.0 * THROUGHPUT_SHARE
 
 
-def judge_ramp_step(primary: TierStats, percent: int, rollback: Rollback, checks: RecoveryChecks) -> StepJudgement:
+def offered_rps(window: StatsWindow) -> float:
+    """Client requests a second the service got in the window: each is answered by exactly one tier (a failed
+    attempt falls through and is counted again where it lands) or by the explicit error tier."""
+    answered = 0.0
+    for name, t in window.tiers.items():
+        answered += t.rps if name == FallbackTier.TIER_5_ERROR.value else t.rps * (1.0 - t.error_rate)
+    return answered
+
+
+def judge_ramp_step(
+    primary: TierStats, percent: int, rollback: Rollback, checks: RecoveryChecks, offered: float | None = None
+) -> StepJudgement:
     """One sample of the primary during a ramp step: FAIL rolls back, WAIT means too little traffic to tell.
 
     Rollback needs `min_samples` requests in the window, so three unlucky requests never roll back a ramp;
@@ -230,13 +244,16 @@ def judge_ramp_step(primary: TierStats, percent: int, rollback: Rollback, checks
             reason=f"p99 {primary.p99_ms:.0f} ms > {rollback.p99_ms:.0f} ms at {percent}%",
             metrics=metrics,
         )
-    needed = throughput_needed(checks, percent)
+    needed = throughput_needed(checks, percent, offered)
     metrics["rps_needed"] = needed
+    if offered is not None:
+        metrics["rps_offered"] = offered
     if primary.rps < needed:
+        bar = checks.throughput_bar if offered is None else min(checks.throughput_bar, offered)
         return StepJudgement(
             verdict=Verdict.WAIT,
             reason=f"throughput {primary.rps:.1f} rps at {percent}% < {needed:.1f} rps needed (half its share of "
-            f"{checks.throughput_bar:g} rps)",
+            f"{bar:g} rps)",
             metrics=metrics,
         )
     return StepJudgement(

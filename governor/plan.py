@@ -303,10 +303,12 @@ def recovery_view(state: IncidentState, policy: ServicePolicy | None, now: datet
             view.threshold = float(seen.get("threshold", view.threshold))
         elif name == "throughput":
             view.when = "ramp"  # judged on live traffic once the primary gets a share
-            rps = state.last_judgement.get("metrics", {}).get("rps")
+            metrics = state.last_judgement.get("metrics", {})
+            rps, offered = metrics.get("rps"), metrics.get("rps_offered")
             if rps is not None and state.phase is RecoveryPhase.GRADUAL_RESTORE:
                 view.actual = float(rps)
-                view.passed = float(rps) >= throughput_needed(rc, state.ramp_percent)
+                needed = throughput_needed(rc, state.ramp_percent, None if offered is None else float(offered))
+                view.passed = float(rps) >= needed
         checks.append(view)
     passed = {
         e.details.get("percent"): e.details

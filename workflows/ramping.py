@@ -14,7 +14,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, BreakerChange, ReadStatsInput, RouteChange
     from governor.audit import AuditAction
-    from governor.decisions import Verdict, judge_ramp_step, pick_tier
+    from governor.decisions import Verdict, judge_ramp_step, offered_rps, pick_tier
     from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase
     from governor.incident import RollbackRecord
     from governor.models import StatsWindow, TierStats
@@ -118,7 +118,8 @@ class Ramping(Runbook):
                 f"sample the primary at {percent} %",
             )
             primary = window.tiers.get(str(FallbackTier.TIER_0_PRIMARY), TierStats())
-            judgement = judge_ramp_step(primary, percent, self.policy.rollback, self.policy.recovery_checks)
+            offered = offered_rps(window) if workflow.patched("throughput-of-offered-traffic") else None
+            judgement = judge_ramp_step(primary, percent, self.policy.rollback, self.policy.recovery_checks, offered)
             self.s.last_judgement = judgement.model_dump(mode="json")
             if judgement.verdict is Verdict.FAIL:
                 raise RollbackNow(judgement.reason, judgement.metrics)

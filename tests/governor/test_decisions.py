@@ -19,6 +19,7 @@ from governor.decisions import (
     classify_stats,
     health_status_of,
     judge_ramp_step,
+    offered_rps,
     pick_tier,
     run_recovery_checks,
     status_component,
@@ -31,7 +32,7 @@ from governor.enums import (
     NotificationAudience,
     Severity,
 )
-from governor.models import ProbeErrorKind, ProbeResult, TierStats
+from governor.models import ProbeErrorKind, ProbeResult, StatsWindow, TierStats
 from governor.policy import RecoveryChecks, Rollback, Thresholds
 from tests.governor import seed
 
@@ -211,6 +212,27 @@ def test_a_ramp_step_waits_while_the_primary_carries_too_little_of_its_share() -
     assert starved.verdict is Verdict.WAIT and "throughput 4.0 rps at 50% < 10.0 rps" in starved.reason
     assert judge_ramp_step(stats(rps=12), 50, ROLLBACK, checks).verdict is Verdict.PASS
     assert judge_ramp_step(stats(rps=4), 10, ROLLBACK, checks).verdict is Verdict.PASS  # 10 %: 2 rps needed
+
+
+def test_a_quieter_service_is_judged_on_the_traffic_it_has_not_held_at_a_step_forever() -> None:
+    """normal_rps 40, but clients send 20 rps tonight: at 100 % the primary carries 19.3 rps, which is all of it
+    (found by bench/kill9.py: the ramp waited at 100 % for ever). A primary skipped for the fallback still waits."""
+    checks = RecoveryChecks(normal_rps=40, min_samples=5)
+    assert judge_ramp_step(stats(rps=19.3), 100, ROLLBACK, checks).verdict is Verdict.WAIT  # absolute bar 20 rps
+    quiet = StatsWindow(window_s=10, tiers={"tier_0_primary": stats(rps=19.3)})
+    assert offered_rps(quiet) == pytest.approx(19.3)
+    judged = judge_ramp_step(stats(rps=19.3), 100, ROLLBACK, checks, offered_rps(quiet))
+    assert judged.verdict is Verdict.PASS and judged.metrics["rps_needed"] == pytest.approx(9.65)
+    skipped = StatsWindow(
+        window_s=10,
+        tiers={
+            "tier_0_primary": stats(rps=2.0),
+            "tier_1_secondary": stats(rps=18.0),
+            "tier_5_error": stats(rps=1.0, error_rate=1.0),
+        },
+    )
+    assert offered_rps(skipped) == pytest.approx(21.0)  # every answer once, the explicit 503s included
+    assert judge_ramp_step(stats(rps=2.0), 50, ROLLBACK, checks, offered_rps(skipped)).verdict is Verdict.WAIT
 
 
 def test_three_unlucky_requests_never_roll_back() -> None:
