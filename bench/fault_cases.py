@@ -100,7 +100,6 @@ def _storm(retry_after_s: int) -> Case:
         served = await served_during(m, 5)
         r.facts["served during the storm"] = shares(served)
         r.facts["primary answers during the storm"] = served[T0.value]
-        r.facts["reset at"] = time.time()
 
     def judge(r: CaseResult) -> None:
         _one_recovered(r)

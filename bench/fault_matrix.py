@@ -215,6 +215,7 @@ class Matrix:
         except AssertionError as err:
             result.problems.append(str(err))
         finally:
+            reset_at = time.time()
             await self.reset()
         try:
             final = await self.settle(case.close_limit_s)
@@ -225,6 +226,18 @@ class Matrix:
         t1 = time.time()
         result.duration_s = round(t1 - t0, 1)
         self._summarize(result, t0, t1, self.samples[first_sample:], final)
+        back = next(
+            (
+                s.second
+                for s in self.traffic.report().seconds
+                if s.second >= int(reset_at) + 1 and s.main_tier == FallbackTier.TIER_0_PRIMARY.value
+            ),
+            None,
+        )
+        if result.incidents:
+            result.facts["primary serves most again after the reset"] = (
+                f"{back - reset_at:.0f} s" if back is not None else "never"
+            )
         case.judge(result)
         return result
 

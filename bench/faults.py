@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,11 @@ def write_section(path: Path, body: str) -> None:
     path.write_text(text)
 
 
+def as_json(r: CaseResult) -> dict[str, Any]:
+    """`asdict` would turn the Counter of tiers into a Counter of its items."""
+    return {**{f.name: getattr(r, f.name) for f in fields(r)}, "tiers": dict(r.tiers)}
+
+
 def load_result(data: dict[str, Any]) -> CaseResult:
     """A CaseResult back from `--json`."""
     result = CaseResult(**data)
@@ -196,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results, {n: c.title for n, c in known.items()}, command)
     print(table)
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
+        args.json.write_text(json.dumps([as_json(r) for r in results], indent=2, default=str))
     if args.write_docs:
         write_section(DOCS, table)
     return 0 if all(not r.problems for r in results) else 1
