@@ -97,6 +97,8 @@ def _storm(retry_after_s: int) -> Case:
         await m.fault("primary", rate_limit=True, retry_after_s=retry_after_s)
         s = await m.wait("an incident for the 429s", since, _confirmed, 60)
         r.facts["detected as"] = s.failure_type.value if s.failure_type else None
+        r.facts["reports"] = [f"{x.source}: {x.failure_type} {x.message[:160]}" for x in s.reports[:3]]
+        r.facts["reason"] = s.reason[:300]
         served = await served_during(m, 5)
         r.facts["served during the storm"] = shares(served)
         r.facts["primary answers during the storm"] = served[T0.value]

@@ -180,6 +180,8 @@ def load_result(data: dict[str, Any]) -> CaseResult:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.splitlines()[0])
+    parser.add_argument("--noisy-s", type=float, default=30.0, help="how long the noisy case lasts")
+    parser.add_argument("--hold-s", type=float, default=40.0, help="how long the flapping and 30 %% cases last")
     known = cases()
     parser.add_argument("--cases", default="", help=f"comma-separated, default all: {', '.join(known)}")
     parser.add_argument("--write-docs", action="store_true", help=f"write the table into {DOCS.relative_to(ROOT)}")
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-json", type=Path, default=None, help="render a --json file again, run nothing")
     parser.add_argument("--command", default=None, help="with --from-json: the command that produced it")
     args = parser.parse_args(argv)
+    known = cases(hold_s=args.hold_s, noisy_s=args.noisy_s)
     names = [n.strip() for n in args.cases.split(",") if n.strip()] or list(known)
     unknown = [n for n in names if n not in known]
     if unknown:
