@@ -54,7 +54,7 @@ class AnthropicUpstream(Upstream):
     def _message(self, req: _Request, stream: bool) -> dict[str, Any] | bytes | None:
         counters, faults = self.counters, self.faults
         counters.by_path[req.path] = counters.by_path.get(req.path, 0) + 1
-        if faults.outage:
+        if faults.down():
             if faults.outage_mode == "close":
                 return None
             return _error(529, "overloaded_error", f"{self.name} is overloaded (injected outage)")

@@ -5,7 +5,8 @@ and `GET|PUT /control` to read or change the faults:
 
     {"error_rate": 0..1, "latency_ms": 0, "outage": false, "outage_mode": "close" | "503",
      "rate_limit": false, "retry_after_s": 1, "garbage": false, "garbage_kind": "binary",
-     "stream_cut_after": null, "stream_interval_ms": 0}
+     "stream_cut_after": null, "stream_interval_ms": 0,
+     "flap_period_s": 0, "flap_down_s": 0, "slow_rate": 0, "slow_ms": 0}
 
 `outage` makes health and completions fail (by default the connection is closed without an answer, like a crashed
 process behind a load balancer; `outage_mode: "503"` answers 503 instead); `/control` always answers. `rate_limit`
@@ -13,7 +14,8 @@ answers 429 with `Retry-After`; `garbage` answers completions with a 200 that is
 `binary` (HTML and binary bytes labelled JSON), `html` (an HTML error page), `json_error` (`{"error": {"type":
 "insufficient_quota"}}`), `broken_json` (`{<html>...}`) or `sse` (an event stream to a non-stream request); `error_rate` answers that share of
 completions with 500; `latency_ms` delays every answer; `stream_cut_after: N` drops a stream's connection after N
-chunks. The reply is `[<name>] <the last user message>`, cut to `max_tokens` words.
+chunks; `flap_period_s`/`flap_down_s` make it down for the first `flap_down_s` of every `flap_period_s` seconds;
+`slow_rate`/`slow_ms` answer that share of completions `slow_ms` late (demo/faults.py). The reply is `[<name>] <the last user message>`, cut to `max_tokens` words.
 
 Raw asyncio + httptools (no framework) so that the upstream is never the bottleneck of a benchmark.
 In tests: `async with run_upstream(name="primary") as up: up.url`.
@@ -32,85 +34,17 @@ import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httptools
 
+from demo.faults import GARBAGE, Faults
+
 __all__ = ["Faults", "Upstream", "run_upstream"]
 
 
-@dataclass
-class Faults:
-    """The fault switches of one upstream; `PUT /control` changes any subset of them."""
-
-    error_rate: float = 0.0
-    latency_ms: float = 0.0
-    outage: bool = False
-    outage_mode: str = "close"
-    rate_limit: bool = False
-    retry_after_s: int = 1
-    garbage: bool = False
-    garbage_kind: str = "binary"
-    stream_cut_after: int | None = None
-    stream_interval_ms: float = 0.0
-
-    def update(self, changes: dict[str, Any]) -> None:
-        """Apply a partial change; raises ValueError naming the bad field."""
-        checked: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name not in _FAULT_TYPES:
-                raise ValueError(f"{name}: unknown fault (known: {', '.join(_FAULT_TYPES)})")
-            checked[name] = _check_fault(name, value)
-        for name, value in checked.items():
-            setattr(self, name, value)
-
-
 STREAM_PATHS = ("/chat/completions", "/v1/messages")
-_FAULT_TYPES = {f.name: f.type for f in fields(Faults)}
-
-
-def _check_fault(name: str, value: Any) -> Any:
-    if name in {"outage", "rate_limit", "garbage"}:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name}: must be true or false, got {value!r}")
-        return value
-    if name == "garbage_kind":
-        if value not in _GARBAGE:
-            raise ValueError(f"garbage_kind: must be one of {', '.join(_GARBAGE)}, got {value!r}")
-        return value
-    if name == "outage_mode":
-        if value not in {"close", "503"}:
-            raise ValueError(f"outage_mode: must be 'close' or '503', got {value!r}")
-        return value
-    if name == "stream_cut_after" and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: must be a number, got {value!r}")
-    if name == "error_rate" and not 0 <= value <= 1:
-        raise ValueError(f"error_rate: must be between 0 and 1, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name}: must not be negative, got {value!r}")
-    if name in {"stream_cut_after", "retry_after_s"}:
-        return int(value)
-    return float(value)
-
-
-# The 200s that are not completions (`garbage_kind`): body and content type.
-_GARBAGE = {
-    "binary": (b"<html><body>502 Bad Gateway</body></html>\x00\xff", b"application/json"),
-    "html": (b"<!doctype html><html><body><h1>Service temporarily unavailable</h1></body></html>", b"text/html"),
-    "json_error": (
-        b'{"error":{"type":"insufficient_quota","message":"You exceeded your current quota."}}',
-        b"application/json",
-    ),
-    "broken_json": (b"{<html><body>upstream proxy error</body></html>}", b"application/json"),
-    "sse": (
-        b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
-        b"data: [DONE]\n\n",
-        b"text/event-stream",
-    ),
-}
 
 
 @dataclass
@@ -248,9 +182,10 @@ class _Connection(asyncio.Protocol):
     def _drain(self) -> None:
         while self.queue and not self.closed:
             req = self.queue.popleft()
-            if self.up.faults.latency_ms > 0 or self._is_stream(req):
+            delay = 0.0 if req.path == "/control" else self.up.faults.delay_s()
+            if delay > 0 or self._is_stream(req):
                 self.busy = True
-                task = asyncio.get_running_loop().create_task(self._answer_later(req))
+                task = asyncio.get_running_loop().create_task(self._answer_later(req, delay))
                 self.up._tasks.add(task)
                 task.add_done_callback(self.up._tasks.discard)
                 return
@@ -270,11 +205,10 @@ class _Connection(asyncio.Protocol):
     def _is_stream(req: _Request) -> bool:
         return req.method == "POST" and req.path.endswith(STREAM_PATHS) and b'"stream"' in b"".join(req.body)
 
-    async def _answer_later(self, req: _Request) -> None:
+    async def _answer_later(self, req: _Request, delay_s: float) -> None:
         try:
-            faults = self.up.faults
-            if faults.latency_ms > 0 and req.path != "/control":
-                await asyncio.sleep(faults.latency_ms / 1000)
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
             if self.closed:
                 return
             plan = self.up.stream_plan(req) if self._is_stream(req) else self.up.answer(req)
@@ -367,7 +301,7 @@ class Upstream:
         if path == "/control":
             return self._control(req)
         faults = self.faults
-        if faults.outage:
+        if faults.down():
             if faults.outage_mode == "close":
                 return None
             return _error(503, f"{self.name} is down (injected outage)", "service_unavailable")
@@ -421,7 +355,7 @@ class Upstream:
             return _error(500, "internal error (injected)", "server_error")
         if faults.garbage:
             self.counters.garbage += 1
-            body, content_type = _GARBAGE[faults.garbage_kind]
+            body, content_type = GARBAGE[faults.garbage_kind]
             return _response(200, body, content_type)
         return None
 
@@ -472,7 +406,7 @@ class Upstream:
         """Headers and SSE events for a streaming request; or a whole answer (an error, garbage), or None to drop."""
         faults = self.faults
         self.counters.by_path[req.path] = self.counters.by_path.get(req.path, 0) + 1
-        if faults.outage:
+        if faults.down():
             if faults.outage_mode == "close":
                 return None
             return _error(503, f"{self.name} is down (injected outage)", "service_unavailable")

@@ -3,8 +3,9 @@
 closed --(5 consecutive failures, or >= 50 % failures over >= 20 calls in the last 30 s)--> open
 open --(60 s, or as long as a failure's Retry-After says, bounded by max_retry_after_s)--> half_open
 half_open --(3 successes)--> closed;  half_open --(any failure)--> open
-The breaker remembers the causes of its recent failures; `open_cause` names the commonest when it opens, so the
-requests it then skips are counted for that cause (an open breaker never hides a failure from the watchdog).
+The breaker remembers the causes of its recent failures; `open_cause` names the commonest when it opens (of the
+consecutive failures that opened it, when they did: not a noisy past still in the window), so the requests it
+then skips are counted for that cause (an open breaker never hides a failure from the watchdog).
 Half-open admits a bounded number of probes at a time. An operator (the governor) may force the breaker open or
 closed; `auto` hands it back to the rules, starting closed with clean counters.
 """
@@ -46,6 +47,7 @@ class Breaker:
         "_causes",
         "_clock",
         "_on_change",
+        "_streak",
         "config",
         "failures",
         "hold_until",
@@ -80,6 +82,8 @@ class Breaker:
         self.hold_until = 0.0
         self.open_cause: str | None = None
         self._causes: dict[str, int] = {}
+        self._streak: dict[str, int] = {}
+        """The causes of the current run of consecutive failures (a success clears it)."""
         self._buckets: deque[list[int]] = deque()
         self.window_calls = 0
         self.window_failures = 0
@@ -88,12 +92,15 @@ class Breaker:
         old, self.state = self.state, new
         if new is CircuitState.OPEN:
             self.opened_at = self._clock()
-            causes = self._causes
+            # Opened by consecutive failures: they name the cause, not older failures still in the window.
+            causes = self._streak if self.failures >= self.config.failure_threshold else self._causes
+            causes = causes or self._causes
             self.open_cause = max(causes, key=causes.__getitem__) if causes else None
         elif new is CircuitState.CLOSED:
             self.open_cause = None
             self.hold_until = 0.0
             self._causes = {}
+            self._streak = {}
         self.successes = 0
         self.probes = 0
         if self._on_change is not None and old is not new:
@@ -166,12 +173,14 @@ class Breaker:
         self.window_calls += 1
         if ok:
             self.failures = 0
+            self._streak = {}
         else:
             bucket[2] += 1
             self.window_failures += 1
             self.failures += 1
             if cause is not None:
                 self._causes[cause] = self._causes.get(cause, 0) + 1
+                self._streak[cause] = self._streak.get(cause, 0) + 1
             if retry_after_s > 0:
                 hold = self._clock() + min(retry_after_s, cfg.max_retry_after_s)
                 if hold > self.hold_until:

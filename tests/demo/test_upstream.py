@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import aiohttp
 import pytest
@@ -70,3 +72,30 @@ async def test_control_rejects_bad_fields() -> None:
             async with http.put(f"{up.url}/control", json=bad) as r:
                 assert r.status == 422
                 assert field in (await r.json())["error"]["message"]
+
+
+async def test_flapping_and_slow_answers() -> None:
+    async with run_upstream(name="n") as up, aiohttp.ClientSession() as http:
+        async with http.put(f"{up.url}/control", json={"flap_period_s": 10, "flap_down_s": 10}) as r:
+            assert r.status == 422
+            assert "flap_down_s" in (await r.json())["error"]["message"]
+        up.set(flap_period_s=10, flap_down_s=2)
+        assert [up.faults.down(t) for t in (100.0, 101.9, 102.0, 109.9, 110.5)] == [True, True, False, False, True]
+        up.set(flap_period_s=0.4, flap_down_s=0.2, outage_mode="503")
+        statuses = set()
+        for _ in range(12):
+            async with http.get(f"{up.url}/health") as r:
+                statuses.add(r.status)
+            await asyncio.sleep(0.05)
+        assert statuses == {200, 503}
+        up.reset()
+        up.set(slow_rate=1.0, slow_ms=300)
+        t0 = time.perf_counter()
+        async with http.post(f"{up.url}/v1/chat/completions", json=CHAT) as r:
+            assert r.status == 200
+        assert time.perf_counter() - t0 >= 0.3
+        up.set(slow_rate=0.0)
+        t0 = time.perf_counter()
+        async with http.post(f"{up.url}/v1/chat/completions", json=CHAT) as r:
+            assert r.status == 200
+        assert time.perf_counter() - t0 < 0.2

@@ -8,79 +8,27 @@ request, the secondary served again once it has been stable, and the incident cl
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
+from bench.fault_stack import demo_stack_options, until
 from demo.settings import DEMO_WATCHDOG
 from demo.traffic import TrafficGenerator, TrafficReport
 from governor.client import GovernorClient
 from governor.enums import FallbackTier
 from governor.incident import IncidentState, incident_id
 from governor.watchdogs import start_or_update_watchdogs
-from tests.ports import free_ports
-from workers.stack import StackInfo, StackOptions, run_stack
+from workers.stack import StackInfo, run_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-def demo_policy_on_ports(folder: Path, ports: dict[str, int]) -> Path:
-    """The demo policy on free ports, without approval gates or notification routes (nobody listens here)."""
-    text = (ROOT / "demo" / "policies" / "chat.yaml").read_text()
-    for old, new in ports.items():
-        text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
-    data = yaml.safe_load(text)
-    data["approvals"] = {"approvers": ["alice"], "gates": [], "timeout_s": 120}
-    data["notifications"] = {"routes": {}}
-    data["recovery_checks"] |= {"stable_s": 5, "reassess_s": 3}
-    folder.mkdir()
-    (folder / "chat.yaml").write_text(yaml.safe_dump(data))
-    return folder
-
-
-async def until(
-    what: str, gc: GovernorClient, wid: str, check: Callable[[IncidentState], bool], limit_s: float
-) -> IncidentState:
-    deadline = time.monotonic() + limit_s
-    state: IncidentState | None = None
-    while time.monotonic() < deadline:
-        try:
-            state = await gc.state(wid)
-            if check(state):
-                return state
-        except Exception:  # not started yet
-            pass
-        await asyncio.sleep(0.5)
-    raise AssertionError(
-        f"{what}: never held in {limit_s:.0f} s; last: "
-        + (f"phase={state.phase} tier={state.tier} failed={state.failed_dependencies}" if state else "no incident")
-    )
-
-
 async def test_primary_and_secondary_down_together_one_incident_no_failed_request(tmp_path: Path) -> None:
-    temporal, ui, gateway, primary, secondary, degraded, metrics, intake = free_ports(8)
-    policies = demo_policy_on_ports(
-        tmp_path / "policies", {"8080": gateway, "9101": primary, "9102": secondary, "9103": degraded}
-    )
-    options = StackOptions(
-        state_dir=tmp_path / "state",
-        policy_dir=policies,
-        temporal_port=temporal,
-        ui_port=ui,
-        metrics_port=metrics,
-        intake_port=intake,
-        demo=True,
-        stop_after_scenario=True,
-        echo=False,
-        out=io.StringIO(),
-    )
+    options = demo_stack_options(tmp_path)
     seen: dict[str, object] = {}
 
     async def scenario(info: StackInfo) -> None:

@@ -40,6 +40,23 @@ def test_retry_after_shorter_than_the_open_time_keeps_the_open_time() -> None:
     assert b.allow() == PROBE
 
 
+def test_the_failures_that_open_the_breaker_name_its_cause_not_older_ones() -> None:
+    """A healthy but noisy primary's scattered 5xx (each followed by successes) must not name the breaker a 429
+    storm opens: found by the fault matrix (bench/faults.py), where it made a 429 storm an `error_spike`."""
+    clock = Clock()
+    b = Breaker(BreakerConfig(open_s=1.0), clock)
+    for _ in range(8):
+        b.allow()
+        b.record(False, cause="http_5xx")
+        for _ in range(10):
+            b.allow()
+            b.record(True)
+        clock.now += 1.0
+    assert b.effective_state() is CircuitState.CLOSED
+    storm(b, retry_after_s=0)
+    assert (b.effective_state(), b.open_cause) == (CircuitState.OPEN, "rate_limited")
+
+
 def test_retry_after_is_bounded_by_the_policy() -> None:
     clock = Clock()
     b = Breaker(BreakerConfig(open_s=1.0, max_retry_after_s=3.0), clock)
