@@ -168,9 +168,18 @@ def resolve_incident(text: str) -> str:
     return text
 
 
-RUNNING_POLICY_DIR = Path("state/policy-dir")
-"""Where `governor up` records the policy folder its stack runs with (the demo's is demo/policies), for as long as
-it runs, so the CLI run from the same folder reads the policies the worker and the gateway read."""
+STATE_DIR_ENV = "GOVERNOR_STATE_DIR"
+"""The state folder of the `governor up` the CLI follows (default ./state): its policy record and admin token."""
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or "state")
+
+
+def running_policy_record() -> Path:
+    """Where `governor up` records the policy folder its stack runs with (the demo's is demo/policies), for as long
+    as it runs, so the CLI run from the same folder reads the policies the worker and the gateway read."""
+    return state_dir() / "policy-dir"
 
 
 def policy_dir(args: argparse.Namespace, running: bool = True) -> Path:
@@ -187,8 +196,9 @@ def policy_dir(args: argparse.Namespace, running: bool = True) -> Path:
     return Path("policies")
 
 
-def running_policy_dir(record: Path = RUNNING_POLICY_DIR) -> Path | None:
+def running_policy_dir(record: Path | None = None) -> Path | None:
     """The policy folder a running `governor up` recorded, if it still is a folder."""
+    record = record or running_policy_record()
     try:
         text = record.read_text().strip()
     except (OSError, UnicodeDecodeError):

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from cli.common import UserError
+from cli.common import STATE_DIR_ENV, UserError, state_dir
 from governor.gateway_api import ServiceState
 from governor.incident import IncidentState
 from governor.models import ProbeResult, StatsWindow
@@ -21,16 +21,20 @@ from governor.policy import ServicePolicy
 from governor.status_report import Replica
 
 TOKEN_ENV = "GOVERNOR_GATEWAY_TOKEN"
-DEFAULT_TOKEN_FILE = Path("state/secrets/gateway-token")
-"""Where `governor up` keeps the token of its default state folder."""
+NO_TOKEN = (
+    f"no gateway admin token: set {TOKEN_ENV}, --gateway-token-file, or {STATE_DIR_ENV} to the folder of "
+    "`governor up --state-dir` (default ./state, whose secrets/gateway-token is read)"
+)
 
 
 def gateway_token(args: argparse.Namespace) -> str:
-    """--gateway-token-file, else $GOVERNOR_GATEWAY_TOKEN, else state/secrets/gateway-token (what `governor up` made)."""
+    """--gateway-token-file, else $GOVERNOR_GATEWAY_TOKEN, else <state>/secrets/gateway-token (what `governor up`
+    made; <state> is $GOVERNOR_STATE_DIR, default ./state); "" when none is found."""
     path: Path | None = getattr(args, "gateway_token_file", None)
     if path is None and os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV].strip()
-    path = path or (DEFAULT_TOKEN_FILE if DEFAULT_TOKEN_FILE.is_file() else None)
+    default = state_dir() / "secrets" / "gateway-token"
+    path = path or (default if default.is_file() else None)
     if path is None:
         return ""
     try:
@@ -49,6 +53,8 @@ def _problem(response: httpx.Response) -> str:
 
 
 async def _get(http: httpx.AsyncClient, url: str, token: str, model: type[BaseModel], **params: Any) -> Any:
+    if not token:  # an empty bearer is not even a valid header: say what is missing instead
+        raise LookupError(NO_TOKEN)
     response = await http.get(url, headers={"Authorization": f"Bearer {token}"}, params=params or None)
     if response.status_code in (401, 403):
         raise LookupError(f"refused the admin token ({_problem(response)}): set {TOKEN_ENV} or --gateway-token-file")

@@ -456,6 +456,9 @@ def banner(info: StackInfo) -> list[str]:
         lines.append(f"  Token           {name:<14} {shown_path(path)} (0600; send it as `Authorization: Bearer ...`)")
     hints = oncall_hints(info)
     if hints:
-        lines += ["", "On-call: follow and approve the incident with", *(f"  {h}" for h in hints)]
+        lines += ["", "On-call: follow and approve the incident with"]
+        if info.state_dir.resolve() != Path("state").resolve():  # the CLI reads ./state's token and policy record
+            lines.append(f"  export GOVERNOR_STATE_DIR={shown_path(info.state_dir)}")
+        lines += [f"  {h}" for h in hints]
     lines += ["", "Ctrl-C stops everything."]
     return lines
