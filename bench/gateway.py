@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -62,6 +64,7 @@ from bench.references import (
 # 2026-11-30, `--duration 5`, 3 rounds, load average 1.51 before the run): issue 12 keeps pass-through >= 0.9x of it.
 BASELINE_RPS_20 = 10_403.0
 BASELINE_NOTE = "docs/benchmarks.md of 2026-11-30 (commit 7210dab, --duration 5, load average 1.51)"
+BASELINE_REF = "1c19706"
 
 
 def translation_policy(dirpath: Path, upstream: str) -> None:
@@ -109,8 +112,8 @@ def table(runs: list[Run], rss: dict[str, int]) -> str:
     ]
     for r in runs:
         added = "" if r.target == "direct" or r.clients not in direct else f"{r.p50_ms - direct[r.clients].p50_ms:+.3f}"
-        base = r.target.split(" ")[0]
-        mem = f"{rss[base] / 1024:.0f}" if base in rss else ""
+        key = r.target if r.target in rss else r.target.split(" ")[0]
+        mem = f"{rss[key] / 1024:.0f}" if key in rss else ""
         lines.append(
             f"| {r.target} | {r.clients} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p95_ms:.3f} | {r.p99_ms:.3f} | "
             f"{added} | {r.errors} | {mem} | {r.load_before:.2f} |"
@@ -140,6 +143,13 @@ def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
             f"{BASELINE_NOTE} (target >= 0.9x): {'met' if share >= 0.9 else 'MISSED'}"
             " (a different day's load; the same run's direct row is the fairer yardstick)"
         )
+    for (name, clients), base in by.items():
+        if name.startswith("gateway @") and clients == 20 and g20 and base.rps > 0:
+            share = g20.rps / base.rps
+            out.append(
+                f"pass-through at 20 clients, same run: gateway / {name} (main before the providers work): "
+                f"{share:.2f}x (target >= 0.9x): {'met' if share >= 0.9 else 'MISSED'}"
+            )
     for ref, label in (("nginx", "nginx"), ("portkey", "Portkey")):
         ratio = _ratio(by, "gateway", ref)
         if ratio is not None:
@@ -170,8 +180,15 @@ def write_doc(section: str, keep_hotpath: bool = False) -> None:
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     old = SECTION.search(text)
     if keep_hotpath and old and (hot := HOTPATH.search(old.group(0))):
-        kept = hot.group(0).rstrip("\n").replace("(bare proxies, same upstream, same run)", "(bare proxies)")
-        section += f"\n{kept}\n\nKept from an earlier `--hotpath` run (not rerun with the table above).\n\n"
+        kept = (
+            hot.group(0)
+            .rstrip("\n")
+            .replace(
+                "(bare proxies, same upstream, same run)",
+                "(bare proxies; kept from an earlier `--hotpath` run, not rerun with the table above)",
+            )
+        )
+        section += f"{kept}\n\n"
     if old:
         text = SECTION.sub(lambda _: section, text)
     else:
@@ -180,15 +197,40 @@ def write_doc(section: str, keep_hotpath: bool = False) -> None:
     doc.write_text(text)
 
 
-def start_gateway(stack: contextlib.ExitStack, upstream: str, anthropic: str, token: str) -> tuple[int, int]:
+def start_gateway(
+    stack: contextlib.ExitStack, upstream: str, anthropic: str | None, token: str, ref: str | None = None
+) -> tuple[int, int]:
+    """`python -m gateway` on the bench's policies; with `ref`, that commit's gateway/ and governor/ (the same-run
+    pass-through baseline; only the `chat` service, which every version's policy format takes)."""
     policy_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     gateway_policy(policy_dir, upstream)
-    translation_policy(policy_dir, anthropic)
-    deployments_policy(policy_dir, upstream)
+    cwd = ROOT
+    if ref is None and anthropic is not None:
+        translation_policy(policy_dir, anthropic)
+        deployments_policy(policy_dir, upstream)
+    if ref is not None:
+        cwd = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-")))
+        try:
+            tar = subprocess.run(
+                ["git", "archive", "--format=tar", ref, "gateway", "governor"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise Skip(f"git archive {ref}: {getattr(err, 'stderr', b'').decode().strip() or err}") from err
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            archive.extractall(cwd, filter="data")
     port = free_port()
     cmd = [PY, "-m", "gateway", "--policy-dir", str(policy_dir), "--port", str(port), "--log-level", "WARNING"]
-    gw = stack.enter_context(process(cmd, env={"GOVERNOR_GATEWAY_TOKEN": token}, log=STATE / "gateway.log"))
-    wait_http(f"http://127.0.0.1:{port}/healthz", proc=gw)
+    log = STATE / ("gateway.log" if ref is None else "gateway-baseline.log")
+    gw = stack.enter_context(process(cmd, env={"GOVERNOR_GATEWAY_TOKEN": token}, log=log, cwd=cwd))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=gw)
+    except RuntimeError as err:
+        if ref is None:
+            raise
+        raise Skip(f"the gateway at {ref} did not start: {err} (log: bench/.state/gateway-baseline.log)") from err
     return port, gw.pid
 
 
@@ -199,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
     parser.add_argument("--no-portkey", action="store_true", help="leave Portkey's gateway out")
+    parser.add_argument(
+        "--baseline-ref",
+        default=BASELINE_REF,
+        help=f"a commit whose gateway runs beside today's as the pass-through baseline ('' for none; "
+        f"default {BASELINE_REF}, main before issue 12's providers work)",
+    )
     parser.add_argument("--hotpath", action="store_true", help="also measure bare-proxy hot-path choices")
     parser.add_argument("--no-doc", action="store_true", help="print only; do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -233,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             "gateway -> anthropic (JSON)": Target(f"{gw}/claude/v1/chat/completions"),
             "gateway -> anthropic (SSE)": Target(f"{gw}/claude/v1/chat/completions", body=STREAM_BODY),
         }
+        if args.baseline_ref:
+            name = f"gateway @{args.baseline_ref}"
+            try:
+                port, pids[name] = start_gateway(stack, upstream, None, token, args.baseline_ref)
+                passthrough[name] = Target(f"http://127.0.0.1:{port}/chat/v1/chat/completions")
+            except Skip as err:
+                print(f"skipping {name}: {err}", flush=True)
+                notes.append(f"{name} skipped: {err}")
         references = (
             ("nginx", args.no_nginx, lambda: start_nginx(up_port)),
             ("portkey", args.no_portkey, lambda: start_portkey(upstream)),
@@ -304,6 +360,8 @@ def doc_section(
     flags += [
         f"--{f}" for f in ("no-nginx", "no-portkey", "no-litellm", "hotpath") if getattr(args, f.replace("-", "_"))
     ]
+    if args.baseline_ref != BASELINE_REF:
+        flags.append(f"--baseline-ref '{args.baseline_ref}'")
     cpu = platform.processor() or platform.machine()
     nginx_v = (
         subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip() if shutil.which("nginx") else ""
@@ -327,6 +385,9 @@ def doc_section(
         "'-> anthropic': the gateway (service `claude`) and LiteLLM (model `anthropic/claude-sonnet-4-5`) translating "
         "the same chat completion to the same Anthropic Messages API fake (`demo.upstream --api anthropic`), JSON and "
         "a streamed answer (SSE, translated event by event), interleaved. "
+        f"'gateway @{args.baseline_ref or BASELINE_REF}': main's gateway before issue 12's providers work (`git archive` "
+        "of its gateway/ and governor/, the same chat service), interleaved with today's: the same-run pass-through "
+        "baseline. "
         "'gateway (2 deployments)': a primary of two weighted deployments (3:1, both on the same fake), "
         "interleaved with 'gateway': the cost of picking a deployment. "
         "RSS: resident memory after the runs (the process and its children). "

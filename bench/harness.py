@@ -116,10 +116,12 @@ def rss_kb(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def process(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[subprocess.Popen]:
+def process(
+    cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen]:
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
     )
     try:
         yield proc
