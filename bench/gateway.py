@@ -378,7 +378,8 @@ def doc_section(
         "(primary, secondary, cache, static), breakers, stats windows, cache writes and Prometheus metrics on. "
         f"nginx: the Debian package ({nginx_v or 'nginx'}), `proxy_pass` to an `upstream {{}}` block with "
         '`keepalive 64`, `proxy_http_version 1.1`, `Connection ""`, 1 worker, access log off. '
-        "Portkey: `@portkey-ai/gateway` from npm (`@hono/node-server@1.13.x` beside it), `node build/start-server.js "
+        "Portkey: `@portkey-ai/gateway` from npm with `@hono/node-server` held at 1.13.x by an npm override (its "
+        "dependencies otherwise nest 1.19.x, with which its streaming answers 500 `immutable`), `node build/start-server.js "
         "--headless --port=N` with NODE_ENV=production, forwarding to the same fake as an OpenAI-compatible provider "
         "(`x-portkey-provider: openai`, `x-portkey-custom-host`). "
         f"LiteLLM: `litellm[proxy]=={LITELLM_VERSION}`, 1 worker, master key, LITELLM_LOCAL_MODEL_COST_MAP=True. "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +22,8 @@ from bench.harness import BODY, PY, STATE, Target, check_answer, free_port, proc
 LITELLM_VERSION = "1.108.7"
 LITELLM_VENV = STATE / "litellm-venv"
 PORTKEY_DIR = STATE / "portkey"
-PORTKEY_PACKAGES = ["@portkey-ai/gateway", "@hono/node-server@1.13.x"]
+HONO_PIN = "1.13"
+PORTKEY_PACKAGES = ["@portkey-ai/gateway", f"@hono/node-server@{HONO_PIN}.x"]
 NGINX = "/usr/sbin/nginx"
 CLAUDE_BODY = BODY.replace('"model":"fake"', '"model":"claude"')
 
@@ -89,14 +91,17 @@ def start_nginx(upstream_port: int) -> Iterator[tuple[Target, int]]:
 def portkey_entry() -> Path:
     """Portkey's gateway's node entry point, installed into bench/.state/portkey on first use."""
     entry = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
-    if entry.exists():
+    if entry.exists() and hono_versions(PORTKEY_DIR) == {HONO_PIN}:
         return entry
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
         raise Skip("Portkey: node and npm are needed (Debian: apt-get install nodejs npm)")
     PORTKEY_DIR.mkdir(parents=True, exist_ok=True)
-    if not (PORTKEY_DIR / "package.json").exists():
-        (PORTKEY_DIR / "package.json").write_text('{"private": true}\n')
+    # an override, not only the top-level pin: the gateway's own dependencies would nest a newer copy (whose
+    # immutable headers make Portkey's streaming answer 500 "immutable")
+    (PORTKEY_DIR / "package.json").write_text(
+        json.dumps({"private": True, "overrides": {"@hono/node-server": "1.13.x"}})
+    )
     print(f"installing {' '.join(PORTKEY_PACKAGES)} into {PORTKEY_DIR} ...", flush=True)
     try:
         subprocess.run([npm, "install", "--no-audit", "--no-fund", *PORTKEY_PACKAGES], cwd=PORTKEY_DIR, check=True)
@@ -104,7 +109,18 @@ def portkey_entry() -> Path:
         raise Skip(f"Portkey could not be installed: {err}") from err
     if not entry.exists():
         raise Skip(f"Portkey: installed, but {entry} is missing (a new package layout?)")
+    if (found := hono_versions(PORTKEY_DIR)) != {HONO_PIN}:
+        raise Skip(f"Portkey: @hono/node-server {sorted(found)} installed, not {HONO_PIN} only")
     return entry
+
+
+def hono_versions(root: Path) -> set[str]:
+    """The major.minor of every @hono/node-server copy under `root`'s node_modules (nested ones included)."""
+    found = set()
+    for pkg in (root / "node_modules").glob("**/@hono/node-server/package.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            found.add(".".join(json.loads(pkg.read_text())["version"].split(".")[:2]))
+    return found
 
 
 def portkey_headers(upstream: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.references import litellm_config, nginx_conf, portkey_headers
+from bench.references import hono_versions, litellm_config, nginx_conf, portkey_headers
 
 
 def test_nginx_conf_is_one_worker_with_upstream_keepalive_and_every_path_under_the_prefix(tmp_path: Path) -> None:
@@ -64,3 +65,14 @@ def test_portkey_forwards_to_the_fake_as_an_openai_compatible_custom_host() -> N
     h = portkey_headers("http://127.0.0.1:9101")
     assert h["x-portkey-provider"] == "openai"
     assert h["x-portkey-custom-host"] == "http://127.0.0.1:9101/v1"
+
+
+def test_hono_versions_sees_a_nested_copy_the_top_level_pin_does_not_cover(tmp_path: Path) -> None:
+    top = tmp_path / "node_modules" / "@hono" / "node-server"
+    nested = tmp_path / "node_modules" / "@portkey-ai" / "gateway" / "node_modules" / "@hono" / "node-server"
+    for d, v in ((top, "1.13.8"), (nested, "1.19.19")):
+        d.mkdir(parents=True)
+        (d / "package.json").write_text(json.dumps({"name": "@hono/node-server", "version": v}))
+    assert hono_versions(tmp_path) == {"1.13", "1.19"}
+    (nested / "package.json").unlink()
+    assert hono_versions(tmp_path) == {"1.13"}
