@@ -141,7 +141,7 @@ def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
         out.append(
             f"pass-through at 20 clients: {g20.rps:,.0f} = {share:.2f}x the {BASELINE_RPS_20:,.0f} RPS of "
             f"{BASELINE_NOTE} (target >= 0.9x): {'met' if share >= 0.9 else 'MISSED'}"
-            " (a different day's load; the same run's direct row is the fairer yardstick)"
+            " (another day and load; the same-run comparison below is the fair one)"
         )
     for (name, clients), base in by.items():
         if name.startswith("gateway @") and clients == 20 and g20 and base.rps > 0:
