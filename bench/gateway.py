@@ -321,16 +321,16 @@ def main(argv: list[str] | None = None) -> int:
             if clients == 20:  # the deployment-picking path, interleaved with the single-deployment one
                 targets["gateway (2 deployments)"] = Target(f"{gw}/spread/v1/chat/completions")
             runs += interleaved(targets, clients, args.duration, args.rounds, loads)
-        runs += interleaved(translation, 20, args.duration, args.rounds, loads)
-        rss = {name: rss_kb(pid) for name, pid in pids.items()}
-        rss["direct"] = rss_kb(up.pid)
         req = urllib.request.Request(
             f"{gw}/admin/services/chat/stats?window=60", headers={"Authorization": f"Bearer {token}"}
         )
         with urllib.request.urlopen(req) as r:
             tiers = json.load(r)["tiers"]
         served = {t: s["requests"] for t, s in tiers.items() if s["requests"]}
-        notes.append(f"gateway stats window at the end of the run (requests by tier, last 60 s): {served}")
+        notes.append(f"gateway stats window after the pass-through rounds (requests by tier, last 60 s): {served}")
+        runs += interleaved(translation, 20, args.duration, args.rounds, loads)
+        rss = {name: rss_kb(pid) for name, pid in pids.items()}
+        rss["direct"] = rss_kb(up.pid)
         hot = run_hotpath(upstream, args.duration) if args.hotpath else []
     print()
     result_table = table(runs, rss)
