@@ -1,184 +1,70 @@
-"""Gateway benchmark: the fake upstream direct, through the full gateway, and through LiteLLM's proxy, side by side.
+"""Gateway benchmark: the fake upstream direct, the full gateway, and reference proxies on the same fakes, one run.
 
     .venv/bin/python -m bench.gateway                 # 3 rounds x 5 s per run, writes docs/benchmarks.md ("Gateway")
     .venv/bin/python -m bench.gateway --duration 2 --rounds 1 --no-doc
+    .venv/bin/python -m bench.gateway --no-nginx --no-portkey --no-litellm   # direct and the gateway only
     .venv/bin/python -m bench.gateway --hotpath       # also: bare proxies, to choose the hot path's client/server
 
-Drives each target with wrk (1 thread) at 1 and 20 connections: POST /v1/chat/completions with a small JSON body.
-The gateway runs as `python -m gateway` with a full chain (breakers, stats windows, cache, Prometheus metrics all on).
-LiteLLM (`litellm[proxy]==1.108.7`) is installed in its own venv under bench/.state/ (git-ignored) on first use, run
-with LITELLM_LOCAL_MODEL_COST_MAP=True, one worker and a random master key, against the same upstream.
+Drives each target with wrk (1 thread) at 1 and 20 connections: POST /v1/chat/completions with a small JSON body,
+every target of a client count interleaved round by round (the median round kept, the `uptime` line before each
+round printed and kept). The gateway runs as `python -m gateway` with a full chain (breakers, stats windows, cache,
+Prometheus metrics all on). References, each optional (a missing binary or a failed install prints why and skips
+the row): nginx (the Debian package, one worker, upstream keepalive), Portkey's gateway (npm, installed under
+bench/.state/portkey on first use, run by node with --headless) and LiteLLM's proxy (`litellm[proxy]==1.108.7`, in
+its own venv under bench/.state). The translation rows (openai -> anthropic, JSON and SSE) put the gateway and
+LiteLLM side by side on the same Anthropic Messages API fake.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import platform
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / "bench" / ".state"
-LITELLM_VERSION = "1.108.7"
-LITELLM_VENV = STATE / "litellm-venv"
-PY = sys.executable
-BODY = '{"model":"fake","messages":[{"role":"user","content":"hello there, how are you today?"}]}'
-STREAM_BODY = BODY[:-1] + ',"stream":true}'
+from bench.harness import (
+    BODY,
+    PY,
+    ROOT,
+    STATE,
+    STREAM_BODY,
+    Run,
+    Target,
+    check_answer,
+    free_port,
+    interleaved,
+    process,
+    rss_kb,
+    wait_http,
+)
+from bench.hotpath import run_hotpath
+from bench.references import (
+    CLAUDE_BODY,
+    LITELLM_VERSION,
+    Skip,
+    start_litellm,
+    start_nginx,
+    start_portkey,
+)
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '%(body)s'
-wrk.headers["Content-Type"] = "application/json"
-%(extra)s
-done = function(summary, latency, requests)
-  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"errors_status":%%d,"errors_connect":%%d,' ..
-    '"errors_read":%%d,"errors_timeout":%%d,"p50_us":%%d,"p95_us":%%d,"p99_us":%%d,"mean_us":%%f}\\n',
-    summary.requests, summary.duration, summary.errors.status, summary.errors.connect, summary.errors.read,
-    summary.errors.timeout, latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean))
-end
-"""
-
-
-@dataclass
-class Run:
-    target: str
-    clients: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    errors: int
-    requests: int
-    load_before: float
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(
-    url: str, timeout: float = 60.0, headers: dict[str, str] | None = None, proc: subprocess.Popen | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {proc.returncode} before answering")
-        try:
-            req = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(req, timeout=2) as r:
-                if r.status < 500:
-                    return
-        except Exception as err:
-            last = err
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up in {timeout:.0f} s ({last})")
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in KiB."""
-    total = 0
-    pids = [pid]
-    while pids:
-        p = pids.pop()
-        with contextlib.suppress(OSError):
-            status = Path(f"/proc/{p}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            pids.extend(int(c) for c in children)
-    return total
-
-
-@contextlib.contextmanager
-def process(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[subprocess.Popen]:
-    out = open(log, "w") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-    )
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if log:
-            out.close()  # type: ignore[union-attr]
-
-
-def wrk(url: str, clients: int, duration: float, headers: dict[str, str] | None = None, body: str = BODY) -> dict:
-    extra = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % {"body": body, "extra": extra})
-        script = f.name
-    try:
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s", script, url],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script)
-    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
-    return json.loads(line[8:])
-
-
-def measure(
-    target: str, url: str, clients: int, duration: float, headers: dict[str, str] | None = None, body: str = BODY
-) -> Run:
-    wrk(url, clients, min(2.0, duration / 3), headers, body)  # warm-up: pools, JIT-free caches, LiteLLM's imports
-    load = os.getloadavg()[0]
-    r = wrk(url, clients, duration, headers, body)
-    errors = r["errors_status"] + r["errors_connect"] + r["errors_read"] + r["errors_timeout"]
-    return Run(
-        target,
-        clients,
-        r["requests"] / (r["duration_us"] / 1e6),
-        r["p50_us"] / 1000,
-        r["p95_us"] / 1000,
-        r["p99_us"] / 1000,
-        errors,
-        r["requests"],
-        load,
-    )
-
-
-def interleaved(
-    targets: dict[str, tuple[str, dict[str, str] | None]], clients: int, duration: float, rounds: int
-) -> list[Run]:
-    """Each target `rounds` times, interleaved, keeping the median round by RPS: the machine is shared, so one
-    unlucky run (another process waking up) does not decide the table."""
-    samples: dict[str, list[Run]] = {name: [] for name in targets}
-    for _ in range(rounds):
-        for name, (url, headers) in targets.items():
-            samples[name].append(measure(name, url, clients, duration, headers))
-            print(fmt_run(samples[name][-1]), flush=True)
-    chosen = []
-    for runs in samples.values():
-        runs.sort(key=lambda r: r.rps)
-        chosen.append(runs[len(runs) // 2])
-    return chosen
+# The gateway's pass-through figure documented before the providers work (docs/benchmarks.md, commit 7210dab,
+# 2026-11-30, `--duration 5`, 3 rounds, load average 1.51 before the run): issue 12 keeps pass-through >= 0.9x of it.
+BASELINE_RPS_20 = 10_403.0
+BASELINE_NOTE = "docs/benchmarks.md of 2026-11-30 (commit 7210dab, --duration 5, load average 1.51)"
+BASELINE_REF = "1c19706"
 
 
 def translation_policy(dirpath: Path, upstream: str) -> None:
@@ -218,138 +104,6 @@ chain:
 """)
 
 
-def ensure_litellm() -> Path | None:
-    """The LiteLLM proxy's entry point, installing it in its own venv on first use; None (with a reason) if it fails."""
-    exe = LITELLM_VENV / "bin" / "litellm"
-    if exe.exists():
-        return exe
-    STATE.mkdir(parents=True, exist_ok=True)
-    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} ...", flush=True)
-    try:
-        subprocess.run([PY, "-m", "venv", str(LITELLM_VENV)], check=True)
-        subprocess.run(
-            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"], check=True
-        )
-    except subprocess.CalledProcessError as err:
-        print(f"LiteLLM could not be installed: {err}", file=sys.stderr)
-        return None
-    return exe if exe.exists() else None
-
-
-def litellm_config(path: Path, upstream: str, master_key: str) -> None:
-    path.write_text(f"""model_list:
-  - model_name: fake
-    litellm_params:
-      model: openai/fake
-      api_base: {upstream}/v1
-      api_key: sk-fake-upstream
-litellm_settings:
-  telemetry: false
-  drop_params: true
-general_settings:
-  master_key: {master_key}
-""")
-
-
-HOTPATH_VARIANTS = {
-    "uvicorn + httpx.AsyncClient": "httpx",
-    "uvicorn + aiohttp.ClientSession": "aiohttp",
-    "uvicorn + gateway.client.Pool": "pool",
-    "aiohttp.web + gateway.client.Pool": "web_pool",
-}
-
-HOTPATH_PROXY = r"""
-import asyncio, sys
-UP = sys.argv[2]
-KIND = sys.argv[1]
-PORT = int(sys.argv[3])
-H = [(b"content-type", b"application/json"), (b"x-governor-tier", b"tier_0_primary")]
-
-def make_forward():
-    if KIND == "httpx":
-        import httpx
-        c = httpx.AsyncClient(base_url=UP, limits=httpx.Limits(max_connections=None, max_keepalive_connections=100))
-        async def fwd(method, path, body):
-            r = await c.request(method, path, content=body, headers={"content-type": "application/json"})
-            return r.status_code, r.content
-        return fwd
-    if KIND == "aiohttp":
-        import aiohttp
-        s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
-        async def fwd(method, path, body):
-            async with s.request(method, UP + path, data=body, headers={"content-type": "application/json"}) as r:
-                return r.status, await r.read()
-        return fwd
-    from gateway.client import Pool
-    pool = Pool(UP)
-    async def fwd(method, path, body):
-        r = await pool.request(method, path, [(b"content-type", b"application/json")], body, pool.loop.time() + 5)
-        return r.status, await r.read(pool.loop.time() + 5)
-    return fwd
-
-if KIND == "web_pool":
-    import uvloop
-    from aiohttp import web
-    async def main():
-        fwd = make_forward()
-        async def handler(request):
-            status, data = await fwd(request.method, request.path, await request.read())
-            return web.Response(body=data, status=status, headers={"content-type": "application/json",
-                                                                   "x-governor-tier": "tier_0_primary"})
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", PORT).start()
-        await asyncio.Event().wait()
-    uvloop.run(main())
-else:
-    import uvicorn
-    fwd = None
-    async def app(scope, receive, send):
-        global fwd
-        if scope["type"] != "http":
-            m = await receive()
-            await send({"type": m["type"] + ".complete"})
-            return
-        if fwd is None:
-            fwd = make_forward()
-        body = b""
-        more = True
-        while more:
-            m = await receive()
-            body += m.get("body", b"")
-            more = m.get("more_body", False)
-        status, data = await fwd(scope["method"], scope["path"], body)
-        await send({"type": "http.response.start", "status": status, "headers": H})
-        await send({"type": "http.response.body", "body": data})
-    uvicorn.run(app, host="127.0.0.1", port=PORT, loop="uvloop", http="httptools", log_level="warning",
-                access_log=False, lifespan="off")
-"""
-
-
-def run_hotpath(upstream: str, duration: float) -> list[Run]:
-    STATE.mkdir(parents=True, exist_ok=True)
-    script = STATE / "hotpath_proxy.py"
-    script.write_text(HOTPATH_PROXY)
-    runs = []
-    for label, kind in HOTPATH_VARIANTS.items():
-        port = free_port()
-        with process([PY, str(script), kind, upstream, str(port)], env={"PYTHONPATH": str(ROOT)}) as proc:
-            wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
-            for clients in (1, 20):
-                runs.append(measure(label, f"http://127.0.0.1:{port}/v1/chat/completions", clients, duration))
-                print(fmt_run(runs[-1]), flush=True)
-    return runs
-
-
-def fmt_run(r: Run) -> str:
-    return (
-        f"{r.target:<34} c={r.clients:<3} {r.rps:>9,.0f} rps  p50 {r.p50_ms:7.3f}  p95 {r.p95_ms:7.3f}  "
-        f"p99 {r.p99_ms:7.3f} ms  errors {r.errors}  load {r.load_before:.2f}"
-    )
-
-
 def table(runs: list[Run], rss: dict[str, int]) -> str:
     direct = {r.clients: r for r in runs if r.target == "direct"}
     lines = [
@@ -358,7 +112,8 @@ def table(runs: list[Run], rss: dict[str, int]) -> str:
     ]
     for r in runs:
         added = "" if r.target == "direct" or r.clients not in direct else f"{r.p50_ms - direct[r.clients].p50_ms:+.3f}"
-        mem = f"{rss[r.target] / 1024:.0f}" if r.target in rss else ""
+        key = r.target if r.target in rss else r.target.split(" ")[0]
+        mem = f"{rss[key] / 1024:.0f}" if key in rss else ""
         lines.append(
             f"| {r.target} | {r.clients} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p95_ms:.3f} | {r.p99_ms:.3f} | "
             f"{added} | {r.errors} | {mem} | {r.load_before:.2f} |"
@@ -366,11 +121,15 @@ def table(runs: list[Run], rss: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def _ratio(by: dict[tuple[str, int], Run], a: str, b: str) -> float | None:
+    ra, rb = by.get((a, 20)), by.get((b, 20))
+    return ra.rps / rb.rps if ra and rb and rb.rps > 0 else None
+
+
 def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
     by = {(r.target, r.clients): r for r in runs}
     out = []
     d1, g1, g20 = by.get(("direct", 1)), by.get(("gateway", 1)), by.get(("gateway", 20))
-    l20 = by.get(("litellm", 20))
     if d1 and g1:
         added = g1.p50_ms - d1.p50_ms
         out.append(f"added p50 at 1 client: {added:.3f} ms (target <= 0.5 ms): {'met' if added <= 0.5 else 'MISSED'}")
@@ -378,217 +137,282 @@ def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
         out.append(
             f"gateway RPS at 20 clients: {g20.rps:,.0f} (target >= 5,000): {'met' if g20.rps >= 5000 else 'MISSED'}"
         )
-    if g20 and l20 and l20.rps > 0:
-        ratio = g20.rps / l20.rps
+        share = g20.rps / BASELINE_RPS_20
+        out.append(
+            f"pass-through at 20 clients: {g20.rps:,.0f} = {share:.2f}x the {BASELINE_RPS_20:,.0f} RPS of "
+            f"{BASELINE_NOTE} (target >= 0.9x): {'met' if share >= 0.9 else 'MISSED'}"
+            " (another day and load; the same-run comparison below is the fair one)"
+        )
+    for (name, clients), base in by.items():
+        if name.startswith("gateway @") and clients == 20 and g20 and base.rps > 0:
+            share = g20.rps / base.rps
+            out.append(
+                f"pass-through at 20 clients, same run: gateway / {name} (main before the providers work): "
+                f"{share:.2f}x (target >= 0.9x): {'met' if share >= 0.9 else 'MISSED'}"
+            )
+    for ref, label in (("nginx", "nginx"), ("portkey", "Portkey")):
+        ratio = _ratio(by, "gateway", ref)
+        if ratio is not None:
+            out.append(f"gateway / {label} throughput at 20 clients: {ratio:.2f}x")
+    ratio = _ratio(by, "gateway", "litellm")
+    if ratio is not None:
         out.append(
             f"gateway / LiteLLM throughput at 20 clients: {ratio:.1f}x (target >= 50x): "
             f"{'met' if ratio >= 50 else 'MISSED'}"
         )
+    for kind in ("JSON", "SSE"):
+        ratio = _ratio(by, f"gateway -> anthropic ({kind})", f"litellm -> anthropic ({kind})")
+        if ratio is not None:
+            out.append(f"gateway / LiteLLM translating openai -> anthropic ({kind}) at 20 clients: {ratio:.1f}x")
     if "gateway" in rss and "litellm" in rss:
         share = rss["gateway"] / rss["litellm"]
         out.append(f"gateway RSS / LiteLLM RSS: {share:.2f} (target < 0.33): {'met' if share < 1 / 3 else 'MISSED'}")
     return out
 
 
-def write_doc(section: str) -> None:
+SECTION = re.compile(r"^## Gateway\n.*?(?=^## |\Z)", re.S | re.M)
+HOTPATH = re.compile(r"^### Hot-path choices.*?(?=^##|\Z)", re.S | re.M)
+
+
+def write_doc(section: str, keep_hotpath: bool = False) -> None:
+    """Replace the Gateway section of docs/benchmarks.md; without a new hot-path run, keep the old hot-path table."""
     doc = ROOT / "docs" / "benchmarks.md"
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Gateway\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
+    old = SECTION.search(text)
+    if keep_hotpath and old and (hot := HOTPATH.search(old.group(0))):
+        kept = (
+            hot.group(0)
+            .rstrip("\n")
+            .replace(
+                "(bare proxies, same upstream, same run)",
+                "(bare proxies; kept from an earlier `--hotpath` run, not rerun with the table above)",
+            )
+        )
+        section += f"{kept}\n\n"
+    if old:
+        text = SECTION.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
 
 
+def start_gateway(
+    stack: contextlib.ExitStack, upstream: str, anthropic: str | None, token: str, ref: str | None = None
+) -> tuple[int, int]:
+    """`python -m gateway` on the bench's policies; with `ref`, that commit's gateway/ and governor/ (the same-run
+    pass-through baseline; only the `chat` service, which every version's policy format takes)."""
+    policy_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    gateway_policy(policy_dir, upstream)
+    cwd = ROOT
+    if ref is None and anthropic is not None:
+        translation_policy(policy_dir, anthropic)
+        deployments_policy(policy_dir, upstream)
+    if ref is not None:
+        cwd = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-")))
+        try:
+            tar = subprocess.run(
+                ["git", "archive", "--format=tar", ref, "gateway", "governor"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise Skip(f"git archive {ref}: {getattr(err, 'stderr', b'').decode().strip() or err}") from err
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            archive.extractall(cwd, filter="data")
+    port = free_port()
+    cmd = [PY, "-m", "gateway", "--policy-dir", str(policy_dir), "--port", str(port), "--log-level", "WARNING"]
+    log = STATE / ("gateway.log" if ref is None else "gateway-baseline.log")
+    gw = stack.enter_context(process(cmd, env={"GOVERNOR_GATEWAY_TOKEN": token}, log=log, cwd=cwd))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=gw)
+    except RuntimeError as err:
+        if ref is None:
+            raise
+        raise Skip(f"the gateway at {ref} did not start: {err} (log: bench/.state/gateway-baseline.log)") from err
+    return port, gw.pid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per target, interleaved; the median is kept")
-    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
+    parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
+    parser.add_argument("--no-portkey", action="store_true", help="leave Portkey's gateway out")
+    parser.add_argument(
+        "--baseline-ref",
+        default=BASELINE_REF,
+        help=f"a commit whose gateway runs beside today's as the pass-through baseline ('' for none; "
+        f"default {BASELINE_REF}, main before issue 12's providers work)",
+    )
     parser.add_argument("--hotpath", action="store_true", help="also measure bare-proxy hot-path choices")
     parser.add_argument("--no-doc", action="store_true", help="print only; do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.duration <= 0:
+        parser.error("--rounds must be >= 1 and --duration > 0")
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     STATE.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     rss: dict[str, int] = {}
+    pids: dict[str, int] = {}
     notes: list[str] = []
-    up_port, gw_port, ll_port = free_port(), free_port(), free_port()
-    upstream = f"http://127.0.0.1:{up_port}"
+    loads: list[str] = []
+    up_port, an_port = free_port(), free_port()
+    upstream, anthropic = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{an_port}"
     token = secrets.token_urlsafe(24)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with contextlib.ExitStack() as stack:
         up = stack.enter_context(process([PY, "-m", "demo.upstream", "--name", "bench", "--port", str(up_port)]))
         wait_http(f"{upstream}/health", proc=up)
-        an_port = free_port()
-        an_up = stack.enter_context(
-            process([PY, "-m", "demo.upstream", "--api", "anthropic", "--name", "bench", "--port", str(an_port)])
+        cmd = [PY, "-m", "demo.upstream", "--api", "anthropic", "--name", "bench", "--port", str(an_port)]
+        an_up = stack.enter_context(process(cmd))
+        wait_http(f"{anthropic}/health", proc=an_up)
+        gw_port, pids["gateway"] = start_gateway(stack, upstream, anthropic, token)
+        gw = f"http://127.0.0.1:{gw_port}"
+        passthrough = {
+            "direct": Target(f"{upstream}/v1/chat/completions"),
+            "gateway": Target(f"{gw}/chat/v1/chat/completions"),
+        }
+        translation = {
+            "gateway -> anthropic (JSON)": Target(f"{gw}/claude/v1/chat/completions"),
+            "gateway -> anthropic (SSE)": Target(f"{gw}/claude/v1/chat/completions", body=STREAM_BODY),
+        }
+        if args.baseline_ref:
+            name = f"gateway @{args.baseline_ref}"
+            try:
+                port, pids[name] = start_gateway(stack, upstream, None, token, args.baseline_ref)
+                passthrough[name] = Target(f"http://127.0.0.1:{port}/chat/v1/chat/completions")
+            except Skip as err:
+                print(f"skipping {name}: {err}", flush=True)
+                notes.append(f"{name} skipped: {err}")
+        references = (
+            ("nginx", args.no_nginx, lambda: start_nginx(up_port)),
+            ("portkey", args.no_portkey, lambda: start_portkey(upstream)),
         )
-        wait_http(f"http://127.0.0.1:{an_port}/health", proc=an_up)
-        policy_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        gateway_policy(policy_dir, upstream)
-        translation_policy(policy_dir, f"http://127.0.0.1:{an_port}")
-        deployments_policy(policy_dir, upstream)
-        gw = stack.enter_context(
-            process(
-                [
-                    PY,
-                    "-m",
-                    "gateway",
-                    "--policy-dir",
-                    str(policy_dir),
-                    "--port",
-                    str(gw_port),
-                    "--log-level",
-                    "WARNING",
-                ],
-                env={"GOVERNOR_GATEWAY_TOKEN": token},
-                log=STATE / "gateway.log",
-            )
-        )
-        wait_http(f"http://127.0.0.1:{gw_port}/healthz", proc=gw)
-        gw_url = f"http://127.0.0.1:{gw_port}/chat/v1/chat/completions"
-        spread = f"http://127.0.0.1:{gw_port}/spread/v1/chat/completions"
+        for name, off, start in references:
+            if off:
+                continue
+            try:
+                passthrough[name], pids[name] = stack.enter_context(start())
+            except Skip as err:
+                print(f"skipping {name}: {err}", flush=True)
+                notes.append(f"{name} skipped: {err}")
+        if not args.no_litellm:
+            try:
+                url, auth, pids["litellm"] = stack.enter_context(
+                    start_litellm(upstream, anthropic, "sk-" + secrets.token_urlsafe(32))
+                )
+                passthrough["litellm"] = Target(url, auth)
+                claude_sse = CLAUDE_BODY[:-1] + ',"stream":true}'
+                check_answer(Target(url, auth, claude_sse), b"delta")
+                translation["litellm -> anthropic (JSON)"] = Target(url, auth, CLAUDE_BODY)
+                translation["litellm -> anthropic (SSE)"] = Target(url, auth, claude_sse)
+            except (Skip, RuntimeError) as err:
+                print(f"skipping litellm: {err}", flush=True)
+                notes.append(f"litellm skipped: {err}")
+        for t in translation.values():
+            check_answer(t, b"delta" if '"stream":true' in t.body else b"choices")
         for clients in (1, 20):
-            targets: dict[str, tuple[str, dict[str, str] | None]] = {
-                "direct": (f"{upstream}/v1/chat/completions", None),
-                "gateway": (gw_url, None),
-            }
+            targets = dict(passthrough)
             if clients == 20:  # the deployment-picking path, interleaved with the single-deployment one
-                targets["gateway (2 deployments)"] = (spread, None)
-            runs += interleaved(targets, clients, args.duration, args.rounds)
-        claude = f"http://127.0.0.1:{gw_port}/claude/v1/chat/completions"
-        for name, body in (("gateway -> anthropic (JSON)", BODY), ("gateway -> anthropic (SSE)", STREAM_BODY)):
-            runs.append(measure(name, claude, 20, args.duration, None, body))
-            print(fmt_run(runs[-1]), flush=True)
-        rss["gateway"] = rss_kb(gw.pid)
-        rss["direct"] = rss_kb(up.pid)
-        with urllib.request.urlopen(
-            urllib.request.Request(
-                f"http://127.0.0.1:{gw_port}/admin/services/chat/stats?window=60",
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        ) as r:
+                targets["gateway (2 deployments)"] = Target(f"{gw}/spread/v1/chat/completions")
+            runs += interleaved(targets, clients, args.duration, args.rounds, loads)
+        req = urllib.request.Request(
+            f"{gw}/admin/services/chat/stats?window=60", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(req) as r:
             tiers = json.load(r)["tiers"]
         served = {t: s["requests"] for t, s in tiers.items() if s["requests"]}
-        notes.append(f"gateway stats window during the run (requests by tier, last 60 s): {served}")
-        if not args.no_litellm:
-            exe = ensure_litellm()
-            if exe is None:
-                notes.append(f"LiteLLM {LITELLM_VERSION} could not be installed; see the console output.")
-            else:
-                master = "sk-" + secrets.token_urlsafe(32)
-                cfg = STATE / "litellm.yaml"
-                litellm_config(cfg, upstream, master)
-                env = {
-                    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                    "LITELLM_LOG": "ERROR",
-                    "LITELLM_MODE": "PRODUCTION",
-                    "NO_DOCS": "True",
-                    "DISABLE_ADMIN_UI": "True",
-                }
-                ll = stack.enter_context(
-                    process(
-                        [
-                            str(exe),
-                            "--config",
-                            str(cfg),
-                            "--host",
-                            "127.0.0.1",
-                            "--port",
-                            str(ll_port),
-                            "--num_workers",
-                            "1",
-                        ],
-                        env=env,
-                        log=STATE / "litellm.log",
-                    )
-                )
-                try:
-                    wait_http(f"http://127.0.0.1:{ll_port}/health/liveliness", timeout=180, proc=ll)
-                except RuntimeError as err:
-                    notes.append(f"LiteLLM did not start: {err} (log: bench/.state/litellm.log)")
-                else:
-                    auth = {"Authorization": f"Bearer {master}"}
-                    for clients in (1, 20):
-                        runs.append(
-                            measure(
-                                "litellm",
-                                f"http://127.0.0.1:{ll_port}/v1/chat/completions",
-                                clients,
-                                args.duration,
-                                auth,
-                            )
-                        )
-                        print(fmt_run(runs[-1]), flush=True)
-                    rss["litellm"] = rss_kb(ll.pid)
-        if args.hotpath:
-            hot = run_hotpath(upstream, args.duration)
-        else:
-            hot = []
+        notes.append(f"gateway stats window after the pass-through rounds (requests by tier, last 60 s): {served}")
+        runs += interleaved(translation, 20, args.duration, args.rounds, loads)
+        rss = {name: rss_kb(pid) for name, pid in pids.items()}
+        rss["direct"] = rss_kb(up.pid)
+        hot = run_hotpath(upstream, args.duration) if args.hotpath else []
     print()
     result_table = table(runs, rss)
     print(result_table)
     checks = verdict(runs, rss)
     for line in checks + notes:
         print(line)
-    (STATE / "gateway-results.json").write_text(
-        json.dumps(
-            {
-                "runs": [asdict(r) for r in runs],
-                "hotpath": [asdict(r) for r in hot],
-                "rss_kb": rss,
-                "checks": checks,
-                "notes": notes,
-            },
-            indent=2,
-        )
-    )
+    results = {"runs": [asdict(r) for r in runs], "hotpath": [asdict(r) for r in hot], "rss_kb": rss}
+    results |= {"checks": checks, "notes": notes, "loads": loads, "started": started}
+    (STATE / "gateway-results.json").write_text(json.dumps(results, indent=2))
     if not args.no_doc:
-        cmd = (
-            "python -m bench.gateway"
-            + (f" --duration {args.duration:g}" if args.duration != 10 else "")
-            + (" --hotpath" if args.hotpath else "")
-        )
-        cpu = platform.processor() or platform.machine()
-        section = [
-            "## Gateway",
-            "",
-            f"Command: `.venv/bin/{cmd}` ({args.duration:g} s per run after a warm-up, {args.rounds} interleaved "
-            "rounds per target with the median kept, wrk with 1 thread, "
-            f"POST /v1/chat/completions with a {len(BODY)}-byte JSON body; {os.cpu_count()} cores ({cpu}); "
-            f"wrk, the upstream, and the proxy under test share them).",
-            "",
-            "Upstream: `demo.upstream` (raw asyncio + httptools). Gateway: `python -m gateway`, full chain "
-            "(primary, secondary, cache, static), breakers, stats windows, cache writes and Prometheus metrics on. "
-            f"LiteLLM: `litellm[proxy]=={LITELLM_VERSION}`, 1 worker, master key, LITELLM_LOCAL_MODEL_COST_MAP=True. "
-            "'gateway -> anthropic': the same gateway translating to an Anthropic Messages API fake "
-            "(`demo.upstream --api anthropic`), one round, JSON and a streamed answer (SSE, translated event by event). "
-            "'gateway (2 deployments)': a primary of two weighted deployments (3:1, both on the same fake), "
-            "interleaved with 'gateway': the cost of picking a deployment. "
-            "RSS: resident memory after the runs (the process and its children). "
-            "'added p50' is the target's p50 minus the direct p50 at the same client count.",
-            "",
-            result_table,
-            "",
-            *[f"- {c}" for c in checks + notes],
-            "",
-        ]
-        if hot:
-            section += [
-                "### Hot-path choices (bare proxies, same upstream, same run)",
-                "",
-                "| proxy | clients | RPS | p50 ms | p99 ms |",
-                "|---|---:|---:|---:|---:|",
-                *[f"| {r.target} | {r.clients} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} |" for r in hot],
-                "",
-            ]
-        write_doc("\n".join(section) + "\n")
+        write_doc(doc_section(args, result_table, checks, notes, loads, started, hot), keep_hotpath=not hot)
         print("wrote docs/benchmarks.md (## Gateway)")
     return 0
+
+
+def doc_section(
+    args: argparse.Namespace,
+    result_table: str,
+    checks: list[str],
+    notes: list[str],
+    loads: list[str],
+    started: str,
+    hot: list[Run],
+) -> str:
+    flags = [f"--duration {args.duration:g}", f"--rounds {args.rounds}"]
+    flags += [
+        f"--{f}" for f in ("no-nginx", "no-portkey", "no-litellm", "hotpath") if getattr(args, f.replace("-", "_"))
+    ]
+    if args.baseline_ref != BASELINE_REF:
+        flags.append(f"--baseline-ref '{args.baseline_ref}'")
+    cpu = platform.processor() or platform.machine()
+    nginx_v = (
+        subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip() if shutil.which("nginx") else ""
+    )
+    section = [
+        "## Gateway",
+        "",
+        f"Command: `.venv/bin/python -m bench.gateway {' '.join(flags)}` (run {started}; {args.duration:g} s per run "
+        f"after a warm-up, {args.rounds} interleaved rounds per target with the median kept, wrk with 1 thread, "
+        f"POST /v1/chat/completions with a {len(BODY)}-byte JSON body; {os.cpu_count()} cores ({cpu}) shared by wrk, "
+        "the upstream, the proxy under test and other sessions' work: see the load lines below).",
+        "",
+        "Upstream: `demo.upstream` (raw asyncio + httptools). Gateway: `python -m gateway`, full chain "
+        "(primary, secondary, cache, static), breakers, stats windows, cache writes and Prometheus metrics on. "
+        f"nginx: the Debian package ({nginx_v or 'nginx'}), `proxy_pass` to an `upstream {{}}` block with "
+        '`keepalive 64`, `proxy_http_version 1.1`, `Connection ""`, 1 worker, access log off. '
+        "Portkey: `@portkey-ai/gateway` from npm with `@hono/node-server` held at 1.13.x by an npm override (its "
+        "dependencies otherwise nest 1.19.x, with which its streaming answers 500 `immutable`), `node build/start-server.js "
+        "--headless --port=N` with NODE_ENV=production, forwarding to the same fake as an OpenAI-compatible provider "
+        "(`x-portkey-provider: openai`, `x-portkey-custom-host`). "
+        f"LiteLLM: `litellm[proxy]=={LITELLM_VERSION}`, 1 worker, master key, LITELLM_LOCAL_MODEL_COST_MAP=True. "
+        "'-> anthropic': the gateway (service `claude`) and LiteLLM (model `anthropic/claude-sonnet-4-5`) translating "
+        "the same chat completion to the same Anthropic Messages API fake (`demo.upstream --api anthropic`), JSON and "
+        "a streamed answer (SSE, translated event by event), interleaved. "
+        f"'gateway @{args.baseline_ref or BASELINE_REF}': main's gateway before issue 12's providers work (`git archive` "
+        "of its gateway/ and governor/, the same chat service), interleaved with today's: the same-run pass-through "
+        "baseline. "
+        "'gateway (2 deployments)': a primary of two weighted deployments (3:1, both on the same fake), "
+        "interleaved with 'gateway': the cost of picking a deployment. "
+        "RSS: resident memory after the runs (the process and its children). "
+        "'added p50' is the target's p50 minus the direct p50 at the same client count.",
+        "",
+        result_table,
+        "",
+        *[f"- {c}" for c in checks + notes],
+        "",
+        "Load (`uptime`) before each round:",
+        "",
+        *[f"    {line}" for line in loads],
+        "",
+    ]
+    if hot:
+        section += [
+            "### Hot-path choices (bare proxies, same upstream, same run)",
+            "",
+            "| proxy | clients | RPS | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|",
+            *[f"| {r.target} | {r.clients} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} |" for r in hot],
+            "",
+        ]
+    return "\n".join(section) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the stack use: Chromium (browser tests), Prometheus and Alertmanager
-# (detection tests), docker-compose (validates docker-compose.yml), wrk (benchmarks). Installs only what is missing.
+# (detection tests), docker-compose (validates docker-compose.yml), wrk (benchmarks), nginx (the gateway benchmark's reference proxy;
+# its own service is stopped and disabled where systemd runs it: the benchmark starts its own in a temp dir). Installs only what is missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null || need+=(chromium)
@@ -8,6 +9,7 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v wrk >/dev/null || need+=(wrk)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]}; run: sudo apt-get install -y ${need[*]}" >&2
@@ -17,3 +19,6 @@ echo "installing Debian packages: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [[ " ${need[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ]; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,214 @@
+"""The gateway benchmark's reference proxies: nginx, Portkey's gateway and LiteLLM's proxy, each on the same fakes.
+
+Each is optional: `start_*` raises `Skip` with a reason (no binary, failed install, did not start), and the benchmark
+prints it and leaves the row out. Installs happen here only, on first use, into bench/.state (git-ignored); the
+tests never download anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.harness import BODY, PY, STATE, Target, check_answer, free_port, process, wait_http
+
+LITELLM_VERSION = "1.108.7"
+LITELLM_VENV = STATE / "litellm-venv"
+PORTKEY_DIR = STATE / "portkey"
+HONO_PIN = "1.13"
+PORTKEY_PACKAGES = ["@portkey-ai/gateway", f"@hono/node-server@{HONO_PIN}.x"]
+NGINX = "/usr/sbin/nginx"
+CLAUDE_BODY = BODY.replace('"model":"fake"', '"model":"claude"')
+
+
+class Skip(Exception):
+    """A reference that cannot run here; the message says why."""
+
+
+def nginx_conf(prefix: Path, port: int, upstream_port: int, user: str | None = None) -> str:
+    """nginx as a bare reverse proxy: one worker, upstream keepalive, every path it writes under `prefix`.
+
+    `user` only when nginx starts as root (its workers would otherwise switch to `nobody`)."""
+    p = str(prefix)
+    return f"""{f"user {user};" if user else ""}
+worker_processes 1;
+daemon off;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {p}/client_body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    upstream bench_upstream {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def start_nginx(upstream_port: int) -> Iterator[tuple[Target, int]]:
+    """nginx in the foreground as the current user, config, pid, logs and temp files in a temp dir."""
+    exe = NGINX if os.access(NGINX, os.X_OK) else shutil.which("nginx")
+    if not exe:
+        raise Skip(f"nginx: no {NGINX} (Debian: apt-get install nginx)")
+    with tempfile.TemporaryDirectory(prefix="bench-nginx-") as tmp:
+        prefix, port = Path(tmp), free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(nginx_conf(prefix, port, upstream_port, getpass.getuser() if os.geteuid() == 0 else None))
+        cmd = [exe, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+        with process(cmd, log=STATE / "nginx.log") as proc:
+            try:
+                wait_http(f"http://127.0.0.1:{port}/health", timeout=20, proc=proc)
+                target = Target(f"http://127.0.0.1:{port}/v1/chat/completions")
+                check_answer(target)
+            except RuntimeError as err:
+                log = (prefix / "error.log").read_text()[-400:] if (prefix / "error.log").exists() else ""
+                raise Skip(f"nginx did not start: {err} {log}") from err
+            yield target, proc.pid
+
+
+def portkey_entry() -> Path:
+    """Portkey's gateway's node entry point, installed into bench/.state/portkey on first use."""
+    entry = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if entry.exists() and hono_versions(PORTKEY_DIR) == {HONO_PIN}:
+        return entry
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        raise Skip("Portkey: node and npm are needed (Debian: apt-get install nodejs npm)")
+    PORTKEY_DIR.mkdir(parents=True, exist_ok=True)
+    # an override, not only the top-level pin: the gateway's own dependencies would nest a newer copy (whose
+    # immutable headers make Portkey's streaming answer 500 "immutable")
+    (PORTKEY_DIR / "package.json").write_text(
+        json.dumps({"private": True, "overrides": {"@hono/node-server": "1.13.x"}})
+    )
+    print(f"installing {' '.join(PORTKEY_PACKAGES)} into {PORTKEY_DIR} ...", flush=True)
+    try:
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", *PORTKEY_PACKAGES], cwd=PORTKEY_DIR, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise Skip(f"Portkey could not be installed: {err}") from err
+    if not entry.exists():
+        raise Skip(f"Portkey: installed, but {entry} is missing (a new package layout?)")
+    if (found := hono_versions(PORTKEY_DIR)) != {HONO_PIN}:
+        raise Skip(f"Portkey: @hono/node-server {sorted(found)} installed, not {HONO_PIN} only")
+    return entry
+
+
+def hono_versions(root: Path) -> set[str]:
+    """The major.minor of every @hono/node-server copy under `root`'s node_modules (nested ones included)."""
+    found = set()
+    for pkg in (root / "node_modules").glob("**/@hono/node-server/package.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            found.add(".".join(json.loads(pkg.read_text())["version"].split(".")[:2]))
+    return found
+
+
+def portkey_headers(upstream: str) -> dict[str, str]:
+    """Forward to the fake as an OpenAI-compatible provider (Portkey's custom host; 127.0.0.1 is trusted by default)."""
+    return {
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": f"{upstream}/v1",
+        "Authorization": "Bearer sk-fake-upstream",
+    }
+
+
+@contextlib.contextmanager
+def start_portkey(upstream: str) -> Iterator[tuple[Target, int]]:
+    """`node build/start-server.js --headless --port=N` (the CLI reads `--port=`; the default is 8787)."""
+    entry = portkey_entry()
+    port = free_port()
+    cmd = [shutil.which("node") or "node", str(entry), "--headless", f"--port={port}"]
+    with process(cmd, env={"NODE_ENV": "production"}, log=STATE / "portkey.log") as proc:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/", timeout=60, proc=proc)
+            target = Target(f"http://127.0.0.1:{port}/v1/chat/completions", portkey_headers(upstream))
+            check_answer(target)
+        except RuntimeError as err:
+            raise Skip(f"Portkey did not start: {err} (log: bench/.state/portkey.log)") from err
+        yield target, proc.pid
+
+
+def litellm_exe() -> Path:
+    """The LiteLLM proxy's entry point, installing it in its own venv on first use."""
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    STATE.mkdir(parents=True, exist_ok=True)
+    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} ...", flush=True)
+    try:
+        subprocess.run([PY, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"], check=True
+        )
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise Skip(f"LiteLLM {LITELLM_VERSION} could not be installed: {err}") from err
+    if not exe.exists():
+        raise Skip(f"LiteLLM: installed, but {exe} is missing")
+    return exe
+
+
+def litellm_config(upstream: str, anthropic: str, master_key: str) -> str:
+    """Model `fake`: the OpenAI fake as is; model `claude`: translated to the Anthropic Messages API fake."""
+    return f"""model_list:
+  - model_name: fake
+    litellm_params:
+      model: openai/fake
+      api_base: {upstream}/v1
+      api_key: sk-fake-upstream
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5
+      api_base: {anthropic}/v1/messages
+      api_key: sk-ant-fake-upstream
+litellm_settings:
+  telemetry: false
+  drop_params: true
+general_settings:
+  master_key: {master_key}
+"""
+
+
+@contextlib.contextmanager
+def start_litellm(upstream: str, anthropic: str, master_key: str) -> Iterator[tuple[str, dict[str, str], int]]:
+    """LiteLLM's proxy, one worker; yields its chat completions URL, the auth header and its pid."""
+    exe = litellm_exe()
+    port = free_port()
+    cfg = STATE / "litellm.yaml"
+    cfg.write_text(litellm_config(upstream, anthropic, master_key))
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_MODE": "PRODUCTION",
+        "NO_DOCS": "True",
+        "DISABLE_ADMIN_UI": "True",
+    }
+    cmd = [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    with process(cmd, env=env, log=STATE / "litellm.log") as proc:
+        auth = {"Authorization": f"Bearer {master_key}"}
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180, proc=proc)
+            check_answer(Target(url, auth))
+        except RuntimeError as err:
+            raise Skip(f"LiteLLM did not start: {err} (log: bench/.state/litellm.log)") from err
+        yield url, auth, proc.pid
