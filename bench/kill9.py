@@ -31,18 +31,21 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 from aiohttp import web
 
+from bench.fault_stack import DEMO_POLICY, demo_stack_options, free_ports
 from demo.traffic import TrafficGenerator
 from governor.client import GovernorClient
 from governor.enums import FallbackTier
 from governor.incident import IncidentReport, IncidentState, incident_id
-from tests.ports import free_ports
-from workers.stack import StackInfo, StackOptions, run_stack
+from workers.stack import StackInfo, run_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE, DEPENDENCY = "chat", "primary-llm"
@@ -65,21 +68,20 @@ class Receiver:
         return web.Response(text="ok")
 
 
-def policy_on_ports(folder: Path, ports: dict[str, int], receiver: str) -> Path:
-    """The demo policy on free ports; every ramp step gated; every webhook route to the receiver."""
-    text = (ROOT / "demo" / "policies" / "chat.yaml").read_text()
-    for old, new in ports.items():
-        text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
-    data = yaml.safe_load(text)
-    data["approvals"] = {"approvers": [BOT, "bob"], "gates": ["ramp:10", "ramp:25", "ramp:50"], "timeout_s": 300}
-    for audience, channels in data["notifications"]["routes"].items():
-        for channel in channels:
-            if channel.get("type") == "webhook":
-                channel["url"] = f"{receiver}/{audience}"
-    data["recovery_checks"] |= {"stable_s": 3, "reassess_s": 3}
-    folder.mkdir(parents=True)
-    (folder / "chat.yaml").write_text(yaml.safe_dump(data))
-    return folder
+def gated_and_routed(receiver: str) -> Callable[[dict[str, Any]], None]:
+    """The fault stack's demo policy, with every ramp step gated and every webhook route to the receiver."""
+
+    def tune(data: dict[str, Any]) -> None:
+        data["approvals"] = {"approvers": [BOT, "bob"], "gates": ["ramp:10", "ramp:25", "ramp:50"], "timeout_s": 300}
+        demo = yaml.safe_load(DEMO_POLICY.read_text())["notifications"]
+        for channels in demo["routes"].values():
+            for channel in channels:
+                if channel.get("type") == "webhook":
+                    channel["url"] = receiver + "/" + channel["url"].rsplit("/", 1)[-1]
+        data["notifications"] = demo
+        data["recovery_checks"] |= {"stable_s": 3}
+
+    return tune
 
 
 class Worker:
@@ -199,26 +201,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     app.router.add_post("/{audience}", receiver.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    temporal, ui, gateway, primary, secondary, degraded, pager, metrics, intake, hook = free_ports(10)
+    (hook,) = free_ports(1)
     await web.TCPSite(runner, "127.0.0.1", hook).start()
-    policies = policy_on_ports(
-        work / "policies",
-        {"8080": gateway, "9101": primary, "9102": secondary, "9103": degraded, "9105": pager},
-        f"http://127.0.0.1:{hook}",
-    )
-    options = StackOptions(
-        state_dir=work / "state",
-        policy_dir=policies,
-        temporal_port=temporal,
-        ui_port=ui,
-        metrics_port=metrics,
-        intake_port=intake,
-        demo=True,
-        worker=False,
-        stop_after_scenario=True,
-        echo=False,
-        out=(work / "stack.log").open("w"),
-    )
+    log = (work / "stack.log").open("w")
+    options = replace(demo_stack_options(work, gated_and_routed(f"http://127.0.0.1:{hook}"), log), worker=False)
     figures: dict[str, float] = {}
 
     async def scenario(info: StackInfo) -> None:
@@ -268,8 +254,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         await run_stack(options, scenario)
     finally:
         await runner.cleanup()
-        assert options.out is not None
-        options.out.close()
+        log.close()
     if not figures:
         tail = (work / "stack.log").read_text().splitlines()[-30:]
         raise SystemExit("the run stopped before its figures:\n" + "\n".join(tail))

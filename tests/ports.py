@@ -1,20 +1,11 @@
-"""Free loopback ports for the servers tests start (bound, then released: nothing listens on them)."""
+"""Free loopback ports for the servers tests start (bound, then released: nothing listens on them); the one helper,
+shared with the benchmarks' stacks."""
 
 from __future__ import annotations
 
-import socket
+from bench.fault_stack import free_ports
 
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports, bound together so none repeats, then released."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+__all__ = ["free_port", "free_ports"]
 
 
 def free_port() -> int:
