@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from gateway.incidents import LABEL, recent_incidents
 from gateway.service import ServiceRuntime, utcnow
-from governor.enums import CircuitState
+from governor.enums import CircuitState, DegradationLevel
 from governor.gateway_api import BREAKER_MODES, StatusComponent
 from governor.status_api import IncidentStatus, StatusIncident
 
@@ -56,20 +56,24 @@ _UPDATE_LABEL = {
 }
 
 
+def _component(svc: ServiceRuntime) -> dict[str, Any]:
+    """A service's component. Its degradation shows only once the status page is told (the component is not
+    `operational`): a level set without a status change (a drill, which leaves the page alone) stays internal."""
+    told = svc.component != "operational"
+    return {
+        "id": svc.name,
+        "name": svc.name,
+        "status": svc.component,
+        "description": svc.message or (svc.level.user_message if told else ""),
+        "updated_at": svc.status_updated_at,
+        "degradation_level": svc.level.value if told else DegradationLevel.NORMAL.value,
+    }
+
+
 def status_json(services: dict[str, ServiceRuntime]) -> dict[str, Any]:
     """Shaped like Statuspage's `/api/v2/summary.json`: page, status indicator, components, and the recent
     incidents (open ones first) with their updates, newest first."""
-    components = [
-        {
-            "id": svc.name,
-            "name": svc.name,
-            "status": svc.component,
-            "description": svc.message or svc.level.user_message,
-            "updated_at": svc.status_updated_at,
-            "degradation_level": svc.level.value,
-        }
-        for svc in services.values()
-    ]
+    components = [_component(svc) for svc in services.values()]
     worst = max((c["status"] for c in components), key=_SEVERITY.__getitem__, default="operational")
     indicator, description = _INDICATOR[worst]
     incidents = recent_incidents([svc.history for svc in services.values()])

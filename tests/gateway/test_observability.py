@@ -43,6 +43,10 @@ async def test_status_page_uses_statuspage_values(st: Stack) -> None:
         "updated_at": None,
         "degradation_level": "normal",
     }
+    await st.admin("PUT", "/services/chat/degradation", json={"level": "degraded_l2"})  # as a drill does
+    async with st.http.get(f"{st.url}/status.json") as r:
+        untold = (await r.json())["components"][0]
+    assert (untold["status"], untold["description"], untold["degradation_level"]) == ("operational", "", "normal")
     await st.admin("PUT", "/services/chat/status", json={"component": "major_outage", "message": "<b>Models down</b>"})
     async with st.http.get(f"{st.url}/status.json") as r:
         summary = await r.json()
