@@ -35,7 +35,12 @@ SERVICE_INCIDENT_PATCH = "service-incident"
 
 
 class FailedAgain(Exception):
-    """The dependency being restored failed again (confirmed) during validation or the ramp."""
+    """The dependency being restored failed again (confirmed) during validation or the ramp; `metrics` are the
+    confirmation's (the rollback's audit entry carries them, as a regressed ramp step's does)."""
+
+    def __init__(self, reason: str, metrics: dict[str, float]) -> None:
+        super().__init__(reason)
+        self.metrics = metrics
 
 
 class Joining(Runbook):
@@ -72,7 +77,7 @@ class Joining(Runbook):
             self.s.suspects.clear()
             return
         assert self.policy
-        failed_again = False
+        failed_again, again_metrics = False, {}
         restoring_before = self.s.restoring
         while self.s.suspects:
             report = self.s.suspects.pop(0)
@@ -115,7 +120,7 @@ class Joining(Runbook):
                 },
             )
             if dep == restoring_before and self.s.phase in RECOVERING_PHASES:
-                failed_again = True
+                failed_again, again_metrics = True, dict(classification.metrics) if classification else {}
             self._mark_failed(dep)
             await self._gateway(f"open breaker {tier}", breaker=BreakerChange(tier=tier, mode="open"))
             self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(tier), "dependency": dep})
@@ -126,7 +131,7 @@ class Joining(Runbook):
                 f"{failure_type or 'failure'} on {dep} ({tier}) joined the open incident: {why}",
             )
         if failed_again:
-            raise FailedAgain(f"{restoring_before} failed again during {self.s.phase}")
+            raise FailedAgain(f"{restoring_before} failed again during {self.s.phase}", again_metrics)
         if self.s.tier in self._failed_tiers() and not self.s.tier_forced:
             await self._recheck_tiers()  # the tier serving failed: move off it now
 

@@ -97,7 +97,7 @@ class Ramping(Runbook):
             try:
                 await self._take_suspects()  # a failure confirmed mid-ramp rolls back now, not at the next sample
             except FailedAgain as again:
-                raise RollbackNow(str(again), {}) from None
+                raise RollbackNow(str(again), again.metrics) from None
             if self.s.abort_requested_by is not None:
                 actor, self.s.abort_requested_by = self.s.abort_requested_by, None
                 raise RollbackNow(f"aborted by {actor}", {}, actor=actor)

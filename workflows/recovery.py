@@ -417,7 +417,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             await self._take_suspects()
         except FailedAgain as again:
             if self.s.phase is RecoveryPhase.GRADUAL_RESTORE:
-                await self._roll_back(RollbackNow(str(again), {}))
+                await self._roll_back(RollbackNow(str(again), again.metrics))
             else:
                 self._flap(str(again))
                 self.s.phase = RecoveryPhase.REMEDIATION

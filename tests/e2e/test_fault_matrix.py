@@ -3,8 +3,7 @@ them all): the demo's models, the gateway, the watchdogs, the dev server, a work
 
 What a user checks, per case: no failed client request; a 429 storm is `rate_limited`, a 200 that is not a
 completion is `data_corruption` and never reaches a client as the primary's answer; a flapping primary is never
-ramped back while it flaps; a primary failing 30 % of its completions behind a healthy /health never passes
-validation; a noisy but healthy primary opens nothing. The judgement of each case is bench/fault_cases.py's.
+ramped back while it flaps; a noisy but healthy primary opens nothing. The judgement of each case is bench/fault_cases.py's.
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ from bench.faults import run_matrix
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(420)]
 
-CASES = ["noisy-healthy", "429-retry-after-5s", "bad-200-json_error", "flapping", "errors-30pct"]
+CASES = ["noisy-healthy", "429-retry-after-5s", "bad-200-json_error", "flapping"]
+"""errors-30pct (73 s here) is left to bench/faults.py: tests/activities/test_validation_data_path.py shows the same
+rule (30 % completion errors behind a healthy /health never validate) against the real gateway and fake model."""
 
 
 async def test_fault_matrix_on_one_stack(tmp_path: Path) -> None:
@@ -40,7 +41,7 @@ async def test_fault_matrix_on_one_stack(tmp_path: Path) -> None:
     assert bad.failure_types == ["data_corruption"] and bad.failed == 0, show(bad)
     assert bad.facts["primary answers during the fault"] == 0, show(bad)
 
-    for name in ("flapping", "errors-30pct"):
+    for name in ("flapping",):
         r = results[name]
         assert r.failed == 0, show(r)
         assert r.facts["max ramp % while faulty"] == 0, show(r)

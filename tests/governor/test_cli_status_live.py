@@ -53,7 +53,13 @@ def live_policy(service: str, primary: str, secondary: str, degraded: str, gatew
             {"tier": "tier_4_static", "body": STATIC_BODY},
         ],
         "deadline_ms": 3000,
-        "recovery_checks": {"health_passes": 3, "min_samples": 5, "probe_interval_s": 0.2, "normal_rps": 5},
+        "recovery_checks": {
+            "health_passes": 3,
+            "min_samples": 5,
+            "probe_interval_s": 0.2,
+            "normal_rps": 5,
+            "stable_s": 5,
+        },
         "ramp": {
             "steps": [{"percent": 10, "soak_s": 0}, {"percent": 100, "soak_s": 0}],
             "sample_interval_s": 0.3,
