@@ -77,7 +77,7 @@ class Joining(Runbook):
             self.s.suspects.clear()
             return
         assert self.policy
-        failed_again, again_metrics = False, {}
+        failed_again, again_metrics, again_why = False, {}, ""
         restoring_before = self.s.restoring
         while self.s.suspects:
             report = self.s.suspects.pop(0)
@@ -121,6 +121,7 @@ class Joining(Runbook):
             )
             if dep == restoring_before and self.s.phase in RECOVERING_PHASES:
                 failed_again, again_metrics = True, dict(classification.metrics) if classification else {}
+                again_why = (classification.reason if classification else "") or report.message or why
             self._mark_failed(dep)
             await self._gateway(f"open breaker {tier}", breaker=BreakerChange(tier=tier, mode="open"))
             self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(tier), "dependency": dep})
@@ -131,7 +132,7 @@ class Joining(Runbook):
                 f"{failure_type or 'failure'} on {dep} ({tier}) joined the open incident: {why}",
             )
         if failed_again:
-            raise FailedAgain(f"{restoring_before} failed again during {self.s.phase}", again_metrics)
+            raise FailedAgain(f"{restoring_before} failed again during {self.s.phase}: {again_why}", again_metrics)
         if self.s.tier in self._failed_tiers() and not self.s.tier_forced:
             await self._recheck_tiers()  # the tier serving failed: move off it now
 
