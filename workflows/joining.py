@@ -77,7 +77,7 @@ class Joining(Runbook):
             self.s.suspects.clear()
             return
         assert self.policy
-        failed_again, again_metrics, again_why = False, {}, ""
+        failed_again: FailedAgain | None = None
         restoring_before = self.s.restoring
         while self.s.suspects:
             report = self.s.suspects.pop(0)
@@ -120,8 +120,11 @@ class Joining(Runbook):
                 },
             )
             if dep == restoring_before and self.s.phase in RECOVERING_PHASES:
-                failed_again, again_metrics = True, dict(classification.metrics) if classification else {}
-                again_why = (classification.reason if classification else "") or report.message or why
+                failed_again = FailedAgain(
+                    f"{restoring_before} failed again during {self.s.phase}: "
+                    + ((classification.reason if classification else "") or report.message or why),
+                    dict(classification.metrics) if classification else {},
+                )
             self._mark_failed(dep)
             await self._gateway(f"open breaker {tier}", breaker=BreakerChange(tier=tier, mode="open"))
             self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(tier), "dependency": dep})
@@ -131,8 +134,8 @@ class Joining(Runbook):
                 f"{self.s.service}: {dep} failed too",
                 f"{failure_type or 'failure'} on {dep} ({tier}) joined the open incident: {why}",
             )
-        if failed_again:
-            raise FailedAgain(f"{restoring_before} failed again during {self.s.phase}: {again_why}", again_metrics)
+        if failed_again is not None:
+            raise failed_again
         if self.s.tier in self._failed_tiers() and not self.s.tier_forced:
             await self._recheck_tiers()  # the tier serving failed: move off it now
 
