@@ -25,7 +25,7 @@ system-deps:
 setup: system-deps $(VENV)/.installed
 
 test: setup
-	$(PY) -m pytest -q -ra --tb=native
+	$(PY) -m pytest -q -ra --tb=native --instafail
 
 # One benchmark (bench/<name>.py; docs/benchmarks.md has each one's command and table): `make bench BENCH=failover`.
 BENCH ?= gateway

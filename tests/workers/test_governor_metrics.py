@@ -25,6 +25,12 @@ from tests.workflows.fakes import FakeWorld, failing, healthy, policy_for
 from workers.governor_metrics import GovernorMetrics
 from workflows.recovery import IncidentRecoveryWorkflow
 
+QUICK_RAMP = {
+    "steps": [{"percent": p, "soak_s": 1 if p < 100 else 0} for p in (10, 25, 50, 100)],
+    "sample_interval_s": 1,
+    "stats_window_s": 1,
+}
+
 
 def metrics_runtime(port: int) -> Runtime:
     config = PrometheusConfig(
@@ -86,7 +92,10 @@ async def test_collector_reports_open_incidents_and_the_approval_wait(dev_env: W
     port = free_port()
     runtime = metrics_runtime(port)
     world = FakeWorld(
-        policy_for(approvals={"approvers": ["alice"], "gates": ["ramp:10"], "timeout_s": 3600, "four_eyes": False})
+        policy_for(
+            approvals={"approvers": ["alice"], "gates": ["ramp:10"], "timeout_s": 3600, "four_eyes": False},
+            ramp=QUICK_RAMP,  # real time on the dev server: the fakes' 4-minute ramp would be most of the test
+        )
     )
     queue = f"metrics-{uuid.uuid4().hex[:8]}"
     service = f"svc{uuid.uuid4().hex[:6]}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -68,6 +70,7 @@ class Incident:
 async def incident(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Callable[..., Any]]:
     """Factory: `inc = await incident(world)` starts a worker with the world's fake activities."""
     workers: list[Worker] = []
+    incidents: list[Incident] = []
 
     async def make(world: FakeWorld | None = None) -> Incident:
         world = world or FakeWorld()
@@ -80,8 +83,13 @@ async def incident(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Call
         )
         await worker.__aenter__()
         workers.append(worker)
-        return Incident(time_skipping_env, world, task_queue)
+        incidents.append(Incident(time_skipping_env, world, task_queue))
+        return incidents[-1]
 
     yield make
+    for inc in incidents:  # a test that stopped early leaves nothing running on the shared test server
+        if inc.handle is not None:
+            with contextlib.suppress(RPCError):
+                await time_skipping_env.client.get_workflow_handle(inc.workflow_id).terminate("test over")
     for worker in workers:
         await worker.__aexit__(None, None, None)
