@@ -58,8 +58,12 @@ async def test_primary_and_secondary_down_together_one_incident_no_failed_reques
             await asyncio.sleep(5)
             seen["served_low"] = traffic.report().tiers_between(t_low, t_low + 3)
             (await http.put(f"{info.upstreams['secondary']}/control", json={"reset": True})).raise_for_status()
-            seen["up"] = await until(
-                "the secondary served again", gc, wid, lambda s: s.tier is FallbackTier.TIER_1_SECONDARY, 90
+            seen["up"] = await until(  # pinned first, then its breaker handed back and the secondary marked restored
+                "the secondary served again",
+                gc,
+                wid,
+                lambda s: s.tier is FallbackTier.TIER_1_SECONDARY and "secondary-llm" in s.restored_dependencies,
+                90,
             )
             (await http.put(f"{info.upstreams['primary']}/control", json={"reset": True})).raise_for_status()
             seen["end"] = await until("recovered", gc, wid, lambda s: s.outcome == "recovered", 240)
