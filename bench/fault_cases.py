@@ -46,6 +46,16 @@ async def _both_primary_first(m: Matrix, r: CaseResult) -> None:
     )
     r.facts["tier while both down"] = both.tier.value
     r.facts["served while both down"] = shares(await served_during(m, 3))
+    low = await gateway_served(m, 5)
+    most = max(low, key=lambda t: low[t]) if low else ""
+    try:  # the state shown follows what clients get (re-checked every recovery_checks.reassess_s)
+        shown = await m.wait(
+            "the incident shows the tier clients get", since, lambda s: (s.served_tier or s.tier).value == most, 45
+        )
+        r.facts["shown while both down"] = f"{(shown.served_tier or shown.tier).value} at {shown.degradation_level}"
+    except AssertionError as err:
+        r.facts["shown while both down"] = str(err)
+    r.facts["most served while both down (gateway)"] = most
     await m.fault("primary", reset=True)
     await m.wait(
         "the primary restored while the secondary is still down",
@@ -60,12 +70,24 @@ async def _both_primary_first(m: Matrix, r: CaseResult) -> None:
     r.facts["incident open while the secondary is down"] = still is not None and SECONDARY in still.failed_dependencies
 
 
+async def gateway_served(m: Matrix, window_s: int) -> dict[str, int]:
+    """The client answers per tier in the gateway's last `window_s` (its stats' `served`)."""
+    url = f"{m.info.gateway_url}/admin/services/chat/stats?window={window_s}"
+    stats = (await m.http.get(url, headers={"Authorization": f"Bearer {m.info.gateway_token}"})).json()
+    return {tier: t["served"] for tier, t in stats["tiers"].items() if t.get("served")}
+
+
 def _judge_both(r: CaseResult) -> None:
     _one_recovered(r)
     low = r.facts.get("served while both down", "")
     r.expect(low != "" and "primary" not in low and "secondary" not in low, f"served while both down: {low}")
     r.expect(r.facts.get("primary share then", 0) >= 0.9, "the primary did not serve once restored first")
     r.expect(r.facts.get("incident open while the secondary is down") is True, "closed with the secondary down")
+    most, shown = (
+        r.facts.get("most served while both down (gateway)", ""),
+        str(r.facts.get("shown while both down", "")),
+    )
+    r.expect(bool(most) and shown.startswith(f"{most} "), f"shown {shown or 'nothing'}, clients mostly got {most}")
 
 
 async def _secondary_mid_ramp(m: Matrix, r: CaseResult) -> None:

@@ -300,21 +300,20 @@ class Matrix:
         for sample in samples:
             s = sample.state
             assert s is not None
-            if since is None or since[0] is not s.tier:
-                since = (s.tier, sample.at)
+            shown = s.served_tier or s.tier  # the tier the incident says clients get
+            if since is None or since[0] is not shown:
+                since = (shown, sample.at)
             if sample.at - since[1] < 3 or s.phase in RAMPING or s.ramp_percent:
                 continue
             second = by_second.get(int(sample.at) - 1)
             if second is None or not second.requests:
                 continue
             compared += 1
-            if second.main_tier != s.tier.value:
+            if second.main_tier != shown.value:
                 diverged += 1
                 if len(result.diverged) < 5:
                     clock = time.strftime("%H:%M:%S", time.gmtime(sample.at))
-                    result.diverged.append(
-                        f"{clock} shown {short(s.tier.value)} served {shares(Counter(second.tiers))}"
-                    )
+                    result.diverged.append(f"{clock} shown {short(shown.value)} served {shares(Counter(second.tiers))}")
         result.shown_vs_served = (diverged, compared)
 
 

@@ -411,7 +411,7 @@ class ChainWalk:
         walk.served_ok, walk.answered_at = True, p0 + elapsed
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
-        self.metrics.count_served(svc.name, link.name)
+        self._served(svc, link)
         if svc.cache is not None and 200 <= status < 300 and link.cap_tokens is None:
             svc.cache.put(cache_key(method, path, body), status, ctype or JSON_CT, data, link.name)
         return True
@@ -498,7 +498,7 @@ class ChainWalk:
         window.record(ttfb, error=failed is not None, cause=cause)
         breaker.record(failed is None, ticket == PROBE, cause)
         self.metrics.count_attempt(svc.name, link.name, "ok" if failed is None else f"stream_{failed.kind}", ttfb)
-        self.metrics.count_served(svc.name, link.name)
+        self._served(svc, link)
         if failed is None and kept is not None and 200 <= resp.status < 300:
             svc.cache.put(cache_key(method, path, body), resp.status, SSE_CT, b"".join(kept), link.name)  # type: ignore[union-attr]
         return True
@@ -527,7 +527,7 @@ class ChainWalk:
         if svc.level is not DegradationLevel.NORMAL:
             headers.append((b"x-governor-degradation", svc.level.value.encode()))
         await respond(send, entry.status, entry.body, headers, entry.content_type)
-        self.metrics.count_served(svc.name, link.name)
+        self._served(svc, link)
         return True
 
     async def _serve_static(self, svc: ServiceRuntime, link: Link, stream: bool, send: Send, tried: Tried) -> None:
@@ -542,6 +542,11 @@ class ChainWalk:
         if svc.level is not DegradationLevel.NORMAL:
             headers.append((b"x-governor-degradation", svc.level.value.encode()))
         await respond(send, spec.status, body, headers, ctype)
+        self._served(svc, link)
+
+    def _served(self, svc: ServiceRuntime, link: Link) -> None:
+        """The answer came from `link`: its window's served count (what the governor shows) and the metric."""
+        link.window.serve()
         self.metrics.count_served(svc.name, link.name)
 
     async def _no_tier(self, svc: ServiceRuntime, tried: Tried, hints: list[float], send: Send) -> None:
@@ -556,6 +561,7 @@ class ChainWalk:
             }
         }
         svc.error_window.record(0.0, error=True)
+        svc.error_window.serve()
         self.metrics.count_served(svc.name, ERROR_TIER)
         headers = [
             (b"retry-after", str(retry).encode()),

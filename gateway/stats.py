@@ -27,13 +27,14 @@ def _bin_value(index: int) -> float:
 
 
 class _Second:
-    __slots__ = ("causes", "errors", "hist", "rate_limited", "requests", "second", "skip_causes", "skips")
+    __slots__ = ("causes", "errors", "hist", "rate_limited", "requests", "second", "served", "skip_causes", "skips")
 
     def __init__(self, second: int) -> None:
         self.second = second
         self.requests = 0
         self.errors = 0
         self.rate_limited = 0
+        self.served = 0
         self.hist: dict[int, int] = {}
         # Made on the first failure or skip of the second, so a healthy second costs nothing more.
         self.causes: dict[str, int] | None = None
@@ -47,8 +48,8 @@ def _add(counts: dict[str, int], into: dict[str, int]) -> None:
 
 
 class TierWindow:
-    """Attempts on one tier (requests, errors by cause, 429s, latency, requests in flight) and the requests it
-    skipped (breaker open, deadline) with the failure cause behind each skip."""
+    """Attempts on one tier (requests, errors by cause, 429s, latency, requests in flight), the requests it
+    skipped (breaker open, deadline) with the failure cause behind each skip, and the answers it served."""
 
     __slots__ = ("_clock", "_ring", "in_flight")
 
@@ -88,6 +89,10 @@ class TierWindow:
         hist = bucket.hist
         hist[b] = hist.get(b, 0) + 1
 
+    def serve(self) -> None:
+        """A client's answer came from this tier (whatever tiers it tried first): what clients actually get."""
+        self._bucket().served += 1
+
     def skip(self, reason: str, cause: str) -> None:
         """A request this tier did not try: why (breaker_open, breaker_forced_open, deadline) and the failure cause
         behind it (the cause that opened the breaker, `deadline`, or `operator` for a breaker forced open)."""
@@ -101,7 +106,7 @@ class TierWindow:
 
     def window(self, window_s: int) -> dict[str, object]:
         now = int(self._clock())
-        requests = errors = rate_limited = 0
+        requests = errors = rate_limited = served = 0
         causes: dict[str, int] = {}
         skips: dict[str, int] = {}
         skip_causes: dict[str, int] = {}
@@ -112,6 +117,7 @@ class TierWindow:
             requests += bucket.requests
             errors += bucket.errors
             rate_limited += bucket.rate_limited
+            served += bucket.served
             if bucket.causes:
                 _add(bucket.causes, causes)
             if bucket.skips:
@@ -133,6 +139,7 @@ class TierWindow:
             "skipped": sum(skips.values()),
             "skipped_by": skips,
             "skipped_causes": skip_causes,
+            "served": served,
         }
 
 

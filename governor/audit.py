@@ -49,6 +49,7 @@ class AuditAction(StrEnum):
     FORCE_TIER = "force_tier"
     DECLARE_REMEDIATED = "declare_remediated"
     TIERS_CHECKED = "tiers_checked"
+    TIER_SERVED = "tier_served"
     CLAIM = "claim"
     FLAPPING = "flapping"
     DEPENDENCY_RESTORED = "dependency_restored"

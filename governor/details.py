@@ -46,6 +46,8 @@ def details_markdown(s: IncidentState, policy: ServicePolicy | None = None, now:
         f"**Phase** `{s.phase}` · **Tier** `{s.tier}` ({s.tier.quality_percentage} % quality) · "
         f"**Degradation** `{s.degradation_level}` · **Ramp** {s.ramp_percent} % · **Attempt** {s.attempt}",
     ]
+    if s.served_tier is not None:
+        lines += ["", f"**Served** most answers come from `{s.served_tier}` (the gateway falls through `{s.tier}`)"]
     if s.drill_run is not None:
         d = s.drill_run
         state = f"fault cleared {d.restored_at:%H:%M:%S} UTC" if d.restored_at else f"restores {d.ends_at:%H:%M:%S} UTC"

@@ -318,6 +318,9 @@ class IncidentState(BaseModel):
     """When each tier's current healthy streak began: a recovered tier is moved up to only once it is stable."""
     tier_forced: bool = False
     """On-call forced the tier: the periodic re-check leaves it alone."""
+    served_tier: FallbackTier | None = None
+    """The tier most clients get when it is worse than the pinned `tier` (the gateway falling through on its own,
+    e.g. a cache that misses): degradation, status page and notifications then follow it. None: the pin is served."""
     failed_dependencies: list[str] = Field(default_factory=list)
     """Dependencies confirmed failed in this occurrence and not yet restored, in the order they failed. The one
     backing the best tier is the one being restored (`restoring`); the incident closes when the list is empty."""

@@ -73,6 +73,8 @@ class TierStats(BaseModel):
     """Skips by why: breaker_open, breaker_forced_open (the governor's own pin), deadline."""
     skipped_causes: dict[str, int] = Field(default_factory=dict)
     """Skips by the failure cause behind them: the cause that opened the breaker, `deadline`, or `operator`."""
+    served: int = 0
+    """Client answers this tier gave (whatever tiers each request tried first): what clients actually got."""
 
     def failure_causes(self) -> dict[str, int]:
         """Every failed attempt and every skipped request of the tier, by cause (skips for the governor's own breaker
@@ -117,6 +119,7 @@ class TierStats(BaseModel):
             skipped=sum(p.skipped for p in parts),
             skipped_by=summed("skipped_by"),
             skipped_causes=summed("skipped_causes"),
+            served=sum(p.served for p in parts),
         )
 
 

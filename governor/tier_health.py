@@ -29,6 +29,15 @@ class TierAssessment(BaseModel):
 
     tiers: dict[FallbackTier, TierHealth] = Field(default_factory=dict)
     checked_at: datetime | None = None
+    served: dict[FallbackTier, int] = Field(default_factory=dict)
+    """Client answers per tier in the gateways' window (the explicit error tier included): what clients got."""
+
+    def serving(self, min_answers: int = 1) -> FallbackTier | None:
+        """The tier that gave most of the window's answers (on a tie the worse one: never look better than served);
+        None with fewer than `min_answers` answers in all."""
+        if sum(self.served.values()) < max(1, min_answers):
+            return None
+        return max(self.served, key=lambda t: (self.served[t], t.rank))
 
     def health(self) -> dict[FallbackTier, HealthStatus]:
         return {tier: h.status for tier, h in self.tiers.items()}
@@ -67,7 +76,13 @@ def judge_tiers(policy: ServicePolicy, probes: list[ProbeResult], window: StatsW
     tiers[FallbackTier.TIER_5_ERROR] = TierHealth(
         tier=FallbackTier.TIER_5_ERROR, status=HealthStatus.HEALTHY, reason="the explicit 503 always answers"
     )
-    return TierAssessment(tiers=tiers)
+    known = {str(t) for t in FallbackTier}
+    served = (
+        {}
+        if window is None
+        else {FallbackTier(t): s.served for t, s in window.tiers.items() if s.served and t in known}
+    )
+    return TierAssessment(tiers=tiers, served=served)
 
 
 def _healthy_reason(backing: list[str], stats: TierStats | None) -> str:

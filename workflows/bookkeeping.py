@@ -96,7 +96,7 @@ class Bookkeeping:
             span.actor = transition_actor(span.mode, forced_by, approved_by)
             details |= {"mode": str(span.mode), "by": span.actor, "human": span.human}
         self.s.tiers.append(span)
-        self.s.tier = tier
+        self.s.tier, self.s.served_tier = tier, None  # a new tier shows as served until the next re-check
         if workflow.patched(BLAST_RADIUS_PATCH):
             self._update_impact()
         append_entry(

@@ -76,7 +76,9 @@ class Notifying(Bookkeeping):
         audiences = audiences_for(self.s.degradation_level, self.s.severity)
         message = (
             f"{self.s.failure_type or 'failure'} on {self.s.dependency} ({self.s.severity}): {self.s.reason}. "
-            f"Serving from {self.s.tier}; degradation {self.s.degradation_level} "
+            f"Serving from {self.s.served_tier or self.s.tier}"
+            + (f" (pinned {self.s.tier})" if self.s.served_tier else "")
+            + f"; degradation {self.s.degradation_level} "
             f"({self.s.degradation_level.feature_availability:.0%} of features)."
         )
         self._notify(event, audiences, title, message)

@@ -14,8 +14,9 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from governor.actions import Activity, AssessTiersInput
+    from governor.actions import Activity, AssessTiersInput, StatusChange
     from governor.audit import AuditAction
+    from governor.decisions import status_component
     from governor.enums import FallbackTier, RecoveryPhase
     from governor.tier_health import TierAssessment, best_tier, track_healthy_since
 
@@ -23,6 +24,8 @@ from workflows.runbook import Runbook
 
 TIER_HEALTH_PATCH = "tier-health"
 """workflow.patched id: histories recorded before the tier check replay without it."""
+SERVED_TRUTH_PATCH = "served-truth"
+"""workflow.patched id: the re-check shows the tier clients are served (recorded histories never did)."""
 
 
 class Tiering(Runbook):
@@ -67,11 +70,17 @@ class Tiering(Runbook):
             unavailable.add(tier)  # on-call refused this tier: take the next one down
 
     async def _recheck_tiers(self) -> None:
-        """While the failed tier is down: leave a tier that failed, or move up to a better one that is stable."""
-        assert self.policy
+        """While the failed tier is down: leave a tier that failed, or move up to a better one that is stable; then
+        show what clients are served (under SERVED_TRUTH_PATCH)."""
         if self.s.tier_forced:
             return  # on-call chose the tier; only on-call changes it
         assessment = await self._assess()
+        if not await self._move_tier(assessment) and workflow.patched(SERVED_TRUTH_PATCH):
+            await self._show_served(assessment)
+
+    async def _move_tier(self, assessment: TierAssessment) -> bool:
+        """Pin a better or a working tier when the assessment says so; False when the pinned tier stays."""
+        assert self.policy
         current, checks = self.s.tier, self.policy.recovery_checks
         unavailable = self._unavailable()
         while True:
@@ -85,7 +94,7 @@ class Tiering(Runbook):
                 stable_s=checks.stable_s,
             )
             if target is current:
-                return
+                return False
             if target.rank > current.rank:  # the tier serving is down: move down, through the new tier's gate
                 gate, why = f"enter:{target}", f"{current} is down ({self.s.tiers_down.get(str(current), '')})"
             else:  # a better tier has been healthy for stable_s: move up, through the current tier's exit gate
@@ -99,7 +108,7 @@ class Tiering(Runbook):
                 break
             if target.rank < current.rank:
                 self.s.healthy_since.pop(target, None)  # refused: ask again only after another stable window
-                return
+                return False
             unavailable.add(target)
         ramping = self.s.phase is RecoveryPhase.GRADUAL_RESTORE  # the fallback under a ramp changed: keep the share
         await self._pin(target, reason=why, primary_weight=self.s.ramp_percent if ramping else 0)
@@ -107,6 +116,44 @@ class Tiering(Runbook):
         if back and target is not self.s.failed_tier:  # a failed tier stable for stable_s serves again: restored
             await self._restore_dependencies(back)
         self._notify_level(f"fallback_active:{len(self.s.tiers)}", f"{self.s.service} is served by {target}")
+        return True
+
+    async def _show_served(self, assessment: TierAssessment) -> None:
+        """Make the state shown the state served: when most answers in the gateways' window come from a tier worse
+        than the pin (the gateway falling through on its own, to stay available), the degradation level, flags,
+        status page and notifications follow that tier, and its `enter:` gate is asked where the policy gates it;
+        when the pin serves again, they follow the pin. The route is left alone: the pin still answers what it can."""
+        assert self.policy
+        served = assessment.serving(self.policy.recovery_checks.min_samples)
+        if served is None:
+            return  # too little traffic to say
+        shown = served if served.rank > self.s.tier.rank else None
+        if shown == self.s.served_tier:
+            return
+        tier = shown or self.s.tier
+        degradation = self._degradation_for(tier)
+        await self._gateway(
+            f"show {tier} as served",
+            degradation=degradation,
+            status=StatusChange(component=status_component(degradation.level), message=degradation.level.user_message),  # type: ignore[arg-type]
+        )
+        self.s.served_tier, self.s.degradation_level = shown, degradation.level
+        answers = {str(t): n for t, n in sorted(assessment.served.items(), key=lambda kv: kv[0].rank)}
+        self._audit(
+            AuditAction.TIER_SERVED, details={"pinned": str(self.s.tier), "served": str(tier), "answers": answers}
+        )
+        if shown is None:
+            self._notify_level(f"served:{tier}", f"{self.s.service}: clients are served by the pinned {tier} again")
+            return
+        total = sum(assessment.served.values())
+        why = f"the gateway answers {assessment.served.get(shown, 0)} of {total} requests from {shown} on its own"
+        self._notify_level(f"served:{shown}", f"{self.s.service}: clients get {shown} though {self.s.tier} is pinned")
+        gate = f"enter:{shown}"
+        if self._gated(gate) and not any(d.gate == gate and d.approved for d in self.s.decisions):
+            if await self._await_gate(gate, f"{why}: {self.s.tier} cannot answer them"):
+                self._note_approval(shown, gate)
+            else:  # availability first: the gateway keeps answering; the refusal is on the record for on-call
+                self._audit(AuditAction.TIER_SERVED, details={"refused": gate, "served": str(shown)})
 
     def _unavailable(self) -> set[FallbackTier]:
         """Tiers never chosen: the one being restored (it comes back through validation and the ramp), and any

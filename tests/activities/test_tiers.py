@@ -39,6 +39,10 @@ async def test_primary_and_secondary_down_leaves_only_the_tiers_that_answer(
             assert not both.is_down(FallbackTier.TIER_4_STATIC)
             # never the dead secondary: the best tier left is the cache (static behind it)
             assert best_tier(policy.tiers, both, {FallbackTier.TIER_0_PRIMARY}) is FallbackTier.TIER_2_CACHE
+            # ... but the cache holds nothing, so clients got the tier below it: what the incident must show
+            serving = both.serving()
+            assert serving is not None and serving.rank > FallbackTier.TIER_2_CACHE.rank
+            assert sum(both.served.values()) == 30 and FallbackTier.TIER_2_CACHE not in both.served
 
             # the secondary's probe passes again, but its failures are still in the gateway's window: not healthy yet
             secondary.set(outage=False)

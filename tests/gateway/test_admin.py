@@ -145,6 +145,20 @@ async def test_stats_windows_per_tier(st: Stack) -> None:
     assert 0 < primary["p50_ms"] <= primary["p95_ms"] <= primary["p99_ms"]
     assert primary["rps"] == 0.5
     assert stats["tiers"]["tier_1_secondary"]["requests"] == 1
+    # served: the tier each client's answer came from (the failed primary attempt was answered by the secondary)
+    assert (primary["served"], stats["tiers"]["tier_1_secondary"]["served"]) == (4, 1)
+
+
+async def test_served_counts_follow_the_fall_through_not_the_pin(st: Stack) -> None:
+    await st.admin("PUT", "/services/chat/route", json={"pinned_tier": "tier_1_secondary", "primary_weight": 0})
+    st.secondary.set(error_rate=1.0)  # the pinned secondary fails: the gateway answers from below it on its own
+    for _ in range(3):
+        status, headers, _ = await st.chat()
+        assert status == 200 and headers["X-Governor-Tier"] != "tier_1_secondary"
+    _, stats = await st.admin("GET", "/services/chat/stats?window=10")
+    served = {tier: t["served"] for tier, t in stats["tiers"].items() if t["served"]}
+    assert served == {headers["X-Governor-Tier"]: 3}
+    assert stats["tiers"]["tier_1_secondary"]["requests"] == 3  # tried each time, served none
 
 
 async def test_admin_body_too_large_is_413(st: Stack) -> None:

@@ -126,6 +126,8 @@ class FakeWorld:
         """Tiers `assess_tiers` finds down (tier -> why); every other tier answers."""
         self.down: Callable[[FakeWorld], dict[str, str]] = lambda w: w.tiers_down
         self.assessments = 0
+        self.served: dict[str, int] = {}
+        """Client answers per tier in the gateways' window, as `assess_tiers` reports them (default: none seen)."""
         self.deps_down: set[str] = set()
         """Dependencies (other than through `primary_down`) whose wait_for_healthy fails, as `primary_down` does."""
         self.validations: list[Verdict] = []
@@ -227,7 +229,8 @@ class FakeWorld:
             else TierHealth(tier=t, status=HealthStatus.HEALTHY, reason="answers")
             for t in [*input.policy.tiers, FallbackTier.TIER_5_ERROR]
         }
-        return TierAssessment(tiers=tiers, checked_at=now())
+        served = {FallbackTier(t): n for t, n in self.served.items()}
+        return TierAssessment(tiers=tiers, checked_at=now(), served=served)
 
     @activity.defn(name=Activity.ASSESS_BLAST_RADIUS)
     async def assess_blast_radius(self, input: BlastRadiusInput) -> BlastRadius:

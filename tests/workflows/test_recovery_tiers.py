@@ -123,3 +123,38 @@ async def test_auto_failover_off_asks_before_pinning_the_fallback(incident) -> N
     await approve(inc, "enter:tier_1_secondary")
     state = await inc.result()
     assert state.outcome == "recovered" and pins(world)[0] == "tier_1_secondary"
+
+
+async def test_clients_served_below_the_pin_are_what_the_incident_shows_and_the_gate_is_asked(incident) -> None:
+    """The cache pinned but missing: the gateway answers most requests from the degraded tier on its own, so the
+    level, status and notifications follow that tier and its enter gate is asked; the route stays the pin."""
+    world = FakeWorld(
+        policy_for(
+            approvals={"approvers": ["alice"], "gates": ["enter:tier_3_degraded"], "timeout_s": 300},
+            recovery_checks={"reassess_s": 10},
+        )
+    )
+    world.tiers_down = {"tier_1_secondary": "secondary-llm probe: refused"}
+    world.primary_down = True
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    state = await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    assert world.pinned == "tier_2_cache" and state.served_tier is None
+    cache_level = state.degradation_level
+    world.served = {"tier_2_cache": 20, "tier_3_degraded": 180}
+    state = await inc.until(lambda s: s.awaiting_approval, limit=10)
+    assert [g.gate for g in state.pending_gates] == ["enter:tier_3_degraded"]
+    degraded = world.policy.degradation.level_for(FallbackTier.TIER_3_DEGRADED, critical=False)
+    assert state.served_tier is FallbackTier.TIER_3_DEGRADED and state.degradation_level is degraded
+    assert degraded is not cache_level and world.pinned == "tier_2_cache"  # shown, not re-pinned
+    shown = world.changes[-1]
+    assert shown.route is None and shown.degradation and shown.degradation.level is degraded and shown.status
+    assert any(e.action == "tier_served" and e.details["served"] == "tier_3_degraded" for e in state.audit)
+    assert any(n.event == "served:tier_3_degraded" for n in state.notifications)
+    await approve(inc, "enter:tier_3_degraded")
+    world.served = {"tier_2_cache": 150, "tier_3_degraded": 10}  # the cache warmed up: the pin serves again
+    state = await inc.until(lambda s: s.served_tier is None, limit=10)
+    assert state.degradation_level is cache_level and state.pending_gates == []
+    world.primary_down = False
+    world.tiers_down = {}
+    assert (await inc.result()).outcome == "recovered"
