@@ -319,7 +319,7 @@ class Matrix:
 
 async def served_during(matrix: Matrix, seconds: float) -> Counter[str]:
     """Hold the faults `seconds` and return the tiers that served the clients meanwhile (whole seconds)."""
-    start = time.time() + 1
+    start = int(time.time() + 1)
     await asyncio.sleep(seconds)
-    await asyncio.sleep(1.2)  # the last second closes
-    return matrix.traffic.report().tiers_between(int(start), int(start + seconds))
+    await matrix.traffic.closed_through(int(start + seconds))  # requests of those seconds answered (slow ones too)
+    return matrix.traffic.report().tiers_between(start, int(start + seconds))

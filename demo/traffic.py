@@ -317,6 +317,18 @@ class TrafficGenerator:
                 self._answered.clear()
                 await self._answered.wait()
 
+    async def closed_through(self, second: int, timeout_s: float = 30.0) -> None:
+        """Until every second before `second` (epoch) has closed: all its requests answered (or failed)."""
+        async with asyncio.timeout(timeout_s):
+            while (
+                int(time.time()) < second
+                or any(s < second for s in self._seconds)
+                or any(s < second and n > 0 for s, n in self._pending.items())
+            ):
+                self._answered.clear()  # set by every answer; the clock moves on by itself, hence the short wait
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._answered.wait(), 0.25)
+
     # --- seconds
 
     async def _flush_loop(self) -> None:
