@@ -111,10 +111,23 @@ def time_in_phases(state: IncidentState, now: datetime | None = None) -> dict[Re
 
 
 def time_in_tiers(state: IncidentState, now: datetime | None = None) -> dict[FallbackTier, float]:
-    end = _end_of(state, now)
+    """Seconds clients were served from each tier: the pinned tiers' spans, except the stretches where most answers
+    came from a worse tier than the pin (audit `tier_served`), which count on the tier that served them."""
+    if not state.tiers:
+        return {}
+    end = state.tiers[-1].left_at or _end_of(state, now)
+    known = {t.value for t in FallbackTier}
+    marks = [(span.entered_at, 0, span.tier) for span in state.tiers]
+    marks += [
+        (e.at, 1, FallbackTier(e.details["served"]))
+        for e in state.audit
+        if e.action == AuditAction.TIER_SERVED and "refused" not in e.details and e.details.get("served") in known
+    ]
+    marks.sort(key=lambda m: (m[0], m[1]))
     totals: dict[FallbackTier, float] = {}
-    for span in state.tiers:
-        totals[span.tier] = totals.get(span.tier, 0.0) + (_seconds(span.entered_at, span.left_at or end) or 0.0)
+    for (at, _, tier), after in zip(marks, [*marks[1:], None], strict=True):
+        until = after[0] if after is not None else end
+        totals[tier] = totals.get(tier, 0.0) + (_seconds(at, until) or 0.0)
     return {t: totals[t] for t in FallbackTier if t in totals}
 
 

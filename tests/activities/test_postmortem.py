@@ -245,3 +245,29 @@ def test_an_open_incident_claims_no_total_duration() -> None:
     assert data["open"] is True and data["metrics"]["duration_s"] == 300.0
     # Without a clock (a caller that passes none) it still says open, up to the last event it knows.
     assert key_times(render_postmortem(state, policy))["open for"][:2] == ["21m 40s up to its last event", "not closed"]
+
+
+def test_time_in_each_tier_counts_what_clients_were_served() -> None:
+    """The secondary was pinned 45 s -> 3600 s, but from 100 s to 400 s most answers came from the degraded tier."""
+    from governor.postmortem import time_in_tiers
+
+    state = recovered_incident()
+    append_entry(
+        state.audit,
+        at=at(100),
+        action="tier_served",
+        details={"pinned": "tier_1_secondary", "served": "tier_3_degraded"},
+    )
+    append_entry(
+        state.audit,
+        at=at(400),
+        action="tier_served",
+        details={"pinned": "tier_1_secondary", "served": "tier_1_secondary"},
+    )
+    tiers = time_in_tiers(state)
+    assert tiers == {
+        FallbackTier.TIER_0_PRIMARY: 45 + 60,
+        FallbackTier.TIER_1_SECONDARY: 55 + 3200,
+        FallbackTier.TIER_3_DEGRADED: 300,
+    }
+    assert "| tier_3_degraded | 60% | 5m" in render_postmortem(state, make_policy("http://127.0.0.1:9/health"))
