@@ -38,8 +38,11 @@ async def register_search_attributes(client: Client, namespace: str = "default")
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server per test module. One for the whole session wedged in CI: started by an early
+    module, left idle while the dev-server tests ran for minutes, it stopped skipping time for the modules after
+    (each of their tests idle until its timeout); a fresh server per module costs about a second."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=binary("temporal-test-server")
     )
