@@ -5,6 +5,7 @@ through only when every deployment is down, per-deployment keys (none leaked to 
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 import json
 from collections import Counter
@@ -163,14 +164,15 @@ async def test_all_deployments_down_falls_through_and_the_tier_reports_down(monk
 
 
 async def test_cooldown_then_recovery(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with trio(monkeypatch, cooldown_s=0.5) as t:
+    async with trio(monkeypatch, cooldown_s=3) as t:  # long enough for both bursts on a loaded 2-core machine
         t.east.set(outage=True, outage_mode="503")
         await t.burst(40, concurrency=4)
+        rested_at = time.monotonic()
         before = completions(t.east)
         await t.burst(40, concurrency=4)
         assert completions(t.east) == before  # resting: not tried at all
         t.east.set(outage=False)
-        await asyncio.sleep(0.6)  # the cooldown is over: probes go to east, three successes close its breaker
+        await asyncio.sleep(max(0.0, rested_at + 3.1 - time.monotonic()))  # the cooldown is over: probes go to east
         answers = await t.burst(200, concurrency=4)
         assert [r.status_code for r in answers] == [200] * 200
         shares = Counter(r.headers["x-governor-deployment"] for r in answers)
