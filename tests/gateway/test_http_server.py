@@ -166,7 +166,7 @@ async def test_a_stream_is_chunked_and_kept_alive(st: Stack) -> None:
 
 async def _upstream_connections_drop(st: Stack, within_s: float) -> bool:
     deadline = asyncio.get_running_loop().time() + within_s
-    while st.primary._connections:
+    while st.primary._connections:  # the fake's open connections: the gateway's pool to it
         if asyncio.get_running_loop().time() > deadline:
             return False
         await asyncio.sleep(0.02)
@@ -175,13 +175,15 @@ async def _upstream_connections_drop(st: Stack, within_s: float) -> bool:
 
 async def test_a_client_that_leaves_cancels_its_upstream_request() -> None:
     async with stack() as st:
-        st.primary.set(latency_ms=3000)
+        st.primary.set(latency_ms=3000)  # past the primary's 400 ms timeout: a request left alone falls through
         _reader, writer = await asyncio.open_connection("127.0.0.1", st.gw.port)
         writer.write(post("/chat/v1/chat/completions", CHAT_BYTES))
-        await asyncio.sleep(0.2)
-        assert st.primary._connections
+        await asyncio.sleep(0.15)
+        assert st.primary._connections  # the attempt is on its way
         writer.close()
-        assert await _upstream_connections_drop(st, 1.0), "the upstream request outlived its client"
+        assert await _upstream_connections_drop(st, 0.2), "the upstream request outlived its client"
+        await asyncio.sleep(0.6)  # past the primary's timeout: an abandoned request would be on the secondary now
+        assert st.secondary.counters.completions == 0 and st.degraded.counters.completions == 0
         tier = st.service().links[0]
         assert tier.window.in_flight == 0 and tier.breaker.probes == 0
         st.primary.set(latency_ms=0)
@@ -191,13 +193,14 @@ async def test_a_client_that_leaves_cancels_its_upstream_request() -> None:
 
 async def test_a_client_that_leaves_a_stream_cancels_the_upstream_stream() -> None:
     async with stack() as st:
-        st.primary.set(stream_interval_ms=1000)
+        # 8 events 300 ms apart (under the tier's 400 ms idle timeout): a relay left alone runs ~2 s more
+        st.primary.set(stream_interval_ms=300)
         reader, writer = await asyncio.open_connection("127.0.0.1", st.gw.port)
         writer.write(post("/chat/v1/chat/completions", STREAM_BYTES))
         first = await asyncio.wait_for(reader.readuntil(b"data: "), 5)  # the first event is relayed
         assert b"text/event-stream" in first
         writer.close()
-        assert await _upstream_connections_drop(st, 0.8), "the upstream stream outlived its client"
+        assert await _upstream_connections_drop(st, 0.6), "the upstream stream outlived its client"
         assert st.service().links[0].window.in_flight == 0
         st.primary.set(stream_interval_ms=0)
         status, headers, _ = await st.chat()
