@@ -65,6 +65,7 @@ from bench.references import (
 BASELINE_RPS_20 = 10_403.0
 BASELINE_NOTE = "docs/benchmarks.md of 2026-11-30 (commit 7210dab, --duration 5, load average 1.51)"
 BASELINE_REF = "1c19706"
+ASGI_ROW = "gateway --http asgi"
 
 
 def translation_policy(dirpath: Path, upstream: str) -> None:
@@ -107,16 +108,18 @@ chain:
 def table(runs: list[Run], rss: dict[str, int]) -> str:
     direct = {r.clients: r for r in runs if r.target == "direct"}
     lines = [
-        "| target | clients | RPS | p50 ms | p95 ms | p99 ms | added p50 ms | errors | RSS MiB | load avg before |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | clients | RPS | p50 ms | p95 ms | p99 ms | added p50 ms | CPU ms/req | errors | RSS MiB "
+        "| load avg before |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         added = "" if r.target == "direct" or r.clients not in direct else f"{r.p50_ms - direct[r.clients].p50_ms:+.3f}"
         key = r.target if r.target in rss else r.target.split(" ")[0]
         mem = f"{rss[key] / 1024:.0f}" if key in rss else ""
+        cpu = "" if r.cpu_ms_per_req is None else f"{r.cpu_ms_per_req:.3f}"
         lines.append(
             f"| {r.target} | {r.clients} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p95_ms:.3f} | {r.p99_ms:.3f} | "
-            f"{added} | {r.errors} | {mem} | {r.load_before:.2f} |"
+            f"{added} | {cpu} | {r.errors} | {mem} | {r.load_before:.2f} |"
         )
     return "\n".join(lines)
 
@@ -150,6 +153,25 @@ def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
                 f"pass-through at 20 clients, same run: gateway / {name} (main before the providers work): "
                 f"{share:.2f}x (target >= 0.9x): {'met' if share >= 0.9 else 'MISSED'}"
             )
+    n1, n20 = by.get(("nginx", 1)), by.get(("nginx", 20))
+    if d1 and g1 and n1:
+        added = g1.p50_ms - d1.p50_ms
+        out.append(
+            f"issue 15: added p50 at 1 client {added:.3f} ms (nginx {n1.p50_ms - d1.p50_ms:.3f}; target <= 0.12 ms): "
+            f"{'met' if added <= 0.12 else 'MISSED'}"
+        )
+    if g20 and n20 and n20.rps > 0:
+        share = g20.rps / n20.rps
+        out.append(f"issue 15: gateway / nginx RPS at 20 clients {share:.2f}x (target >= 0.8x): {_met(share >= 0.8)}")
+        if g20.cpu_ms_per_req and n20.cpu_ms_per_req:
+            cpu = g20.cpu_ms_per_req / n20.cpu_ms_per_req
+            out.append(
+                f"issue 15: CPU per request at 20 clients {g20.cpu_ms_per_req:.3f} ms = {cpu:.2f}x nginx's "
+                f"{n20.cpu_ms_per_req:.3f} (target <= 2x): {_met(cpu <= 2)}"
+            )
+    a20 = by.get((ASGI_ROW, 20))
+    if g20 and a20 and a20.rps > 0:
+        out.append(f"gateway (--http fast) / {ASGI_ROW} RPS at 20 clients, same run: {g20.rps / a20.rps:.2f}x")
     for ref, label in (("nginx", "nginx"), ("portkey", "Portkey")):
         ratio = _ratio(by, "gateway", ref)
         if ratio is not None:
@@ -168,6 +190,10 @@ def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
         share = rss["gateway"] / rss["litellm"]
         out.append(f"gateway RSS / LiteLLM RSS: {share:.2f} (target < 0.33): {'met' if share < 1 / 3 else 'MISSED'}")
     return out
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
 
 
 SECTION = re.compile(r"^## Gateway\n.*?(?=^## |\Z)", re.S | re.M)
@@ -198,10 +224,16 @@ def write_doc(section: str, keep_hotpath: bool = False) -> None:
 
 
 def start_gateway(
-    stack: contextlib.ExitStack, upstream: str, anthropic: str | None, token: str, ref: str | None = None
+    stack: contextlib.ExitStack,
+    upstream: str,
+    anthropic: str | None,
+    token: str,
+    ref: str | None = None,
+    http: str | None = None,
 ) -> tuple[int, int]:
     """`python -m gateway` on the bench's policies; with `ref`, that commit's gateway/ and governor/ (the same-run
-    pass-through baseline; only the `chat` service, which every version's policy format takes)."""
+    pass-through baseline; only the `chat` service, which every version's policy format takes); with `http`, that
+    HTTP server (`--http asgi`: uvicorn, the server before gateway/server.py)."""
     policy_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     gateway_policy(policy_dir, upstream)
     cwd = ROOT
@@ -223,7 +255,11 @@ def start_gateway(
             archive.extractall(cwd, filter="data")
     port = free_port()
     cmd = [PY, "-m", "gateway", "--policy-dir", str(policy_dir), "--port", str(port), "--log-level", "WARNING"]
+    if http is not None:
+        cmd += ["--http", http]
     log = STATE / ("gateway.log" if ref is None else "gateway-baseline.log")
+    if http is not None:
+        log = STATE / f"gateway-{http}.log"
     gw = stack.enter_context(process(cmd, env={"GOVERNOR_GATEWAY_TOKEN": token}, log=log, cwd=cwd))
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=gw)
@@ -249,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hotpath", action="store_true", help="also measure bare-proxy hot-path choices")
     parser.add_argument("--no-doc", action="store_true", help="print only; do not rewrite docs/benchmarks.md")
+    parser.add_argument(
+        "--no-asgi", action="store_true", help=f"leave out the `{ASGI_ROW}` row (the gateway on uvicorn)"
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0:
         parser.error("--rounds must be >= 1 and --duration > 0")
@@ -274,9 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         gw_port, pids["gateway"] = start_gateway(stack, upstream, anthropic, token)
         gw = f"http://127.0.0.1:{gw_port}"
         passthrough = {
-            "direct": Target(f"{upstream}/v1/chat/completions"),
-            "gateway": Target(f"{gw}/chat/v1/chat/completions"),
+            "direct": Target(f"{upstream}/v1/chat/completions", pid=up.pid),
+            "gateway": Target(f"{gw}/chat/v1/chat/completions", pid=pids["gateway"]),
         }
+        if not args.no_asgi:
+            asgi_port, pids[ASGI_ROW] = start_gateway(stack, upstream, None, token, http="asgi")
+            passthrough[ASGI_ROW] = Target(f"http://127.0.0.1:{asgi_port}/chat/v1/chat/completions", pid=pids[ASGI_ROW])
         translation = {
             "gateway -> anthropic (JSON)": Target(f"{gw}/claude/v1/chat/completions"),
             "gateway -> anthropic (SSE)": Target(f"{gw}/claude/v1/chat/completions", body=STREAM_BODY),
@@ -298,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 passthrough[name], pids[name] = stack.enter_context(start())
+                passthrough[name].pid = pids[name]
             except Skip as err:
                 print(f"skipping {name}: {err}", flush=True)
                 notes.append(f"{name} skipped: {err}")
@@ -358,7 +401,9 @@ def doc_section(
 ) -> str:
     flags = [f"--duration {args.duration:g}", f"--rounds {args.rounds}"]
     flags += [
-        f"--{f}" for f in ("no-nginx", "no-portkey", "no-litellm", "hotpath") if getattr(args, f.replace("-", "_"))
+        f"--{f}"
+        for f in ("no-nginx", "no-portkey", "no-litellm", "no-asgi", "hotpath")
+        if getattr(args, f.replace("-", "_"))
     ]
     if args.baseline_ref != BASELINE_REF:
         flags.append(f"--baseline-ref '{args.baseline_ref}'")
@@ -391,6 +436,10 @@ def doc_section(
         "baseline. "
         "'gateway (2 deployments)': a primary of two weighted deployments (3:1, both on the same fake), "
         "interleaved with 'gateway': the cost of picking a deployment. "
+        f"'gateway' serves on its own HTTP/1.1 server (`--http fast`, gateway/server.py); '{ASGI_ROW}' is the same "
+        "gateway on uvicorn (the server before it), interleaved with it. "
+        "CPU ms/req: the target's user + system CPU (/proc, its process and children) over the measured run, per "
+        "request. "
         "RSS: resident memory after the runs (the process and its children). "
         "'added p50' is the target's p50 minus the direct p50 at the same client count.",
         "",

@@ -49,6 +49,8 @@ class Run:
     errors: int
     requests: int
     load_before: float
+    cpu_ms_per_req: float | None = None
+    """The target's own CPU (user + system, its process and children) per request served, when its pid is known."""
 
 
 @dataclass
@@ -58,6 +60,8 @@ class Target:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: str = BODY
+    pid: int | None = None
+    """The serving process, for its CPU per request (nginx: the master, whose worker is counted with it)."""
 
 
 def free_port() -> int:
@@ -156,12 +160,35 @@ def wrk(url: str, clients: int, duration: float, headers: dict[str, str] | None 
     return json.loads(line[8:])
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its descendants alive now (/proc; 0.0 where it cannot be read)."""
+    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def measure(
-    target: str, url: str, clients: int, duration: float, headers: dict[str, str] | None = None, body: str = BODY
+    target: str,
+    url: str,
+    clients: int,
+    duration: float,
+    headers: dict[str, str] | None = None,
+    body: str = BODY,
+    pid: int | None = None,
 ) -> Run:
     wrk(url, clients, min(2.0, duration / 3), headers, body)  # warm-up: pools, JIT-free caches, LiteLLM's imports
     load = os.getloadavg()[0]
+    cpu0 = cpu_s(pid) if pid else 0.0
     r = wrk(url, clients, duration, headers, body)
+    cpu = (cpu_s(pid) - cpu0) * 1000 / r["requests"] if pid and r["requests"] else None
     errors = r["errors_status"] + r["errors_connect"] + r["errors_read"] + r["errors_timeout"]
     return Run(
         target,
@@ -173,6 +200,7 @@ def measure(
         errors,
         r["requests"],
         load,
+        cpu,
     )
 
 
@@ -197,7 +225,7 @@ def interleaved(
         if loads is not None:
             loads.append(line)
         for name, t in targets.items():
-            samples[name].append(measure(name, t.url, clients, duration, t.headers, t.body))
+            samples[name].append(measure(name, t.url, clients, duration, t.headers, t.body, t.pid))
             print(fmt_run(samples[name][-1]), flush=True)
     chosen = []
     for runs in samples.values():
@@ -207,7 +235,8 @@ def interleaved(
 
 
 def fmt_run(r: Run) -> str:
+    cpu = "" if r.cpu_ms_per_req is None else f"  cpu {r.cpu_ms_per_req:.3f} ms/req"
     return (
         f"{r.target:<34} c={r.clients:<3} {r.rps:>9,.0f} rps  p50 {r.p50_ms:7.3f}  p95 {r.p95_ms:7.3f}  "
-        f"p99 {r.p99_ms:7.3f} ms  errors {r.errors}  load {r.load_before:.2f}"
+        f"p99 {r.p99_ms:7.3f} ms  errors {r.errors}  load {r.load_before:.2f}{cpu}"
     )

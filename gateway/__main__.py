@@ -11,7 +11,7 @@ import sys
 
 import structlog
 
-from gateway.app import GatewaySettings, create_app, uvicorn_config
+from gateway.app import HTTP_SERVERS, GatewayApp, GatewaySettings, create_app, default_http, uvicorn_config
 from gateway.keys_cli import keys_main
 from governor.client_keys import KeyFileError
 from governor.logging import configure_logging
@@ -39,7 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("GOVERNOR_GATEWAY_OPEN_DATA_PLANE") == "1",
         help="serve the data plane without client keys beyond loopback (an open proxy to your upstreams)",
     )
+    parser.add_argument(
+        "--http",
+        choices=HTTP_SERVERS,
+        default=None,
+        help="HTTP server: fast (the gateway's own HTTP/1.1 protocol, gateway/server.py; default) or asgi (uvicorn); "
+        "env GOVERNOR_GATEWAY_HTTP",
+    )
     args = parser.parse_args(argv)
+    try:
+        http = args.http or default_http()
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     configure_logging(args.log_format, args.log_level)
     log = structlog.get_logger("gateway")
     try:
@@ -70,14 +82,40 @@ def main(argv: list[str] | None = None) -> int:
     except KeyFileError as err:
         print(err, file=sys.stderr)
         return 2
+    log.info("gateway_starting", host=args.host, port=args.port, services=sorted(policies), http=http)
+    if http == "fast":
+        import uvloop
+
+        uvloop.run(_serve_fast(app, args.host, args.port))
+        return 0
     import uvicorn
 
-    log.info("gateway_starting", host=args.host, port=args.port, services=sorted(policies))
     server = uvicorn.Server(
         uvicorn_config(app, host=args.host, port=args.port, loop="uvloop", log_level=args.log_level.lower())
     )
     server.run()
     return 0
+
+
+async def _serve_fast(app: GatewayApp, host: str, port: int) -> None:
+    """gateway/server.py until SIGINT or SIGTERM, then a graceful stop (requests in flight get 2 s)."""
+    import asyncio
+    import signal
+
+    from gateway.app import listening_socket, serve_fast
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sock = listening_socket(host, port)
+    try:
+        async with serve_fast(app, sock):
+            structlog.get_logger("gateway").info("gateway_serving", url=f"http://{host}:{sock.getsockname()[1]}")
+            await stop.wait()
+            structlog.get_logger("gateway").info("gateway_stopping")
+    finally:
+        sock.close()
 
 
 def _is_loopback(host: str) -> bool:

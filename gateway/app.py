@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -161,6 +162,45 @@ def create_app(
     return GatewayApp(policies, admin_token, settings or GatewaySettings())
 
 
+HTTP_SERVERS = ("fast", "asgi")
+"""`fast`: gateway/server.py's own HTTP/1.1 protocol (one write per response); `asgi`: uvicorn's httptools protocol."""
+
+
+def default_http() -> str:
+    """The HTTP server to use when none is named: GOVERNOR_GATEWAY_HTTP, else `fast`."""
+    chosen = os.environ.get("GOVERNOR_GATEWAY_HTTP", "fast")
+    if chosen not in HTTP_SERVERS:
+        raise ValueError(f"GOVERNOR_GATEWAY_HTTP={chosen!r}: expected one of {', '.join(HTTP_SERVERS)}")
+    return chosen
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when it sees TCP (without it,
+    # Nagle + delayed ACKs add ~40 ms to every kept-alive request); set it on the listener too, accepted sockets
+    # inherit it.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(2048)  # connections queue here until the server serves them
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_fast(app: GatewayApp, sock: socket.socket) -> AsyncIterator[None]:
+    """gateway/server.py's HTTP/1.1 server for `app` on `sock`, with the app's start-up and shutdown around it."""
+    from gateway.server import HttpServer
+
+    server = HttpServer(app)
+    await server.start(sock)
+    app.started.set()
+    try:
+        yield
+    finally:
+        await server.close()
+        await app.aclose()
+
+
 @dataclass
 class RunningGateway:
     app: GatewayApp
@@ -204,18 +244,22 @@ async def run_gateway(
     host: str = "127.0.0.1",
     port: int = 0,
     settings: GatewaySettings | None = None,
+    http: str | None = None,
 ) -> AsyncIterator[RunningGateway]:
-    """Serve the gateway in this event loop on an ephemeral port (tests, the embedded stack)."""
+    """Serve the gateway in this event loop on an ephemeral port (tests, the embedded stack); `http` names the
+    server (HTTP_SERVERS; default `default_http()`)."""
     app = create_app(policies, admin_token, settings)
+    sock = listening_socket(host, port)
+    bound = sock.getsockname()[1]
+    running = RunningGateway(app=app, url=f"http://{host}:{bound}", port=bound)
+    if (http or default_http()) == "fast":
+        try:
+            async with serve_fast(app, sock):
+                yield running
+        finally:
+            sock.close()
+        return
     _EmbeddedServer = _embedded_server_class()
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when it sees TCP (without it,
-    # Nagle + delayed ACKs add ~40 ms to every kept-alive request); set it on the listener too, accepted sockets
-    # inherit it.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # connections queue here until uvicorn serves them
     server = _EmbeddedServer(uvicorn_config(app, log_level="warning"))
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     started = asyncio.ensure_future(app.started.wait())
@@ -224,9 +268,8 @@ async def run_gateway(
         started.cancel()
         task.result()
         raise RuntimeError("the gateway stopped during start-up")
-    bound = sock.getsockname()[1]
     try:
-        yield RunningGateway(app=app, url=f"http://{host}:{bound}", port=bound)
+        yield running
     finally:
         server.should_exit = True
         await task

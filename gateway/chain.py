@@ -334,6 +334,16 @@ class ChainWalk:
             self._fell_through(svc, link, dep, walk, ticket, time.perf_counter() - p0, err.kind, err.kind, tried)
             self._plan_retry(link, walk, err.kind, 0.0, deadline)
             return False
+        except asyncio.CancelledError:
+            # The client disconnected (gateway/server.py cancels its request): the upstream attempt ends with it,
+            # counted nowhere (neither the upstream's failure nor a success), its probe slot given back.
+            if resp is not None:
+                resp.release()
+            if not walk.relaying:
+                window.in_flight -= 1
+            if ticket == PROBE:
+                breaker.probes = max(0, breaker.probes - 1)
+            raise
         elapsed = time.perf_counter() - p0
         window.in_flight -= 1
         if status == 429:
@@ -451,6 +461,7 @@ class ChainWalk:
             return False
         ttfb = time.perf_counter() - p0
         walk.answered_at = p0 + ttfb
+        walk.relaying = True  # from here the finally below owns `in_flight`
         headers = [(k, v) for k, v in resp.headers if k.lower() not in RESPONSE_DROP]
         headers.append((b"x-governor-tier", link.name_b))
         if dep.name is not None:

@@ -187,6 +187,9 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         try:
             return await waiter
+        except asyncio.CancelledError:
+            self.abort()  # the caller gave up (its client left): the answer would never be read
+            raise
         finally:
             self._cancel_timer()
 
@@ -199,6 +202,9 @@ class _Connection(asyncio.Protocol):
                         raise self.error
                     self._body_waiter = self._pool.loop.create_future()
                     await self._body_waiter
+            except asyncio.CancelledError:
+                self.abort()
+                raise
             finally:
                 self._cancel_timer()
         body = b"".join(self._chunks)

@@ -71,17 +71,20 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
+        if len(body) > limit:
+            raise BadInput("body", f"body exceeds the {limit}-byte limit", 413)
         return body
     parts = [body]
     size = len(body)
-    while message.get("more_body"):
+    while True:
+        if size > limit:  # checked before waiting for more: a first piece past the limit is refused at once
+            raise BadInput("body", f"body exceeds the {limit}-byte limit", 413)
+        if not message.get("more_body"):
+            return b"".join(parts)
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            raise BadInput("body", f"body exceeds the {limit}-byte limit", 413)
         parts.append(chunk)
-    return b"".join(parts)
 
 
 def completion_as_sse(completion: dict[str, Any]) -> bytes:

@@ -26,7 +26,17 @@ class Walk:
     context window a tier refused as too small, and what the last attempt did (for a tier's deployments: whether one
     was sent, the cause of its failure or skip, whether the answer served ended well)."""
 
-    __slots__ = ("answered_at", "attempt", "attempted", "cause", "context_floor", "delay", "served_ok", "skipped")
+    __slots__ = (
+        "answered_at",
+        "attempt",
+        "attempted",
+        "cause",
+        "context_floor",
+        "delay",
+        "relaying",
+        "served_ok",
+        "skipped",
+    )
 
     def __init__(self) -> None:
         self.attempt = 0
@@ -37,6 +47,8 @@ class Walk:
         self.skipped = ""
         self.served_ok = False
         self.answered_at = 0.0
+        self.relaying = False
+        """A stream's first event arrived and its relay began (the relay then accounts for the attempt)."""
         """perf_counter() when the answer served began (a tier with deployments: its latency, a stream's TTFB)."""
 
 

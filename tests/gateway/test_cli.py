@@ -29,7 +29,8 @@ async def _start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Pro
     )  # fmt: skip
 
 
-async def test_cli_serves_the_policy_dir(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["fast", "asgi"])
+async def test_cli_serves_the_policy_dir(tmp_path: Path, server: str) -> None:
     async with run_upstream(name="primary") as up:
         (tmp_path / "chat.yaml").write_text(
             "service: chat\ndependencies: [{name: p, tier: tier_0_primary}]\n"
@@ -37,12 +38,13 @@ async def test_cli_serves_the_policy_dir(tmp_path: Path) -> None:
         )
         port = free_port()
         proc = await _start(
-            ["--policy-dir", str(tmp_path), "--port", str(port), "--log-level", "INFO"],
+            ["--policy-dir", str(tmp_path), "--port", str(port), "--log-level", "INFO", "--http", server],
             {"GOVERNOR_GATEWAY_TOKEN": "cli-secret"},
         )
         try:
             assert proc.stdout is not None
-            while b"Uvicorn running on" not in (line := await asyncio.wait_for(proc.stdout.readline(), 20)):
+            ready = b"Uvicorn running on" if server == "asgi" else b"gateway_serving"
+            while ready not in (line := await asyncio.wait_for(proc.stdout.readline(), 20)):
                 assert line, "the gateway exited before serving"
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"http://127.0.0.1:{port}/chat/v1/chat/completions", json=CHAT) as r:
