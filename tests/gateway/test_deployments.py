@@ -5,9 +5,9 @@ through only when every deployment is down, per-deployment keys (none leaked to 
 from __future__ import annotations
 
 import asyncio
-import time
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
