@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.actions import (
         Activity,
         AssessTiersInput,
+        BlastRadiusInput,
         BreakerChange,
         ChannelDelivery,
         ConfirmFailureInput,
@@ -73,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForHealthyInput,
         WaitForHealthyResult,
     )
+    from governor.blast_radius import AffectedService, BlastRadius
     from governor.client import GovernorClient, connect
     from governor.decisions import (
         ValidationResult,
@@ -135,8 +137,18 @@ class BareRecoveryWorkflow:
         def change(**kw: Any) -> GatewayChange:
             return GatewayChange(gateways=policy.gateways, service=input.service, incident_id=wid, **kw)
 
-        # isolation, then fallback: pin the next tier with its degradation and status
+        # isolation (the breaker, the blast radius beside it), then fallback: check the tiers, pin the next one with
+        # its degradation and status
+        blast = asyncio.create_task(
+            _act(
+                Activity.ASSESS_BLAST_RADIUS,
+                BlastRadiusInput(policy=policy, dependency=input.dependency),
+                BlastRadius,
+            )
+        )
         await _act(Activity.APPLY_GATEWAY_CHANGE, change(breaker=BreakerChange(tier=failed, mode="open")))
+        await blast
+        await _act(Activity.ASSESS_TIERS, AssessTiersInput(policy=policy), TierAssessment)
         tier = pick_tier(policy.tiers, {failed})
         level = policy.degradation.level_for(tier)
         await _act(
@@ -365,6 +377,12 @@ class BenchWorld:
             world._count(Activity.ASSESS_TIERS)
             return judge_tiers(input.policy, [], None)
 
+        @activity.defn(name=Activity.ASSESS_BLAST_RADIUS)
+        async def assess_blast_radius(input: BlastRadiusInput) -> BlastRadius:
+            world._count(Activity.ASSESS_BLAST_RADIUS)
+            own = AffectedService(service=input.policy.service, dependencies=[input.dependency], traffic_share=1.0)
+            return BlastRadius(dependency=input.dependency, services=[own])
+
         @activity.defn(name=Activity.NOTIFY)
         async def notify(input: NotifyInput) -> NotifyResult:
             world._count(Activity.NOTIFY)
@@ -391,6 +409,7 @@ class BenchWorld:
             wait_for_healthy,
             validate_primary,
             assess_tiers,
+            assess_blast_radius,
             notify,
             write_postmortem,
         ]
