@@ -23,10 +23,12 @@ BLAST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempt
 
 
 class BlastRadiusStep(Runbook):
-    async def _assess_blast_radius(self) -> None:
+    async def _assess_blast_radius(self, local: bool = False) -> None:
+        """`local`: as a local activity in the workflow task before the pin, which then publishes (pin first)."""
         assert self.policy
+        execute = workflow.execute_local_activity if local else workflow.execute_activity
         try:
-            radius = await workflow.execute_activity(
+            radius = await execute(  # type: ignore[operator]
                 Activity.ASSESS_BLAST_RADIUS,
                 BlastRadiusInput(policy=self.policy, dependency=self.s.dependency),
                 result_type=BlastRadius,
@@ -55,4 +57,5 @@ class BlastRadiusStep(Runbook):
             self.s.severity = raised
         self._audit(AuditAction.BLAST_RADIUS, details=details)
         self._update_impact()
-        self._publish()
+        if not local:
+            self._publish()

@@ -55,11 +55,13 @@ class Notifying(Bookkeeping):
             extra={"gate": gate, **ids} if workflow.patched("approval-notify-gate") else None,
         )
 
-    def _enter_tier(self, tier: FallbackTier, reason: str, forced_by: str | None = None) -> TierSpan | None:
+    def _enter_tier(
+        self, tier: FallbackTier, reason: str, forced_by: str | None = None, publish: bool = True
+    ) -> TierSpan | None:
         """Record the tier change, then tell the audiences of its mode's channel the policy routes (none: no send)."""
         assert self.policy
         previous = self.s.tier
-        span = super()._enter_tier(tier, reason, forced_by)
+        span = super()._enter_tier(tier, reason, forced_by, publish)
         if span is None or span.mode is None:
             return span
         audiences = [a for a in transition_audiences(span.mode) if self.policy.notifications.routes.get(a)]
