@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from governor.transitions import transition_audiences
 
 from workflows.bookkeeping import Bookkeeping
+from workflows.controls import PIN_FIRST_PATCH
+from workflows.priorities import BACKGROUND, DEFAULT
 
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=5
@@ -182,6 +184,7 @@ class Notifying(Bookkeeping):
                 heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=NOTIFY_RETRY,
                 summary=f"notify {notify.audience} via {','.join(c.type for c in notify.channels)}: {notify.event}",
+                priority=BACKGROUND if workflow.patched(PIN_FIRST_PATCH) else DEFAULT,
             )
         except ActivityError as err:
             return str(err.cause or err)

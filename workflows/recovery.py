@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -57,6 +57,7 @@ from workflows.bookkeeping import BLAST_RADIUS_PATCH
 from workflows.controls import DETECTION_KEEPS_REPORTS_PATCH, PIN_FIRST_PATCH, Controls
 from workflows.drilling import Drilling
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
+from workflows.priorities import DEFAULT, FALLBACK_PATH
 from workflows.ramping import Ramping, RollbackNow
 from workflows.tiering import Tiering
 from workflows.waits import EscalatingWait
@@ -480,6 +481,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             route = RouteChange(pinned_tier=tier, primary_weight=primary_weight)
         await self._gateway(
             f"pin {tier}",
+            priority=FALLBACK_PATH,
             route=route,
             breaker=breaker,
             degradation=degradation,
@@ -501,7 +503,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 
     async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:
+        """One change to every gateway replica (`priority=`: its place on the task queue, else the default)."""
         assert self.policy
+        priority = change.pop("priority", DEFAULT)
         change = self._drill_change(change)  # a drill leaves the status page alone
         return await self._act(
             Activity.APPLY_GATEWAY_CHANGE,
@@ -510,6 +514,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             ),
             GatewayChangeResult,
             summary,
+            priority=priority,
         )
 
     # ------------------------------------------------------------------ approvals and waits
@@ -554,9 +559,10 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         within: timedelta = timedelta(seconds=30),
         heartbeat: timedelta | None = None,
         local: bool = False,
+        priority: Priority = DEFAULT,
     ) -> M:
         """Run one activity; `local` runs it in this workflow task (no activity task round trip through the server),
-        for the short, idempotent steps before the pin."""
+        for the short, idempotent steps before the pin; `priority` orders it on the task queue (pin first only)."""
         try:
             if local:
                 return await workflow.execute_local_activity(
@@ -575,6 +581,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                 heartbeat_timeout=heartbeat,
                 retry_policy=QUICK,
                 summary=summary,
+                priority=priority if self._pin_first_on() else DEFAULT,
             )
         except ActivityError as err:
             cause = err.cause

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import Priority
 
 with workflow.unsafe.imports_passed_through():
     from governor.actions import BreakerChange, DegradationChange, GatewayChangeResult
@@ -34,6 +35,7 @@ class Runbook(Notifying):
             within: timedelta = ...,
             heartbeat: timedelta | None = None,
             local: bool = False,
+            priority: Priority = ...,
         ) -> M: ...
 
         async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult: ...

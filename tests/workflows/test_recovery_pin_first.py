@@ -27,6 +27,7 @@ async def _before_the_pin(inc: Any) -> dict[str, Any]:
             if name == Activity.APPLY_GATEWAY_CHANGE:
                 input_ = event.activity_task_scheduled_event_attributes.input.payloads[0].data
                 if b'"pinned_tier":"tier_' in input_.replace(b" ", b""):
+                    seen["pin_priority"] = event.activity_task_scheduled_event_attributes.priority.priority_key
                     return seen
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             seen["workflow_tasks"] += 1
@@ -54,6 +55,16 @@ async def test_the_report_reaches_the_pinned_tier_in_one_workflow_task_and_one_g
     assert before["activities"] == [Activity.APPLY_GATEWAY_CHANGE]
     assert before["workflow_tasks"] == 1 and before["local_activities"] == 4
     assert before["upserts"] == 1  # the governor's: detection, isolation and fallback published once
+    assert before["pin_priority"] == 1  # ahead of other incidents' soaks and notifications on the task queue
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in (await inc.handle.fetch_history()).events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    background = {
+        a.priority.priority_key for a in scheduled if a.activity_type.name in (Activity.NOTIFY, Activity.READ_STATS)
+    }
+    assert background == {5}
     # the record is whole all the same: the breaker, the blast radius and the tier check are in the audit trail
     actions = [str(e.action) for e in state.audit]
     assert actions.index("failure_confirmed") < actions.index("blast_radius") < actions.index("breaker_opened")
