@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, BlastRadiusInput
@@ -36,10 +36,11 @@ class BlastRadiusStep(Runbook):
                 retry_policy=BLAST_RETRY,
                 summary=f"assess the blast radius of {self.s.dependency}",
             )
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure comes as its ApplicationError
+            cause = err.cause if isinstance(err, ActivityError) else err
             self._audit(
                 AuditAction.ACTIVITY_FAILED,
-                details={"activity": Activity.ASSESS_BLAST_RADIUS, "error": str(err.cause or err)},
+                details={"activity": Activity.ASSESS_BLAST_RADIUS, "error": str(cause or err)},
             )
             return
         self.s.blast_radius = radius

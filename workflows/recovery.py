@@ -583,8 +583,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                 summary=summary,
                 priority=priority if self._pin_first_on() else DEFAULT,
             )
-        except ActivityError as err:
-            cause = err.cause
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure comes as its ApplicationError
+            cause = err.cause if isinstance(err, ActivityError) else err
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 # Bad configuration: say so in the incident, tell on-call, and fail loudly rather than guess.
                 self._audit(AuditAction.ACTIVITY_FAILED, details={"activity": name, "error": str(cause)})

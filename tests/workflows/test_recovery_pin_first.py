@@ -7,12 +7,15 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from governor.actions import Activity
 from governor.audit import verify_chain
 from governor.enums import FailureType, FallbackTier, RecoveryPhase
 from tests.workflows.fakes import FakeWorld
 from workflows.controls import PIN_FIRST_PATCH
+from workflows.recovery import IncidentRecoveryWorkflow
 
 
 async def _before_the_pin(inc: Any) -> dict[str, Any]:
@@ -70,6 +73,9 @@ async def test_the_report_reaches_the_pinned_tier_in_one_workflow_task_and_one_g
     assert actions.index("failure_confirmed") < actions.index("blast_radius") < actions.index("breaker_opened")
     assert actions.index("breaker_opened") < actions.index("tier")
     assert state.blast_radius is not None and verify_chain(state.audit) is None
+    # and the new sequence replays deterministically (a worker restarted mid-incident rebuilds it from history)
+    replayer = Replayer(workflows=[IncidentRecoveryWorkflow], data_converter=pydantic_data_converter)
+    assert (await replayer.replay_workflow(await inc.handle.fetch_history())).replay_failure is None
     attrs = (await inc.handle.describe()).search_attributes
     assert attrs["RecoveryPhase"] == ["post_mortem"] and attrs["FallbackTier"] == ["tier_0_primary"]
 
