@@ -92,8 +92,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                 LoadPolicyInput(service=self.s.service),
                 ServicePolicy,
                 "load the service policy",
-                local=self._pin_first_on(),
-            )
+            )  # not local: as a local activity in the first task, a drill's history failed to replay for queries
             if self.s.dependency not in {d.name for d in self.policy.dependencies}:
                 known = ", ".join(d.name for d in self.policy.dependencies)
                 raise ApplicationError(

@@ -1,4 +1,4 @@
-"""Pin first: from the report to the pinned fallback tier in one workflow task and one activity (PIN_FIRST_PATCH)."""
+"""Pin first: from the report to the pinned fallback tier in two workflow tasks and two activities (PIN_FIRST_PATCH)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ async def _before_the_pin(inc: Any) -> dict[str, Any]:
     raise AssertionError(f"no pin in the history; before it: {seen}")
 
 
-async def test_the_report_reaches_the_pinned_tier_in_one_workflow_task_and_one_gateway_change(incident) -> None:
+async def test_the_report_reaches_the_pinned_tier_in_two_workflow_tasks_and_one_gateway_change(incident) -> None:
     world = FakeWorld()
     inc = await incident(world)
     await inc.report(failure_type=FailureType.ERROR_SPIKE, message="5xx from primary")
@@ -53,10 +53,10 @@ async def test_the_report_reaches_the_pinned_tier_in_one_workflow_task_and_one_g
     pin = world.changes[0]
     assert pin.breaker and pin.breaker.mode == "open" and pin.breaker.tier is FallbackTier.TIER_0_PRIMARY
     assert pin.route and pin.route.pinned_tier is FallbackTier.TIER_1_SECONDARY and pin.degradation
-    # policy, confirmation, blast radius and tier check ran inside the first workflow task, as local activities
+    # after the policy, confirmation, blast radius and tier check ran in one workflow task, as local activities
     before = await _before_the_pin(inc)
-    assert before["activities"] == [Activity.APPLY_GATEWAY_CHANGE]
-    assert before["workflow_tasks"] == 1 and before["local_activities"] == 4
+    assert before["activities"] == [Activity.LOAD_POLICY, Activity.APPLY_GATEWAY_CHANGE]
+    assert before["workflow_tasks"] == 2 and before["local_activities"] == 3
     assert before["upserts"] == 1  # the governor's: detection, isolation and fallback published once
     assert before["pin_priority"] == 1  # ahead of other incidents' soaks and notifications on the task queue
     scheduled = [
