@@ -176,7 +176,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             ConfirmFailureResult,
             f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
             within=timedelta(seconds=120),
-            local=self._pin_first_on(),
+            local=self._local_first(),
         )
 
     async def isolate(self) -> None:
@@ -186,7 +186,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         gateway change as the pin (`fall_back`), so the report reaches the pinned tier in one activity."""
         if self._pin_first_on():
             self._enter(RecoveryPhase.ISOLATION, publish=False)
-            await self._assess_blast_radius(local=True)
+            await self._assess_blast_radius(local=self._local_first())
             self.s.phase = RecoveryPhase.FALLBACK_ACTIVE
             return
         self._enter(RecoveryPhase.ISOLATION)
@@ -206,7 +206,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         self._enter(RecoveryPhase.FALLBACK_ACTIVE)
         pin_first = self._pin_first_on()
         if self._tier_health_on():
-            tier = await self._choose_tier(f"{self.s.failed_tier} failed", local=pin_first)
+            tier = await self._choose_tier(f"{self.s.failed_tier} failed", local=self._local_first())
         else:  # histories recorded before the tier check: the next tier down, unchecked
             unavailable = {self.s.failed_tier}
             while True:
@@ -596,6 +596,12 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
 
     def _pin_first_on(self) -> bool:
         return workflow.patched(PIN_FIRST_PATCH)
+
+    def _local_first(self) -> bool:
+        """The steps before the pin as local activities: pin first, and no drill (a drill's local activities on the
+        shared time-skipping test server failed tests/workflows/test_recovery_drill.py in the whole suite; a game day
+        needs no fast path)."""
+        return self._pin_first_on() and not self.s.drill
 
     def _history_too_long(self) -> bool:
         info = workflow.info()
