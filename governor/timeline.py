@@ -106,6 +106,8 @@ def _sentence(entry: AuditEntry) -> str:
         listed = "; ".join(f"{t} ({why})" for t, why in down.items()) if isinstance(down, dict) else str(down)
         return f"Tier health checked: down {listed}" if down else "Tier health checked: every tier answers"
     if action == "tier_served":
+        if d.get("refused"):
+            return f"{d['refused']} refused: the gateway keeps answering from {d.get('served')} to stay available"
         if d.get("served") == d.get("pinned"):
             return f"Clients are served by the pinned {d.get('pinned')} again"
         return f"Clients get {d.get('served')} though {d.get('pinned')} is pinned ({d.get('answers')})"

@@ -49,3 +49,12 @@ def test_the_demo_cli_ui_and_postmortem_use_the_same_sentence() -> None:
     assert timeline_rows(state)[0][-1] == sentence
     assert sentence in details_markdown(state)
     assert sentence in render_postmortem(state, load_policy(Path(__file__).parents[2] / "demo/policies/chat.yaml"))
+
+
+def test_the_tier_served_below_the_pin_is_told_with_its_answers_and_a_refused_gate_says_what_clients_get() -> None:
+    below = {"pinned": "tier_2_cache", "served": "tier_3_degraded", "answers": {"tier_3_degraded": 9}}
+    assert describe(entry(AuditAction.TIER_SERVED, below)).startswith("Clients get tier_3_degraded though tier_2_cache")
+    back = {"pinned": "tier_2_cache", "served": "tier_2_cache"}
+    assert describe(entry(AuditAction.TIER_SERVED, back)) == "Clients are served by the pinned tier_2_cache again"
+    refused = {"refused": "enter:tier_4_static", "served": "tier_4_static"}
+    assert "keeps answering from tier_4_static" in describe(entry(AuditAction.TIER_SERVED, refused))
