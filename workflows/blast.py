@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, BlastRadiusInput
@@ -23,12 +23,10 @@ BLAST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempt
 
 
 class BlastRadiusStep(Runbook):
-    async def _assess_blast_radius(self, local: bool = False) -> None:
-        """`local`: as a local activity in the workflow task before the pin, which then publishes (pin first)."""
+    async def _assess_blast_radius(self) -> None:
         assert self.policy
-        execute = workflow.execute_local_activity if local else workflow.execute_activity
         try:
-            radius = await execute(  # type: ignore[operator]
+            radius = await workflow.execute_activity(
                 Activity.ASSESS_BLAST_RADIUS,
                 BlastRadiusInput(policy=self.policy, dependency=self.s.dependency),
                 result_type=BlastRadius,
@@ -36,11 +34,10 @@ class BlastRadiusStep(Runbook):
                 retry_policy=BLAST_RETRY,
                 summary=f"assess the blast radius of {self.s.dependency}",
             )
-        except (ActivityError, ApplicationError) as err:  # a local activity's failure comes as its ApplicationError
-            cause = err.cause if isinstance(err, ActivityError) else err
+        except ActivityError as err:
             self._audit(
                 AuditAction.ACTIVITY_FAILED,
-                details={"activity": Activity.ASSESS_BLAST_RADIUS, "error": str(cause or err)},
+                details={"activity": Activity.ASSESS_BLAST_RADIUS, "error": str(err.cause or err)},
             )
             return
         self.s.blast_radius = radius
@@ -58,5 +55,4 @@ class BlastRadiusStep(Runbook):
             self.s.severity = raised
         self._audit(AuditAction.BLAST_RADIUS, details=details)
         self._update_impact()
-        if not local:
-            self._publish()
+        self._publish()

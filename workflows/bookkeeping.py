@@ -62,12 +62,10 @@ class Bookkeeping:
             self.s.audit, at=workflow.now(), action=action, actor=actor, details=details, new_state=str(self.s.phase)
         )
 
-    def _enter(self, phase: RecoveryPhase, publish: bool = True) -> None:
-        """Record a phase entry; `publish=False` leaves the upsert to the next publish in the same workflow task."""
+    def _enter(self, phase: RecoveryPhase) -> None:
         now = workflow.now()
         if self.s.phases and self.s.phases[-1].phase is phase and self.s.phases[-1].left_at is None:
-            if publish:
-                self._publish()
+            self._publish()
             return
         if self.s.phases and self.s.phases[-1].left_at is None:
             self.s.phases[-1].left_at = now
@@ -76,20 +74,15 @@ class Bookkeeping:
         self.s.phase = phase
         append_entry(self.s.audit, at=now, action=AuditAction.PHASE, previous_state=previous, new_state=str(phase))
         workflow.logger.info("phase %s", phase, extra={"incident_id": self.s.incident_id})
-        if publish:
-            self._publish()
+        self._publish()
 
-    def _enter_tier(
-        self, tier: FallbackTier, reason: str, forced_by: str | None = None, publish: bool = True
-    ) -> TierSpan | None:
+    def _enter_tier(self, tier: FallbackTier, reason: str, forced_by: str | None = None) -> TierSpan | None:
         """Record a tier change (and, under the patch, its TransitionMode); re-pinning the tier already serving
-        (a rollback) is not a change. `forced_by` names the human who chose the tier (force_tier, failover);
-        `publish=False` when a phase entry follows in the same workflow task and publishes both."""
+        (a rollback) is not a change. `forced_by` names the human who chose the tier (force_tier, failover)."""
         now = workflow.now()
         previous = self.s.tier
         if self.s.tiers and self.s.tiers[-1].left_at is None and self.s.tiers[-1].tier is tier:
-            if publish:
-                self._publish()
+            self._publish()
             return None
         if self.s.tiers and self.s.tiers[-1].left_at is None:
             self.s.tiers[-1].left_at = now
@@ -115,8 +108,7 @@ class Bookkeeping:
             new_state=str(tier),
             details=details,
         )
-        if publish:
-            self._publish()
+        self._publish()
         return span
 
     def _note_approval(self, tier: FallbackTier, gate: str) -> None:

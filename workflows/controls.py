@@ -35,11 +35,6 @@ _RESTORING = (RecoveryPhase.FULL_RESTORE, RecoveryPhase.POST_MORTEM)
 """Phases in which the occurrence no longer handles a report: it goes to the next occurrence instead."""
 DETECTION_KEEPS_REPORTS_PATCH = "detection-keeps-reports"
 """Reports that arrive while detection re-probes, or after the occurrence closed, are not lost with a false alarm."""
-PIN_FIRST_PATCH = "pin-first"
-"""The report -> pinned tier path in two workflow tasks and two activities (the policy, then the pin): confirmation,
-blast radius and tier check as local activities, the breaker opened in the pin's gateway change, one search attribute
-upsert before the pin and one after it (the phase entries in between, and a tier change followed by a phase entry,
-publish with the next); pins at task queue priority 1, soak samples and notifications at 5."""
 
 
 def _signal_handler(control: Control, description: str) -> Callable[..., None]:

@@ -24,8 +24,6 @@ with workflow.unsafe.imports_passed_through():
     from governor.transitions import transition_audiences
 
 from workflows.bookkeeping import Bookkeeping
-from workflows.controls import PIN_FIRST_PATCH
-from workflows.priorities import BACKGROUND, DEFAULT
 
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=5
@@ -57,13 +55,11 @@ class Notifying(Bookkeeping):
             extra={"gate": gate, **ids} if workflow.patched("approval-notify-gate") else None,
         )
 
-    def _enter_tier(
-        self, tier: FallbackTier, reason: str, forced_by: str | None = None, publish: bool = True
-    ) -> TierSpan | None:
+    def _enter_tier(self, tier: FallbackTier, reason: str, forced_by: str | None = None) -> TierSpan | None:
         """Record the tier change, then tell the audiences of its mode's channel the policy routes (none: no send)."""
         assert self.policy
         previous = self.s.tier
-        span = super()._enter_tier(tier, reason, forced_by, publish)
+        span = super()._enter_tier(tier, reason, forced_by)
         if span is None or span.mode is None:
             return span
         audiences = [a for a in transition_audiences(span.mode) if self.policy.notifications.routes.get(a)]
@@ -186,7 +182,6 @@ class Notifying(Bookkeeping):
                 heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=NOTIFY_RETRY,
                 summary=f"notify {notify.audience} via {','.join(c.type for c in notify.channels)}: {notify.event}",
-                priority=BACKGROUND if workflow.patched(PIN_FIRST_PATCH) else DEFAULT,
             )
         except ActivityError as err:
             return str(err.cause or err)

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -54,10 +54,9 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.blast import BlastRadiusStep
 from workflows.bookkeeping import BLAST_RADIUS_PATCH
-from workflows.controls import DETECTION_KEEPS_REPORTS_PATCH, PIN_FIRST_PATCH, Controls
+from workflows.controls import DETECTION_KEEPS_REPORTS_PATCH, Controls
 from workflows.drilling import Drilling
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
-from workflows.priorities import DEFAULT, FALLBACK_PATH
 from workflows.ramping import Ramping, RollbackNow
 from workflows.tiering import Tiering
 from workflows.waits import EscalatingWait
@@ -88,11 +87,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
     async def run(self, input: RecoveryInput) -> IncidentState:
         if self.policy is None:
             self.policy = await self._act(
-                Activity.LOAD_POLICY,
-                LoadPolicyInput(service=self.s.service),
-                ServicePolicy,
-                "load the service policy",
-            )  # not local: as a local activity in the first task, a drill's history failed to replay for queries
+                Activity.LOAD_POLICY, LoadPolicyInput(service=self.s.service), ServicePolicy, "load the service policy"
+            )
             if self.s.dependency not in {d.name for d in self.policy.dependencies}:
                 known = ", ".join(d.name for d in self.policy.dependencies)
                 raise ApplicationError(
@@ -128,7 +124,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
     async def detect(self) -> None:
         """Confirm the report by re-probing and classify it; a failure that does not reproduce is a false alarm."""
         assert self.policy
-        self._enter(RecoveryPhase.DETECTION, publish=not self._pin_first_on())  # pin first: published with fallback
+        self._enter(RecoveryPhase.DETECTION)
         report, heard = self.s.reports[-1], len(self.s.reports)
         drill = await self._start_drill()  # a drill injects its failure first (workflows/drilling.py)
         result = drill if drill is not None else await self._confirm(report)
@@ -176,19 +172,10 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             ConfirmFailureResult,
             f"confirm {report.failure_type or 'failure'} on {self.s.dependency}",
             within=timedelta(seconds=120),
-            local=self._local_first(),
         )
 
     async def isolate(self) -> None:
-        """Open the failed dependency's breaker in every gateway replica; meanwhile assess the blast radius.
-
-        Pin first (PIN_FIRST_PATCH): the blast radius is a local activity here, and the breaker opens in the same
-        gateway change as the pin (`fall_back`), so the report reaches the pinned tier in one activity."""
-        if self._pin_first_on():
-            self._enter(RecoveryPhase.ISOLATION, publish=False)
-            await self._assess_blast_radius(local=self._local_first())
-            self.s.phase = RecoveryPhase.FALLBACK_ACTIVE
-            return
+        """Open the failed dependency's breaker in every gateway replica; meanwhile assess the blast radius."""
         self._enter(RecoveryPhase.ISOLATION)
         assessing = asyncio.create_task(self._assess_blast_radius()) if workflow.patched(BLAST_RADIUS_PATCH) else None
         await self._gateway(
@@ -204,9 +191,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         """Pin the highest healthy tier, degrade features as policy maps that tier, and tell each audience."""
         assert self.policy
         self._enter(RecoveryPhase.FALLBACK_ACTIVE)
-        pin_first = self._pin_first_on()
         if self._tier_health_on():
-            tier = await self._choose_tier(f"{self.s.failed_tier} failed", local=self._local_first())
+            tier = await self._choose_tier(f"{self.s.failed_tier} failed")
         else:  # histories recorded before the tier check: the next tier down, unchecked
             unavailable = {self.s.failed_tier}
             while True:
@@ -217,12 +203,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                 unavailable.add(tier)  # on-call refused this tier: take the next one down
         report = self.s.reports[-1] if self.s.reports else None
         forced_by = report.source if report is not None and report.manual else None  # `governor failover`
-        reason = f"{self.s.failed_tier} failed: {self.s.reason}"
-        if pin_first:  # isolation and fallback in one gateway change; diagnosis's phase entry publishes the tier
-            breaker = BreakerChange(tier=self.s.failed_tier, mode="open")
-            await self._pin(tier, reason=reason, forced_by=forced_by, breaker=breaker, publish=False)
-        else:
-            await self._pin(tier, reason=reason, forced_by=forced_by)
+        await self._pin(tier, reason=f"{self.s.failed_tier} failed: {self.s.reason}", forced_by=forced_by)
         self.s.mitigated_at = self.s.mitigated_at or workflow.now()
         self._notify_level("fallback_active", f"{self.s.service} is served by {tier}")
         self.s.phase = RecoveryPhase.DIAGNOSIS
@@ -401,7 +382,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         )
         for dependency in restored:
             self._mark_restored(dependency)
-        self._enter_tier(FallbackTier.TIER_0_PRIMARY, "recovered", publish=not self._pin_first_on())  # post_mortem
+        self._enter_tier(FallbackTier.TIER_0_PRIMARY, "recovered")
         self.s.degradation_level = self.policy.degradation.level_for(FallbackTier.TIER_0_PRIMARY)
         self.s.ramp_percent = 100
         self.s.recovered_at = workflow.now()
@@ -462,17 +443,10 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         return DegradationChange(level=level, flags=self.policy.degradation.flags_for(level))
 
     async def _pin(
-        self,
-        tier: FallbackTier,
-        reason: str,
-        primary_weight: int = 0,
-        forced_by: str | None = None,
-        breaker: BreakerChange | None = None,
-        publish: bool = True,
+        self, tier: FallbackTier, reason: str, primary_weight: int = 0, forced_by: str | None = None
     ) -> None:
         """Serve from `tier` (the primary keeps `primary_weight` % while a ramp runs); the primary is "pinned" by
-        clearing the pin: a pinned primary with weight 0 would send everything to the secondary. `breaker` rides in
-        the same gateway change (the first fallback opens the failed tier's breaker with its pin)."""
+        clearing the pin: a pinned primary with weight 0 would send everything to the secondary."""
         degradation = self._degradation_for(tier)
         if tier is FallbackTier.TIER_0_PRIMARY:
             route, primary_weight = RouteChange(pinned_tier=None, primary_weight=100), 100
@@ -480,17 +454,13 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             route = RouteChange(pinned_tier=tier, primary_weight=primary_weight)
         await self._gateway(
             f"pin {tier}",
-            priority=FALLBACK_PATH,
             route=route,
-            breaker=breaker,
             degradation=degradation,
             status=StatusChange(component=status_component(degradation.level), message=degradation.level.user_message),  # type: ignore[arg-type]
         )
-        if breaker is not None and breaker.mode == "open":
-            self._audit(AuditAction.BREAKER_OPENED, details={"tier": str(breaker.tier)})
         self.s.ramp_percent = primary_weight
         self.s.degradation_level = degradation.level
-        self._enter_tier(tier, reason, forced_by=forced_by, publish=publish)
+        self._enter_tier(tier, reason, forced_by=forced_by)
 
     async def _apply_forced_tier(self) -> None:
         if self.s.forced_tier is None:
@@ -502,9 +472,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 
     async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:
-        """One change to every gateway replica (`priority=`: its place on the task queue, else the default)."""
         assert self.policy
-        priority = change.pop("priority", DEFAULT)
         change = self._drill_change(change)  # a drill leaves the status page alone
         return await self._act(
             Activity.APPLY_GATEWAY_CHANGE,
@@ -513,7 +481,6 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             ),
             GatewayChangeResult,
             summary,
-            priority=priority,
         )
 
     # ------------------------------------------------------------------ approvals and waits
@@ -557,21 +524,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         summary: str,
         within: timedelta = timedelta(seconds=30),
         heartbeat: timedelta | None = None,
-        local: bool = False,
-        priority: Priority = DEFAULT,
     ) -> M:
-        """Run one activity; `local` runs it in this workflow task (no activity task round trip through the server),
-        for the short, idempotent steps before the pin; `priority` orders it on the task queue (pin first only)."""
         try:
-            if local:
-                return await workflow.execute_local_activity(
-                    name,
-                    arg,
-                    result_type=result_type,
-                    start_to_close_timeout=within,
-                    retry_policy=QUICK,
-                    summary=summary,
-                )
             return await workflow.execute_activity(
                 name,
                 arg,
@@ -580,10 +534,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                 heartbeat_timeout=heartbeat,
                 retry_policy=QUICK,
                 summary=summary,
-                priority=priority if self._pin_first_on() else DEFAULT,
             )
-        except (ActivityError, ApplicationError) as err:  # a local activity's failure comes as its ApplicationError
-            cause = err.cause if isinstance(err, ActivityError) else err
+        except ActivityError as err:
+            cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 # Bad configuration: say so in the incident, tell on-call, and fail loudly rather than guess.
                 self._audit(AuditAction.ACTIVITY_FAILED, details={"activity": name, "error": str(cause)})
@@ -593,15 +546,6 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                     )
                     await self._drain_notifications()
             raise
-
-    def _pin_first_on(self) -> bool:
-        return workflow.patched(PIN_FIRST_PATCH)
-
-    def _local_first(self) -> bool:
-        """The steps before the pin as local activities: pin first, and no drill (a drill's local activities on the
-        shared time-skipping test server failed tests/workflows/test_recovery_drill.py in the whole suite; a game day
-        needs no fast path)."""
-        return self._pin_first_on() and not self.s.drill
 
     def _history_too_long(self) -> bool:
         info = workflow.info()

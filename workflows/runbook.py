@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import Priority
 
 with workflow.unsafe.imports_passed_through():
-    from governor.actions import BreakerChange, DegradationChange, GatewayChangeResult
+    from governor.actions import DegradationChange, GatewayChangeResult
     from governor.enums import FallbackTier
 
 from workflows.notifying import Notifying
@@ -34,23 +33,13 @@ class Runbook(Notifying):
             summary: str,
             within: timedelta = ...,
             heartbeat: timedelta | None = None,
-            local: bool = False,
-            priority: Priority = ...,
         ) -> M: ...
 
         async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult: ...
 
         async def _pin(
-            self,
-            tier: FallbackTier,
-            reason: str,
-            primary_weight: int = 0,
-            forced_by: str | None = None,
-            breaker: BreakerChange | None = None,
-            publish: bool = True,
+            self, tier: FallbackTier, reason: str, primary_weight: int = 0, forced_by: str | None = None
         ) -> None: ...
-
-        def _pin_first_on(self) -> bool: ...
 
         async def _take_suspects(self) -> None: ...
 

@@ -39,14 +39,13 @@ class Tiering(Runbook):
         assert self.policy
         return self.policy.approvals.is_gated(gate) or (not self.policy.auto_failover and gate.startswith("enter:"))
 
-    async def _assess(self, local: bool = False) -> TierAssessment:
+    async def _assess(self) -> TierAssessment:
         assert self.policy
         assessment = await self._act(
             Activity.ASSESS_TIERS,
             AssessTiersInput(policy=self.policy),
             TierAssessment,
             "check every tier's health",
-            local=local,
         )
         self.s.healthy_since = track_healthy_since(self.s.healthy_since, assessment, workflow.now())
         down = {str(t): h.reason for t, h in assessment.tiers.items() if not h.status.allows_traffic}
@@ -55,11 +54,10 @@ class Tiering(Runbook):
         self.s.tiers_down = down
         return assessment
 
-    async def _choose_tier(self, context: str, local: bool = False) -> FallbackTier:
-        """The highest tier healthy now (never the failed one), through its enter gate; a refused tier is skipped.
-        `local`: the tier check runs as a local activity (pin first)."""
+    async def _choose_tier(self, context: str) -> FallbackTier:
+        """The highest tier healthy now (never the failed one), through its enter gate; a refused tier is skipped."""
         assert self.policy
-        assessment = await self._assess(local=local)
+        assessment = await self._assess()
         unavailable = self._unavailable()
         while True:
             tier = best_tier(self.policy.tiers, assessment, unavailable)
