@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from governor.audit import AuditAction
     from governor.decisions import Verdict, pick_tier, status_component
-    from governor.enums import FallbackTier, NotificationAudience, RecoveryPhase, Severity
+    from governor.enums import DegradationLevel, FallbackTier, NotificationAudience, RecoveryPhase, Severity
     from governor.incident import (
         WORKFLOW_NAME,
         IncidentReport,
@@ -442,6 +442,10 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         level = self.policy.degradation.level_for(tier, critical=self.s.severity is Severity.CRITICAL)
         return DegradationChange(level=level, flags=self.policy.degradation.flags_for(level))
 
+    def _status_for(self, level: DegradationLevel) -> StatusChange:
+        """The status page component and message a degradation level shows."""
+        return StatusChange(component=status_component(level), message=level.user_message)  # type: ignore[arg-type]
+
     async def _pin(
         self, tier: FallbackTier, reason: str, primary_weight: int = 0, forced_by: str | None = None
     ) -> None:
@@ -456,7 +460,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             f"pin {tier}",
             route=route,
             degradation=degradation,
-            status=StatusChange(component=status_component(degradation.level), message=degradation.level.user_message),  # type: ignore[arg-type]
+            status=self._status_for(degradation.level),
         )
         self.s.ramp_percent = primary_weight
         self.s.degradation_level = degradation.level

@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from governor.actions import DegradationChange, GatewayChangeResult
-    from governor.enums import FallbackTier
+    from governor.actions import DegradationChange, GatewayChangeResult, StatusChange
+    from governor.enums import DegradationLevel, FallbackTier
 
 from workflows.notifying import Notifying
 
@@ -44,6 +44,8 @@ class Runbook(Notifying):
         async def _take_suspects(self) -> None: ...
 
         def _degradation_for(self, tier: FallbackTier) -> DegradationChange: ...
+
+        def _status_for(self, level: DegradationLevel) -> StatusChange: ...
 
         def _flap(self, why: str) -> None: ...
 

@@ -14,9 +14,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from governor.actions import Activity, AssessTiersInput, StatusChange
+    from governor.actions import Activity, AssessTiersInput
     from governor.audit import AuditAction
-    from governor.decisions import status_component
     from governor.enums import FallbackTier, RecoveryPhase
     from governor.tier_health import TierAssessment, best_tier, track_healthy_since
 
@@ -135,7 +134,7 @@ class Tiering(Runbook):
         await self._gateway(
             f"show {tier} as served",
             degradation=degradation,
-            status=StatusChange(component=status_component(degradation.level), message=degradation.level.user_message),  # type: ignore[arg-type]
+            status=self._status_for(degradation.level),
         )
         self.s.served_tier, self.s.degradation_level = shown, degradation.level
         answers = {str(t): n for t, n in sorted(assessment.served.items(), key=lambda kv: kv[0].rank)}
