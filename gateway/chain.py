@@ -42,6 +42,7 @@ from gateway.providers.anthropic import translate_error, translate_response, tra
 from gateway.retry import RetryCounter, Walk, context_exceeded, header_delay_s, plan_retry
 from gateway.service import Link, ServiceRuntime
 from gateway.shaping import CHAT_SUFFIX, body_problem, cap_tokens, for_upstream
+from gateway.stats import TierWindow
 from governor.enums import DegradationLevel, FallbackTier
 from governor.models import DEADLINE_CAUSE, OPERATOR_CAUSE
 
@@ -421,7 +422,7 @@ class ChainWalk:
         walk.served_ok, walk.answered_at = True, p0 + elapsed
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
-        self._served(svc, link)
+        self._served(svc, link.name, link.window)
         if svc.cache is not None and 200 <= status < 300 and link.cap_tokens is None:
             svc.cache.put(cache_key(method, path, body), status, ctype or JSON_CT, data, link.name)
         return True
@@ -509,7 +510,7 @@ class ChainWalk:
         window.record(ttfb, error=failed is not None, cause=cause)
         breaker.record(failed is None, ticket == PROBE, cause)
         self.metrics.count_attempt(svc.name, link.name, "ok" if failed is None else f"stream_{failed.kind}", ttfb)
-        self._served(svc, link)
+        self._served(svc, link.name, link.window)
         if failed is None and kept is not None and 200 <= resp.status < 300:
             svc.cache.put(cache_key(method, path, body), resp.status, SSE_CT, b"".join(kept), link.name)  # type: ignore[union-attr]
         return True
@@ -538,7 +539,7 @@ class ChainWalk:
         if svc.level is not DegradationLevel.NORMAL:
             headers.append((b"x-governor-degradation", svc.level.value.encode()))
         await respond(send, entry.status, entry.body, headers, entry.content_type)
-        self._served(svc, link)
+        self._served(svc, link.name, link.window)
         return True
 
     async def _serve_static(self, svc: ServiceRuntime, link: Link, stream: bool, send: Send, tried: Tried) -> None:
@@ -553,12 +554,12 @@ class ChainWalk:
         if svc.level is not DegradationLevel.NORMAL:
             headers.append((b"x-governor-degradation", svc.level.value.encode()))
         await respond(send, spec.status, body, headers, ctype)
-        self._served(svc, link)
+        self._served(svc, link.name, link.window)
 
-    def _served(self, svc: ServiceRuntime, link: Link) -> None:
-        """The answer came from `link`: its window's served count (what the governor shows) and the metric."""
-        link.window.serve()
-        self.metrics.count_served(svc.name, link.name)
+    def _served(self, svc: ServiceRuntime, tier: str, window: TierWindow) -> None:
+        """The answer came from `tier`: its window's served count (what the governor shows) and the metric."""
+        window.serve()
+        self.metrics.count_served(svc.name, tier)
 
     async def _no_tier(self, svc: ServiceRuntime, tried: Tried, hints: list[float], send: Send) -> None:
         retry = svc.retry_after_s(hints)
@@ -572,8 +573,7 @@ class ChainWalk:
             }
         }
         svc.error_window.record(0.0, error=True)
-        svc.error_window.serve()
-        self.metrics.count_served(svc.name, ERROR_TIER)
+        self._served(svc, ERROR_TIER, svc.error_window)
         headers = [
             (b"retry-after", str(retry).encode()),
             (b"x-governor-tier", ERROR_TIER.encode()),
