@@ -5,11 +5,12 @@
     .venv/bin/python -m bench.gateway --no-nginx --no-portkey --no-litellm   # direct and the gateway only
     .venv/bin/python -m bench.gateway --hotpath       # also: bare proxies, to choose the hot path's client/server
 
-Drives each target with wrk (1 thread) at 1 and 20 connections: POST /v1/chat/completions with a small JSON body,
+Drives each target with wrk (1 thread) at 1 and 20 connections: POST /v1/chat/completions with a small JSON body
+(and at 20 connections the 2 KB, SSE and fall-through cases against nginx and HAProxy),
 every target of a client count interleaved round by round (the median round kept, the `uptime` line before each
 round printed and kept). The gateway runs as `python -m gateway` with a full chain (breakers, stats windows, cache,
 Prometheus metrics all on). References, each optional (a missing binary or a failed install prints why and skips
-the row): nginx (the Debian package, one worker, upstream keepalive), Portkey's gateway (npm, installed under
+the row): nginx and HAProxy (the Debian packages, one worker or thread, upstream keepalive), Portkey's gateway (npm, installed under
 bench/.state/portkey on first use, run by node with --headless) and LiteLLM's proxy (`litellm[proxy]==1.108.7`, in
 its own venv under bench/.state). The translation rows (openai -> anthropic, JSON and SSE) put the gateway and
 LiteLLM side by side on the same Anthropic Messages API fake.
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from bench.harness import (
     BODY,
+    BODY_2KB,
     PY,
     ROOT,
     STATE,
@@ -55,6 +57,7 @@ from bench.references import (
     CLAUDE_BODY,
     LITELLM_VERSION,
     Skip,
+    start_haproxy,
     start_litellm,
     start_nginx,
     start_portkey,
@@ -105,15 +108,79 @@ chain:
 """)
 
 
+def fall_policy(dirpath: Path, upstream: str, dead_port: int) -> None:
+    """Service `fall`: its primary down (nothing listens on `dead_port`), its secondary the fake: the fall-through
+    case (the primary's breaker opens in the warm-up; then every request skips it, a probe now and then)."""
+    (dirpath / "fall.yaml").write_text(f"""service: fall
+dependencies:
+  - {{name: primary-llm, tier: tier_0_primary}}
+  - {{name: secondary-llm, tier: tier_1_secondary}}
+chain:
+  - {{tier: tier_0_primary, upstream: http://127.0.0.1:{dead_port}, timeout_ms: 5000}}
+  - {{tier: tier_1_secondary, upstream: {upstream}, timeout_ms: 5000}}
+  - {{tier: tier_4_static, body: {{choices: [{{index: 0, message: {{role: assistant, content: "limited mode"}}}}]}}}}
+""")
+
+
+CASES = {
+    # case: (gateway path, reference proxies' path, body); the direct row posts the same body to the fake
+    "2 KB": ("/chat/v1/chat/completions", "/v1/chat/completions", BODY_2KB),
+    "SSE": ("/chat/v1/chat/completions", "/sse/v1/chat/completions", STREAM_BODY),
+    "fall-through": ("/fall/v1/chat/completions", "/fall/v1/chat/completions", BODY),
+}
+"""The cases beside the small body, at 20 clients: a 2 KB request and answer, a streamed answer, the primary down."""
+CASE_TARGETS = {"SSE": 0.9, "fall-through": 0.9}
+"""Issue 15's targets, gateway / nginx RPS (none for 2 KB)."""
+REFERENCES = ("nginx", "haproxy")
+
+
+def case_name(target: str, case: str) -> str:
+    return target if case == "small" else f"{target} [{case}]"
+
+
+def ratio_table(runs: list[Run]) -> str:
+    """Gateway against nginx and HAProxy, per case at 20 clients: RPS and CPU per request side by side."""
+    by = {(r.target, r.clients): r for r in runs}
+    lines = [
+        "| case | gateway RPS | nginx RPS | HAProxy RPS | gateway / nginx RPS | gateway / HAProxy RPS "
+        "| gateway CPU ms/req | nginx CPU ms/req | CPU gateway / nginx | target (RPS vs nginx) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for case in ("small", *CASES):
+        g = by.get((case_name("gateway", case), 20))
+        if g is None:
+            continue
+        refs = {ref: by.get((case_name(ref, case), 20)) for ref in REFERENCES}
+        n, h = refs["nginx"], refs["haproxy"]
+        target = 0.8 if case == "small" else CASE_TARGETS.get(case)
+        cells = [
+            case,
+            f"{g.rps:,.0f}",
+            f"{n.rps:,.0f}" if n else "",
+            f"{h.rps:,.0f}" if h else "",
+            f"{g.rps / n.rps:.2f}x" if n and n.rps else "",
+            f"{g.rps / h.rps:.2f}x" if h and h.rps else "",
+            f"{g.cpu_ms_per_req:.3f}" if g.cpu_ms_per_req else "",
+            f"{n.cpu_ms_per_req:.3f}" if n and n.cpu_ms_per_req else "",
+            f"{g.cpu_ms_per_req / n.cpu_ms_per_req:.2f}x" if n and n.cpu_ms_per_req and g.cpu_ms_per_req else "",
+            ""
+            if target is None
+            else f">= {target}x: " + (_met(g.rps / n.rps >= target) if n and n.rps else "no nginx"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(runs: list[Run], rss: dict[str, int]) -> str:
-    direct = {r.clients: r for r in runs if r.target == "direct"}
+    direct = {(_case(r.target), r.clients): r for r in runs if r.target.split(" [")[0] == "direct"}
     lines = [
         "| target | clients | RPS | p50 ms | p95 ms | p99 ms | added p50 ms | CPU ms/req | errors | RSS MiB "
         "| load avg before |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
-        added = "" if r.target == "direct" or r.clients not in direct else f"{r.p50_ms - direct[r.clients].p50_ms:+.3f}"
+        base = direct.get((_case(r.target), r.clients))
+        added = "" if base is None or base is r else f"{r.p50_ms - base.p50_ms:+.3f}"
         key = r.target if r.target in rss else r.target.split(" ")[0]
         mem = f"{rss[key] / 1024:.0f}" if key in rss else ""
         cpu = "" if r.cpu_ms_per_req is None else f"{r.cpu_ms_per_req:.3f}"
@@ -122,6 +189,11 @@ def table(runs: list[Run], rss: dict[str, int]) -> str:
             f"{added} | {cpu} | {r.errors} | {mem} | {r.load_before:.2f} |"
         )
     return "\n".join(lines)
+
+
+def _case(target: str) -> str:
+    """`gateway [SSE]` -> `SSE`; a row without a case is the small body (or a translation row, its own case)."""
+    return target.split(" [", 1)[1].rstrip("]") if " [" in target else "small"
 
 
 def _ratio(by: dict[tuple[str, int], Run], a: str, b: str) -> float | None:
@@ -168,6 +240,13 @@ def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
             out.append(
                 f"issue 15: CPU per request at 20 clients {g20.cpu_ms_per_req:.3f} ms = {cpu:.2f}x nginx's "
                 f"{n20.cpu_ms_per_req:.3f} (target <= 2x): {_met(cpu <= 2)}"
+            )
+    for case, target in CASE_TARGETS.items():
+        ratio = _ratio(by, case_name("gateway", case), case_name("nginx", case))
+        if ratio is not None:
+            out.append(
+                f"issue 15: gateway / nginx RPS, {case} at 20 clients {ratio:.2f}x (target >= {target}x): "
+                f"{_met(ratio >= target)}"
             )
     a20 = by.get((ASGI_ROW, 20))
     if g20 and a20 and a20.rps > 0:
@@ -230,6 +309,7 @@ def start_gateway(
     token: str,
     ref: str | None = None,
     http: str | None = None,
+    dead_port: int = 0,
 ) -> tuple[int, int]:
     """`python -m gateway` on the bench's policies; with `ref`, that commit's gateway/ and governor/ (the same-run
     pass-through baseline; only the `chat` service, which every version's policy format takes); with `http`, that
@@ -240,6 +320,7 @@ def start_gateway(
     if ref is None and anthropic is not None:
         translation_policy(policy_dir, anthropic)
         deployments_policy(policy_dir, upstream)
+        fall_policy(policy_dir, upstream, dead_port)
     if ref is not None:
         cwd = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-")))
         try:
@@ -270,13 +351,31 @@ def start_gateway(
     return port, gw.pid
 
 
+def case_targets(bases: dict[str, str], pids: dict[str, int]) -> dict[str, dict[str, Target]]:
+    """Per case, the rows run interleaved at 20 clients: the fake direct, the gateway and each reference running."""
+    out: dict[str, dict[str, Target]] = {}
+    for case, (gateway_path, proxy_path, body) in CASES.items():
+        targets = {}
+        for name, base in bases.items():
+            path = gateway_path if name == "gateway" else "/v1/chat/completions" if name == "direct" else proxy_path
+            targets[case_name(name, case)] = Target(f"{base}{path}", body=body, pid=pids.get(name))
+        for t in targets.values():
+            check_answer(t, b"delta" if t.body is STREAM_BODY else b"choices")
+        out[case] = targets
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per target, interleaved; the median is kept")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
+    parser.add_argument("--no-haproxy", action="store_true", help="leave HAProxy out")
     parser.add_argument("--no-portkey", action="store_true", help="leave Portkey's gateway out")
+    parser.add_argument(
+        "--no-cases", action="store_true", help="leave out the 2 KB, SSE and fall-through cases (small body only)"
+    )
     parser.add_argument(
         "--baseline-ref",
         default=BASELINE_REF,
@@ -300,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     pids: dict[str, int] = {}
     notes: list[str] = []
     loads: list[str] = []
-    up_port, an_port = free_port(), free_port()
+    up_port, an_port, dead_port = free_port(), free_port(), free_port()
     upstream, anthropic = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{an_port}"
     token = secrets.token_urlsafe(24)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -310,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [PY, "-m", "demo.upstream", "--api", "anthropic", "--name", "bench", "--port", str(an_port)]
         an_up = stack.enter_context(process(cmd))
         wait_http(f"{anthropic}/health", proc=an_up)
-        gw_port, pids["gateway"] = start_gateway(stack, upstream, anthropic, token)
+        gw_port, pids["gateway"] = start_gateway(stack, upstream, anthropic, token, dead_port=dead_port)
         gw = f"http://127.0.0.1:{gw_port}"
         passthrough = {
             "direct": Target(f"{upstream}/v1/chat/completions", pid=up.pid),
@@ -331,19 +430,29 @@ def main(argv: list[str] | None = None) -> int:
             except Skip as err:
                 print(f"skipping {name}: {err}", flush=True)
                 notes.append(f"{name} skipped: {err}")
-        references = (
-            ("nginx", args.no_nginx, lambda: start_nginx(up_port)),
-            ("portkey", args.no_portkey, lambda: start_portkey(upstream)),
+        bases: dict[str, str] = {"direct": upstream, "gateway": gw}
+        proxies = (
+            ("nginx", args.no_nginx, lambda: start_nginx(up_port, dead_port)),
+            ("haproxy", args.no_haproxy, lambda: start_haproxy(up_port, dead_port)),
         )
-        for name, off, start in references:
+        for name, off, start in proxies:
             if off:
                 continue
             try:
-                passthrough[name], pids[name] = stack.enter_context(start())
-                passthrough[name].pid = pids[name]
+                bases[name], pids[name] = stack.enter_context(start())
+                passthrough[name] = Target(f"{bases[name]}/v1/chat/completions", pid=pids[name])
             except Skip as err:
                 print(f"skipping {name}: {err}", flush=True)
                 notes.append(f"{name} skipped: {err}")
+        if not args.no_portkey:
+            try:
+                passthrough["portkey"], pids["portkey"] = stack.enter_context(start_portkey(upstream))
+                passthrough["portkey"].pid = pids["portkey"]
+            except Skip as err:
+                print(f"skipping portkey: {err}", flush=True)
+                notes.append(f"portkey skipped: {err}")
+        pids["direct"] = up.pid
+        cases = {} if args.no_cases else case_targets(bases, pids)
         if not args.no_litellm:
             try:
                 url, auth, pids["litellm"] = stack.enter_context(
@@ -372,12 +481,16 @@ def main(argv: list[str] | None = None) -> int:
         served = {t: s["requests"] for t, s in tiers.items() if s["requests"]}
         notes.append(f"gateway stats window after the pass-through rounds (requests by tier, last 60 s): {served}")
         runs += interleaved(translation, 20, args.duration, args.rounds, loads)
+        for targets in cases.values():
+            runs += interleaved(targets, 20, args.duration, args.rounds, loads)
         rss = {name: rss_kb(pid) for name, pid in pids.items()}
-        rss["direct"] = rss_kb(up.pid)
         hot = run_hotpath(upstream, args.duration) if args.hotpath else []
     print()
     result_table = table(runs, rss)
     print(result_table)
+    ratios = ratio_table(runs)
+    print()
+    print(ratios)
     checks = verdict(runs, rss)
     for line in checks + notes:
         print(line)
@@ -385,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     results |= {"checks": checks, "notes": notes, "loads": loads, "started": started}
     (STATE / "gateway-results.json").write_text(json.dumps(results, indent=2))
     if not args.no_doc:
-        write_doc(doc_section(args, result_table, checks, notes, loads, started, hot), keep_hotpath=not hot)
+        write_doc(doc_section(args, result_table, ratios, checks, notes, loads, started, hot), keep_hotpath=not hot)
         print("wrote docs/benchmarks.md (## Gateway)")
     return 0
 
@@ -393,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
 def doc_section(
     args: argparse.Namespace,
     result_table: str,
+    ratios: str,
     checks: list[str],
     notes: list[str],
     loads: list[str],
@@ -402,15 +516,13 @@ def doc_section(
     flags = [f"--duration {args.duration:g}", f"--rounds {args.rounds}"]
     flags += [
         f"--{f}"
-        for f in ("no-nginx", "no-portkey", "no-litellm", "no-asgi", "hotpath")
+        for f in ("no-nginx", "no-haproxy", "no-portkey", "no-litellm", "no-asgi", "no-cases", "hotpath")
         if getattr(args, f.replace("-", "_"))
     ]
     if args.baseline_ref != BASELINE_REF:
         flags.append(f"--baseline-ref '{args.baseline_ref}'")
     cpu = platform.processor() or platform.machine()
-    nginx_v = (
-        subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip() if shutil.which("nginx") else ""
-    )
+    nginx_v = _version(["nginx", "-v"])
     section = [
         "## Gateway",
         "",
@@ -422,7 +534,15 @@ def doc_section(
         "Upstream: `demo.upstream` (raw asyncio + httptools). Gateway: `python -m gateway`, full chain "
         "(primary, secondary, cache, static), breakers, stats windows, cache writes and Prometheus metrics on. "
         f"nginx: the Debian package ({nginx_v or 'nginx'}), `proxy_pass` to an `upstream {{}}` block with "
-        '`keepalive 64`, `proxy_http_version 1.1`, `Connection ""`, 1 worker, access log off. '
+        '`keepalive 64`, `proxy_http_version 1.1`, `Connection ""`, 1 worker, access log off (`proxy_buffering off` '
+        "for the SSE case). "
+        f"HAProxy: the Debian package ({_version(['haproxy', '-v'])}), `nbthread 1`, `http-reuse always`, "
+        "`option http-keep-alive`, no logging. "
+        "Cases at 20 clients beside the small body: '2 KB' (a 2 KB request whose answer, the fake's echo, is 2 KB), "
+        "'SSE' (a streamed answer, relayed as it comes), 'fall-through' (the primary down, nothing listening on its "
+        "port, the answer from the secondary: the gateway's breaker open, nginx's `backup` server after "
+        "`max_fails=1 fail_timeout=10s`, HAProxy's `backup` server after a failed connect check); 'direct' posts the "
+        "same body to the fake. "
         "Portkey: `@portkey-ai/gateway` from npm with `@hono/node-server` held at 1.13.x by an npm override (its "
         "dependencies otherwise nest 1.19.x, with which its streaming answers 500 `immutable`), `node build/start-server.js "
         "--headless --port=N` with NODE_ENV=production, forwarding to the same fake as an OpenAI-compatible provider "
@@ -445,6 +565,10 @@ def doc_section(
         "",
         result_table,
         "",
+        "Gateway against nginx and HAProxy per case, 20 clients (from the table above):",
+        "",
+        ratios,
+        "",
         *[f"- {c}" for c in checks + notes],
         "",
         "Load (`uptime`) before each round:",
@@ -462,6 +586,15 @@ def doc_section(
             "",
         ]
     return "\n".join(section) + "\n"
+
+
+def _version(cmd: list[str]) -> str:
+    """The first line a binary prints for its version (nginx writes it to stderr), or its name when it is missing."""
+    if not shutil.which(cmd[0]) and not os.access(f"/usr/sbin/{cmd[0]}", os.X_OK):
+        return cmd[0]
+    exe = shutil.which(cmd[0]) or f"/usr/sbin/{cmd[0]}"
+    out = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True)
+    return ((out.stdout or out.stderr).strip().splitlines() or [cmd[0]])[0]
 
 
 if __name__ == "__main__":

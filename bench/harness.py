@@ -23,6 +23,8 @@ STATE = ROOT / "bench" / ".state"
 PY = sys.executable
 BODY = '{"model":"fake","messages":[{"role":"user","content":"hello there, how are you today?"}]}'
 STREAM_BODY = BODY[:-1] + ',"stream":true}'
+BODY_2KB = BODY.replace("hello there, how are you today?", " ".join([f"word{i:04d}" for i in range(221)]))
+"""A 2 KB request whose answer (the fake echoes the last user message) is about 2 KB too."""
 
 WRK_SCRIPT = """
 wrk.method = "POST"

@@ -1,4 +1,4 @@
-"""The gateway benchmark's reference proxies: nginx, Portkey's gateway and LiteLLM's proxy, each on the same fakes.
+"""The gateway benchmark's reference proxies: nginx, HAProxy, Portkey's gateway and LiteLLM's proxy, on the same fakes.
 
 Each is optional: `start_*` raises `Skip` with a reason (no binary, failed install, did not start), and the benchmark
 prints it and leaves the row out. Installs happen here only, on first use, into bench/.state (git-ignored); the
@@ -25,6 +25,7 @@ PORTKEY_DIR = STATE / "portkey"
 HONO_PIN = "1.13"
 PORTKEY_PACKAGES = ["@portkey-ai/gateway", f"@hono/node-server@{HONO_PIN}.x"]
 NGINX = "/usr/sbin/nginx"
+HAPROXY = "/usr/sbin/haproxy"
 CLAUDE_BODY = BODY.replace('"model":"fake"', '"model":"claude"')
 
 
@@ -32,11 +33,15 @@ class Skip(Exception):
     """A reference that cannot run here; the message says why."""
 
 
-def nginx_conf(prefix: Path, port: int, upstream_port: int, user: str | None = None) -> str:
+def nginx_conf(prefix: Path, port: int, upstream_port: int, user: str | None = None, dead_port: int = 0) -> str:
     """nginx as a bare reverse proxy: one worker, upstream keepalive, every path it writes under `prefix`.
 
-    `user` only when nginx starts as root (its workers would otherwise switch to `nobody`)."""
+    `/` proxies to the upstream; `/sse/` the same with `proxy_buffering off` (how streams are proxied); `/fall/` to
+    an upstream group whose primary (`dead_port`, nothing listening) fails and whose `backup` is the upstream: the
+    fall-through case (the primary marked failed for 10 s after one error, as a breaker). `user` only when nginx
+    starts as root (its workers would otherwise switch to `nobody`)."""
     p = str(prefix)
+    proxy = 'proxy_http_version 1.1;\n            proxy_set_header Connection "";'
     return f"""{f"user {user};" if user else ""}
 worker_processes 1;
 daemon off;
@@ -54,38 +59,110 @@ http {{
         server 127.0.0.1:{upstream_port};
         keepalive 64;
     }}
+    upstream bench_fall {{
+        server 127.0.0.1:{dead_port or free_port()} max_fails=1 fail_timeout=10s;
+        server 127.0.0.1:{upstream_port} backup;
+        keepalive 64;
+    }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
             proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            {proxy}
+        }}
+        location /sse/ {{
+            proxy_pass http://bench_upstream/;
+            {proxy}
+            proxy_buffering off;
+        }}
+        location /fall/ {{
+            proxy_pass http://bench_fall/;
+            {proxy}
         }}
     }}
 }}
 """
 
 
+def haproxy_conf(prefix: Path, port: int, upstream_port: int, dead_port: int) -> str:
+    """HAProxy as a bare reverse proxy: one thread, server-side keep-alive (`http-reuse always`), no logging.
+
+    The same paths as nginx_conf: `/` and `/sse/` to the upstream (HAProxy does not buffer a stream), `/fall/` to a
+    backend whose primary (`dead_port`) fails its connect health check and whose `backup` is the upstream."""
+    return f"""global
+    nbthread 1
+    maxconn 4096
+    pidfile {prefix}/haproxy.pid
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+    option http-keep-alive
+    http-reuse always
+    retries 1
+    option redispatch
+
+frontend bench
+    bind 127.0.0.1:{port}
+    use_backend fall if {{ path_beg /fall/ }}
+    default_backend pass
+
+backend pass
+    http-request set-path %[path,regsub(^/sse/,/)]
+    server upstream 127.0.0.1:{upstream_port}
+
+backend fall
+    http-request set-path %[path,regsub(^/fall/,/)]
+    server primary 127.0.0.1:{dead_port} check inter 1s fall 1 rise 2
+    server secondary 127.0.0.1:{upstream_port} backup
+"""
+
+
 @contextlib.contextmanager
-def start_nginx(upstream_port: int) -> Iterator[tuple[Target, int]]:
-    """nginx in the foreground as the current user, config, pid, logs and temp files in a temp dir."""
+def start_nginx(upstream_port: int, dead_port: int = 0) -> Iterator[tuple[str, int]]:
+    """nginx in the foreground as the current user, config, pid, logs and temp files in a temp dir; yields its base
+    URL and pid."""
     exe = NGINX if os.access(NGINX, os.X_OK) else shutil.which("nginx")
     if not exe:
         raise Skip(f"nginx: no {NGINX} (Debian: apt-get install nginx)")
     with tempfile.TemporaryDirectory(prefix="bench-nginx-") as tmp:
         prefix, port = Path(tmp), free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(nginx_conf(prefix, port, upstream_port, getpass.getuser() if os.geteuid() == 0 else None))
+        user = getpass.getuser() if os.geteuid() == 0 else None
+        conf.write_text(nginx_conf(prefix, port, upstream_port, user, dead_port))
         cmd = [exe, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
         with process(cmd, log=STATE / "nginx.log") as proc:
+            base = f"http://127.0.0.1:{port}"
             try:
-                wait_http(f"http://127.0.0.1:{port}/health", timeout=20, proc=proc)
-                target = Target(f"http://127.0.0.1:{port}/v1/chat/completions")
-                check_answer(target)
+                wait_http(f"{base}/health", timeout=20, proc=proc)
+                check_answer(Target(f"{base}/v1/chat/completions"))
             except RuntimeError as err:
                 log = (prefix / "error.log").read_text()[-400:] if (prefix / "error.log").exists() else ""
                 raise Skip(f"nginx did not start: {err} {log}") from err
-            yield target, proc.pid
+            yield base, proc.pid
+
+
+@contextlib.contextmanager
+def start_haproxy(upstream_port: int, dead_port: int) -> Iterator[tuple[str, int]]:
+    """HAProxy in the foreground (`-db`), its config and pid file in a temp dir; yields its base URL and pid."""
+    exe = HAPROXY if os.access(HAPROXY, os.X_OK) else shutil.which("haproxy")
+    if not exe:
+        raise Skip(f"HAProxy: no {HAPROXY} (Debian: apt-get install haproxy)")
+    with tempfile.TemporaryDirectory(prefix="bench-haproxy-") as tmp:
+        prefix, port = Path(tmp), free_port()
+        conf = prefix / "haproxy.cfg"
+        conf.write_text(haproxy_conf(prefix, port, upstream_port, dead_port))
+        with process([exe, "-db", "-f", str(conf)], log=STATE / "haproxy.log") as proc:
+            base = f"http://127.0.0.1:{port}"
+            try:
+                wait_http(f"{base}/health", timeout=20, proc=proc)
+                check_answer(Target(f"{base}/v1/chat/completions"))
+            except RuntimeError as err:
+                raise Skip(f"HAProxy did not start: {err} (log: bench/.state/haproxy.log)") from err
+            yield base, proc.pid
 
 
 def portkey_entry() -> Path:

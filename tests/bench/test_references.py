@@ -6,12 +6,27 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from bench.references import hono_versions, litellm_config, nginx_conf, portkey_headers
+from bench.harness import BODY, STREAM_BODY, free_port, process, wait_http
+from bench.references import (
+    haproxy_conf,
+    hono_versions,
+    litellm_config,
+    nginx_conf,
+    portkey_headers,
+    start_haproxy,
+    start_nginx,
+)
+
+HAS_NGINX = bool(shutil.which("nginx")) or os.access("/usr/sbin/nginx", os.X_OK)
+HAS_HAPROXY = bool(shutil.which("haproxy")) or os.access("/usr/sbin/haproxy", os.X_OK)
 
 
 def test_nginx_conf_is_one_worker_with_upstream_keepalive_and_every_path_under_the_prefix(tmp_path: Path) -> None:
@@ -23,17 +38,20 @@ def test_nginx_conf_is_one_worker_with_upstream_keepalive_and_every_path_under_t
         "keepalive 64;",
         "listen 127.0.0.1:18080;",
         "proxy_pass http://bench_upstream;",
+        "proxy_buffering off;",
+        "backup;",
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
     ):
         assert line in conf
-    paths = [w.rstrip(";") for w in conf.split() if w.startswith("/") and w != "/"]
+    locations = {"/", "/sse/", "/fall/"}
+    paths = [w.rstrip(";") for w in conf.split() if w.startswith("/") and w not in locations]
     assert paths and all(p.startswith(str(tmp_path)) for p in paths), paths
     assert "user " not in conf
     assert nginx_conf(tmp_path, 1, 2, user="bench").startswith("user bench;")
 
 
-@pytest.mark.skipif(not shutil.which("nginx") and not os.access("/usr/sbin/nginx", os.X_OK), reason="no nginx")
+@pytest.mark.skipif(not HAS_NGINX, reason="no nginx (.ci/run installs it)")
 def test_nginx_accepts_the_generated_conf(tmp_path: Path) -> None:
     exe = shutil.which("nginx") or "/usr/sbin/nginx"
     user = None
@@ -76,3 +94,60 @@ def test_hono_versions_sees_a_nested_copy_the_top_level_pin_does_not_cover(tmp_p
     assert hono_versions(tmp_path) == {"1.13", "1.19"}
     (nested / "package.json").unlink()
     assert hono_versions(tmp_path) == {"1.13"}
+
+
+def test_haproxy_conf_is_one_thread_with_server_keepalive_and_a_backup_for_the_fall_through(tmp_path: Path) -> None:
+    conf = haproxy_conf(tmp_path, 18080, 19101, 19999)
+    for line in (
+        "nbthread 1",
+        "http-reuse always",
+        "option http-keep-alive",
+        "bind 127.0.0.1:18080",
+        "server upstream 127.0.0.1:19101",
+        "server primary 127.0.0.1:19999 check",
+        "server secondary 127.0.0.1:19101 backup",
+        f"pidfile {tmp_path}/haproxy.pid",
+    ):
+        assert line in conf
+    assert " log " not in conf
+
+
+@pytest.mark.skipif(not HAS_HAPROXY, reason="no haproxy (.ci/run installs it)")
+def test_haproxy_accepts_the_generated_conf(tmp_path: Path) -> None:
+    (tmp_path / "haproxy.cfg").write_text(haproxy_conf(tmp_path, 18080, 19101, 19999))
+    exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    out = subprocess.run([exe, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _post(url: str, body: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, r.read()
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(start_nginx, marks=pytest.mark.skipif(not HAS_NGINX, reason="no nginx (.ci/run installs it)")),
+        pytest.param(
+            start_haproxy, marks=pytest.mark.skipif(not HAS_HAPROXY, reason="no haproxy (.ci/run installs it)")
+        ),
+    ],
+    ids=["nginx", "haproxy"],
+)
+def test_each_reference_proxies_the_fake_streams_and_falls_through_to_its_backup(start: Any) -> None:
+    """The rows the gateway is compared with answer what the gateway's rows answer: a completion on `/`, a stream
+    on `/sse/`, and on `/fall/` (the primary's port closed) the fake's answer from the backup, every time."""
+    port, dead = free_port(), free_port()
+    cmd = [sys.executable, "-m", "demo.upstream", "--name", "refcheck", "--port", str(port)]
+    with process(cmd) as up:
+        wait_http(f"http://127.0.0.1:{port}/health", proc=up)
+        with start(port, dead) as (base, pid):
+            assert pid > 0
+            status, data = _post(f"{base}/v1/chat/completions", BODY)
+            assert status == 200 and b"[refcheck]" in data
+            status, data = _post(f"{base}/sse/v1/chat/completions", STREAM_BODY)
+            assert status == 200 and data.count(b"data: ") >= 3 and b"[DONE]" in data
+            answers = [_post(f"{base}/fall/v1/chat/completions", BODY) for _ in range(20)]
+            assert all(s == 200 and b"[refcheck]" in d for s, d in answers), answers[:3]
