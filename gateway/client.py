@@ -170,7 +170,10 @@ class _Connection(asyncio.Protocol):
     def _arm(self, deadline: float, what: str) -> None:
         self._cancel_timer()
         loop = self._pool.loop
-        self._timer = loop.call_at(deadline, self._fail, UpstreamTimeout(f"no {what} in time"))
+        self._timer = loop.call_at(deadline, self._time_out, what)  # the error is built only if it fires
+
+    def _time_out(self, what: str) -> None:
+        self._fail(UpstreamTimeout(f"no {what} in time"))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from gateway.deployments import Deployment, azure_path
 from gateway.http import JSON_CT, SSE_CT, json_bytes
 from gateway.providers import prepare
@@ -40,7 +42,7 @@ def body_problem(link: Link, data: bytes, ctype: bytes, chat: bool) -> str | Non
     if not strict and not (ctype.startswith(JSON_CT) or b"+json" in ctype):
         return None
     try:
-        parsed = json.loads(data)
+        parsed = _parse(data)
     except (ValueError, UnicodeDecodeError):
         return "not_json"
     if isinstance(parsed, dict):
@@ -51,6 +53,15 @@ def body_problem(link: Link, data: bytes, ctype: bytes, chat: bool) -> str | Non
                 return f"no_{key}"
         return None
     return "not_a_json_object" if strict else None
+
+
+def _parse(data: bytes) -> object:
+    """orjson's parse (several times the standard library's on an answer); what it refuses and the standard library
+    takes (an integer beyond 64 bits, NaN) goes to json.loads, so no answer is judged `not_json` for the parser."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def for_upstream(dep: Deployment, chat: bool, path: str, body: bytes) -> tuple[str, bytes, bool]:

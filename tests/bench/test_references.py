@@ -51,7 +51,7 @@ def test_nginx_conf_is_one_worker_with_upstream_keepalive_and_every_path_under_t
     assert nginx_conf(tmp_path, 1, 2, user="bench").startswith("user bench;")
 
 
-@pytest.mark.skipif(not HAS_NGINX, reason="no nginx (.ci/run installs it)")
+@pytest.mark.skipif(not HAS_NGINX, reason="no nginx (scripts/install-system-deps.sh installs it)")
 def test_nginx_accepts_the_generated_conf(tmp_path: Path) -> None:
     exe = shutil.which("nginx") or "/usr/sbin/nginx"
     user = None
@@ -112,7 +112,7 @@ def test_haproxy_conf_is_one_thread_with_server_keepalive_and_a_backup_for_the_f
     assert " log " not in conf
 
 
-@pytest.mark.skipif(not HAS_HAPROXY, reason="no haproxy (.ci/run installs it)")
+@pytest.mark.skipif(not HAS_HAPROXY, reason="no haproxy (scripts/install-system-deps.sh installs it)")
 def test_haproxy_accepts_the_generated_conf(tmp_path: Path) -> None:
     (tmp_path / "haproxy.cfg").write_text(haproxy_conf(tmp_path, 18080, 19101, 19999))
     exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -129,9 +129,13 @@ def _post(url: str, body: str) -> tuple[int, bytes]:
 @pytest.mark.parametrize(
     "start",
     [
-        pytest.param(start_nginx, marks=pytest.mark.skipif(not HAS_NGINX, reason="no nginx (.ci/run installs it)")),
         pytest.param(
-            start_haproxy, marks=pytest.mark.skipif(not HAS_HAPROXY, reason="no haproxy (.ci/run installs it)")
+            start_nginx,
+            marks=pytest.mark.skipif(not HAS_NGINX, reason="no nginx (scripts/install-system-deps.sh installs it)"),
+        ),
+        pytest.param(
+            start_haproxy,
+            marks=pytest.mark.skipif(not HAS_HAPROXY, reason="no haproxy (scripts/install-system-deps.sh installs it)"),
         ),
     ],
     ids=["nginx", "haproxy"],

@@ -17,6 +17,9 @@ import pytest
 from demo.upstream import run_upstream
 from gateway.app import GatewaySettings, run_gateway
 from gateway.breaker import BreakerConfig
+from gateway.http import JSON_CT
+from gateway.service import ServiceRuntime
+from gateway.shaping import body_problem
 from governor.policy import PolicyError, ServicePolicy, parse_policy
 from tests.gateway.conftest import CHAT, TOKEN, Stack, chat_policy, stack
 
@@ -167,3 +170,23 @@ async def test_a_spent_deadline_is_counted_on_the_tiers_it_skipped_but_not_blame
             {"deadline": 1},
         )
         assert (await stats(s))["causes"] == {"timeout": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'{"choices": [], "usage": {"total_tokens": 123456789012345678901234567890}}', None),  # beyond 64 bits
+        (b'{"choices": [], "score": NaN}', None),  # the standard library's JSON takes NaN
+        (b'{"choices": [{"message": {"content": "caf\xc3\xa9 \\ud83d\\ude00"}}]}', None),
+        (b'{"choices": [], "x": "\xff\xfe"}', "not_json"),  # not UTF-8
+        (b'{"choices": []', "not_json"),
+        (b"", "not_json"),
+        (b"[1, 2]", "not_a_json_object"),
+        (b'{"error": {"type": "insufficient_quota"}, "choices": []}', "error_object"),
+        (b'{"id": "x"}', "no_choices"),
+    ],
+)
+def test_the_body_check_parses_what_json_parses_and_refuses_the_rest(body: bytes, problem: str | None) -> None:
+    """The fast parser (orjson) must not judge a valid answer `not_json` where the standard library's parser takes it."""
+    svc = ServiceRuntime(chat_policy("http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"), BreakerConfig())
+    assert body_problem(svc.links[0], body, JSON_CT, chat=True) == problem
