@@ -101,14 +101,13 @@ class ChainWalk:
         fwd = [(k, v) for k, v in scope["headers"] if k not in REQUEST_DROP]
         stream = b'"stream"' in body and _wants_stream(body)
         start, entry_reason = svc.plan()
-        tried: Tried = []
+        deadline = asyncio.get_running_loop().time() + svc.deadline_s
+        walk = Walk(svc, method, path, fwd, body, stream, chat, deadline, send)
+        tried = walk.tried
         if entry_reason is not None and start > 0:
             skipped = f"skipped: {entry_reason}"
             tried.extend({"tier": link.name, "reason": skipped} for link in svc.links[:start])
-        hints: list[float] = []
-        deadline = asyncio.get_running_loop().time() + svc.deadline_s
         links = svc.links
-        walk = Walk()
         try:
             for i in range(start, len(links)):
                 link = links[i]
@@ -118,9 +117,7 @@ class ChainWalk:
                     if floor is not None and (link.spec.context_window or 0) <= floor:
                         tried.append({"tier": link.name, "reason": "context_window_too_small"})
                         continue
-                    if await self._try_tier(
-                        svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                    ):
+                    if await self._try_tier(link, walk):
                         return
                 elif tier is FallbackTier.TIER_2_CACHE:
                     if await self._try_cache(svc, link, method, path, body, send, tried):
@@ -131,11 +128,10 @@ class ChainWalk:
         except Exception as err:  # a gateway bug must still end in the explicit answer, never a bare 500
             log.exception("data_plane_error", service=svc.name)
             tried.append({"tier": "gateway", "reason": f"gateway_error: {type(err).__name__}"})
-        await self._no_tier(svc, tried, hints, send)
+        await self._no_tier(svc, tried, walk.hints, send)
 
     def _fell_through(
         self,
-        svc: ServiceRuntime,
         link: Link,
         dep: Deployment,
         walk: Walk,
@@ -143,7 +139,6 @@ class ChainWalk:
         elapsed: float,
         outcome: str,
         cause: str,
-        tried: Tried,
         reason: str | None = None,
         retry_after_s: float = 0.0,
     ) -> None:
@@ -151,61 +146,33 @@ class ChainWalk:
         cause; a tier's only deployment shares the tier's), metrics (by outcome), the reason header."""
         dep.window.record(elapsed, error=True, rate_limited=cause == "rate_limited", cause=cause)
         dep.breaker.record(False, ticket == PROBE, cause, retry_after_s)
-        self.metrics.count_attempt(svc.name, link.name, outcome, elapsed)
+        self.metrics.count_attempt(walk.svc.name, link.name, outcome, elapsed)
         walk.cause = cause
-        note(tried, link, dep, reason or outcome)
+        note(walk.tried, link, dep, reason or outcome)
 
     def _skipped(
-        self,
-        svc: ServiceRuntime,
-        link: Link,
-        dep: Deployment | None,
-        walk: Walk,
-        reason: str,
-        cause: str,
-        tried: Tried,
-        shown: str | None = None,
+        self, link: Link, dep: Deployment | None, walk: Walk, reason: str, cause: str, shown: str | None = None
     ) -> None:
         """A request this tier (or deployment) did not try, counted with the failure cause behind the skip."""
         (link.window if dep is None else dep.window).skip(reason, cause)
-        self.metrics.count_skipped(svc.name, link.name, reason, cause)
+        self.metrics.count_skipped(walk.svc.name, link.name, reason, cause)
         walk.cause, walk.skipped = cause, reason
-        note(tried, link, dep, shown or reason)
+        note(walk.tried, link, dep, shown or reason)
 
-    async def _try_tier(
-        self,
-        svc: ServiceRuntime,
-        link: Link,
-        method: str,
-        path: str,
-        fwd: list[tuple[bytes, bytes]],
-        body: bytes,
-        stream: bool,
-        chat: bool,
-        deadline: float,
-        send: Send,
-        tried: Tried,
-        hints: list[float],
-        walk: Walk,
-    ) -> bool:
+    async def _try_tier(self, link: Link, walk: Walk) -> bool:
         """One tier: its attempt (inside its bulkhead, if any), retried on transient failures as the tier's `retry`
         policy allows (gateway/retry.py); True once an answer was sent."""
+        svc, tried = walk.svc, walk.tried
         walk.attempt = 0
         only = link.only
         while True:
             walk.delay = None
             if link.bulkhead is not None:
-                done = await self._try_admitted(
-                    svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                )
+                done = await self._try_admitted(link, walk)
             elif only is not None:
-                done = await self._try_upstream(
-                    svc, link, only, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                )
+                done = await self._try_upstream(link, only, walk)
             else:
-                done = await try_deployments(
-                    self, svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                )
+                done = await try_deployments(self, link, walk)
             if done or walk.delay is None:
                 return done
             tried[-1]["reason"] += f", retried in {walk.delay * 1000:.0f} ms"
@@ -219,22 +186,7 @@ class ChainWalk:
             link.spec.retry, outcome, asked_s, walk.attempt, asyncio.get_running_loop().time(), deadline, link.timeout_s
         )
 
-    async def _try_admitted(
-        self,
-        svc: ServiceRuntime,
-        link: Link,
-        method: str,
-        path: str,
-        fwd: list[tuple[bytes, bytes]],
-        body: bytes,
-        stream: bool,
-        chat: bool,
-        deadline: float,
-        send: Send,
-        tried: Tried,
-        hints: list[float],
-        walk: Walk,
-    ) -> bool:
+    async def _try_admitted(self, link: Link, walk: Walk) -> bool:
         """`_try_upstream` inside the tier's bulkhead (gateway/admission.py): a request that finds it full skips the
         tier (cause `bulkhead_full` / `bulkhead_queue_timeout`), or is shed with the explicit 503 (`when_full: shed`).
         An open breaker is not queued for: it skips at once."""
@@ -242,56 +194,35 @@ class ChainWalk:
         assert bulkhead is not None and breaker is not None
         if breaker.mode == "open" or ((wait := breaker.retry_in_s()) is not None and wait > 0):
             if only is None:
-                return await try_deployments(
-                    self, svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                )
-            return await self._try_upstream(
-                svc, link, only, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-            )
-        refused = await bulkhead.enter(deadline)
+                return await try_deployments(self, link, walk)
+            return await self._try_upstream(link, only, walk)
+        refused = await bulkhead.enter(walk.deadline)
         if refused is not None:
-            self._skipped(svc, link, None, walk, refused, refused, tried)
+            self._skipped(link, None, walk, refused, refused)
             if bulkhead.shed:
-                hints.append(1.0)
-                await self._no_tier(svc, tried, hints, send)
+                walk.hints.append(1.0)
+                await self._no_tier(walk.svc, walk.tried, walk.hints, walk.send)
                 return True
             return False
         try:
             if only is None:
-                return await try_deployments(
-                    self, svc, link, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                )
-            return await self._try_upstream(
-                svc, link, only, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-            )
+                return await try_deployments(self, link, walk)
+            return await self._try_upstream(link, only, walk)
         finally:
             bulkhead.leave()
 
-    async def _try_upstream(
-        self,
-        svc: ServiceRuntime,
-        link: Link,
-        dep: Deployment,
-        method: str,
-        path: str,
-        fwd: list[tuple[bytes, bytes]],
-        body: bytes,
-        stream: bool,
-        chat: bool,
-        deadline: float,
-        send: Send,
-        tried: Tried,
-        hints: list[float],
-        walk: Walk,
-    ) -> bool:
+    async def _try_upstream(self, link: Link, dep: Deployment, walk: Walk) -> bool:
         """One attempt on one deployment (a tier's only one, or one of its `deployments`); True once answered."""
+        svc, method, path, body, chat, deadline, tried = (
+            walk.svc, walk.method, walk.path, walk.body, walk.chat, walk.deadline, walk.tried
+        )  # fmt: skip
         breaker = dep.breaker
         ticket = breaker.allow()
         if ticket == DENY:
             if breaker.mode == "open":
-                self._skipped(svc, link, dep, walk, "breaker_forced_open", OPERATOR_CAUSE, tried)
+                self._skipped(link, dep, walk, "breaker_forced_open", OPERATOR_CAUSE)
             else:
-                self._skipped(svc, link, dep, walk, "breaker_open", breaker.open_cause or "unknown", tried)
+                self._skipped(link, dep, walk, "breaker_open", breaker.open_cause or "unknown")
             return False
         loop = asyncio.get_running_loop()
         t0 = loop.time()  # deadlines are on the loop's clock (its timers); durations on perf_counter (uvloop: 1 ms)
@@ -300,7 +231,7 @@ class ChainWalk:
         if attempt_deadline <= t0:
             if ticket == PROBE:
                 breaker.probes = max(0, breaker.probes - 1)
-            self._skipped(svc, link, dep, walk, "deadline", DEADLINE_CAUSE, tried, "deadline_exceeded")
+            self._skipped(link, dep, walk, "deadline", DEADLINE_CAUSE, "deadline_exceeded")
             return False
         if link.cap_tokens is not None:
             body = cap_tokens(body, link.cap_tokens)
@@ -309,21 +240,19 @@ class ChainWalk:
         except TranslationError as bad:
             if ticket == PROBE:
                 breaker.probes = max(0, breaker.probes - 1)
-            self._skipped(svc, link, dep, walk, "untranslatable", "untranslatable", tried, f"untranslatable: {bad}")
+            self._skipped(link, dep, walk, "untranslatable", "untranslatable", f"untranslatable: {bad}")
             return False
         walk.attempted = True
         window = dep.window
         window.in_flight += 1
         resp = None
-        headers_out = fwd + dep.auth if dep.auth else fwd
+        headers_out = walk.fwd + dep.auth if dep.auth else walk.fwd
         try:
             resp = await dep.upstream_pool().request(method, up_path, headers_out, up_body, attempt_deadline)
             status = resp.status
             ctype = resp.header(b"content-type") or b""
-            if stream and 200 <= status < 300 and ctype.startswith(SSE_CT):
-                served = await self._relay_stream(
-                    svc, link, dep, walk, resp, ticket, p0, tried, send, method, path, body, translate
-                )
+            if walk.stream and 200 <= status < 300 and ctype.startswith(SSE_CT):
+                served = await self._relay_stream(link, dep, walk, resp, ticket, p0, translate)
                 if not served:  # died before its first event: nothing sent yet, so it may be retried
                     self._plan_retry(link, walk, tried[-1]["reason"].rpartition(" ")[2], 0.0, deadline)
                 return served
@@ -332,7 +261,7 @@ class ChainWalk:
             if resp is not None:
                 resp.release()
             window.in_flight -= 1
-            self._fell_through(svc, link, dep, walk, ticket, time.perf_counter() - p0, err.kind, err.kind, tried)
+            self._fell_through(link, dep, walk, ticket, time.perf_counter() - p0, err.kind, err.kind)
             self._plan_retry(link, walk, err.kind, 0.0, deadline)
             return False
         except asyncio.CancelledError:
@@ -350,21 +279,17 @@ class ChainWalk:
         if status == 429:
             retry_after = header_delay_s(resp.headers)
             if retry_after:
-                hints.append(retry_after)
-            self._fell_through(
-                svc, link, dep, walk, ticket, elapsed, "rate_limited", "rate_limited", tried, None, retry_after
-            )
+                walk.hints.append(retry_after)
+            self._fell_through(link, dep, walk, ticket, elapsed, "rate_limited", "rate_limited", None, retry_after)
             return False
         if status == 529:  # Anthropic's overloaded_error: the next tier, never a retry
             retry_after = header_delay_s(resp.headers)
             if retry_after:
-                hints.append(retry_after)
-            self._fell_through(
-                svc, link, dep, walk, ticket, elapsed, "overloaded", "overloaded", tried, None, retry_after
-            )
+                walk.hints.append(retry_after)
+            self._fell_through(link, dep, walk, ticket, elapsed, "overloaded", "overloaded", None, retry_after)
             return False
         if status >= 500:
-            self._fell_through(svc, link, dep, walk, ticket, elapsed, f"http_{status}", "http_5xx", tried)
+            self._fell_through(link, dep, walk, ticket, elapsed, f"http_{status}", "http_5xx")
             self._plan_retry(link, walk, f"http_{status}", header_delay_s(resp.headers), deadline)
             return False
         window_size = link.spec.context_window
@@ -392,16 +317,14 @@ class ChainWalk:
                     data = translate_response(data)
                 except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
                     self._fell_through(
-                        svc, link, dep, walk, ticket, elapsed, "bad_body", "bad_body", tried, "bad_body: not_a_message"
+                        link, dep, walk, ticket, elapsed, "bad_body", "bad_body", "bad_body: not_a_message"
                     )
                     return False
             else:
                 data = translate_error(data)
             ctype = JSON_CT
         if 200 <= status < 300 and (problem := body_problem(link, data, ctype, chat)) is not None:
-            self._fell_through(
-                svc, link, dep, walk, ticket, elapsed, "bad_body", "bad_body", tried, f"bad_body: {problem}"
-            )
+            self._fell_through(link, dep, walk, ticket, elapsed, "bad_body", "bad_body", f"bad_body: {problem}")
             return False
         # A usable answer: 2xx, or a client error (4xx) passed through unchanged; the upstream itself is healthy.
         window.record(elapsed)
@@ -420,35 +343,23 @@ class ChainWalk:
         if svc.level is not DegradationLevel.NORMAL:
             headers.append((b"x-governor-degradation", svc.level.value.encode()))
         walk.served_ok, walk.answered_at = True, p0 + elapsed
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
+        await walk.send({"type": "http.response.start", "status": status, "headers": headers})
+        await walk.send({"type": "http.response.body", "body": data})
         self._served(svc, link.name, link.window)
         if svc.cache is not None and 200 <= status < 300 and link.cap_tokens is None:
             svc.cache.put(cache_key(method, path, body), status, ctype or JSON_CT, data, link.name)
         return True
 
     async def _relay_stream(
-        self,
-        svc: ServiceRuntime,
-        link: Link,
-        dep: Deployment,
-        walk: Walk,
-        resp: Any,
-        ticket: int,
-        p0: float,
-        tried: Tried,
-        send: Send,
-        method: str,
-        path: str,
-        body: bytes,
-        translate: bool = False,
+        self, link: Link, dep: Deployment, walk: Walk, resp: Any, ticket: int, p0: float, translate: bool = False
     ) -> bool:
         """Pass server-sent events through; fall through if the stream dies before its first event,
         end with an explicit error event if it dies after. `translate`: the upstream's Anthropic events are translated to chat completion chunks as they arrive."""
+        svc, tried, send = walk.svc, walk.tried, walk.send
         breaker, window = dep.breaker, dep.window
         chunks = resp.iter_chunks(link.timeout_s)
         if translate:
-            chunks = translate_stream(chunks, stream_translator(body))
+            chunks = translate_stream(chunks, stream_translator(walk.body))
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
@@ -457,7 +368,7 @@ class ChainWalk:
             window.in_flight -= 1
             reason = f"stream_failed_before_first_event: {err.kind}"
             self._fell_through(
-                svc, link, dep, walk, ticket, time.perf_counter() - p0, f"stream_{err.kind}", err.kind, tried, reason
+                link, dep, walk, ticket, time.perf_counter() - p0, f"stream_{err.kind}", err.kind, reason
             )
             return False
         ttfb = time.perf_counter() - p0
@@ -512,7 +423,8 @@ class ChainWalk:
         self.metrics.count_attempt(svc.name, link.name, "ok" if failed is None else f"stream_{failed.kind}", ttfb)
         self._served(svc, link.name, link.window)
         if failed is None and kept is not None and 200 <= resp.status < 300:
-            svc.cache.put(cache_key(method, path, body), resp.status, SSE_CT, b"".join(kept), link.name)  # type: ignore[union-attr]
+            key = cache_key(walk.method, walk.path, walk.body)
+            svc.cache.put(key, resp.status, SSE_CT, b"".join(kept), link.name)  # type: ignore[union-attr]
         return True
 
     async def _try_cache(

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 
 from gateway.breaker import DENY, PROBE
 from gateway.deployments import Deployment, try_order
-from gateway.http import Send
 from gateway.retry import Walk
-from gateway.service import Link, ServiceRuntime
+from gateway.service import Link
 from governor.models import OPERATOR_CAUSE
 
 if TYPE_CHECKING:
@@ -39,31 +38,17 @@ def resting_cause(deployments: tuple[Deployment, ...]) -> str:
     return max(sorted(set(causes)), key=causes.count)
 
 
-async def try_deployments(
-    chain: ChainWalk,
-    svc: ServiceRuntime,
-    link: Link,
-    method: str,
-    path: str,
-    fwd: list[tuple[bytes, bytes]],
-    body: bytes,
-    stream: bool,
-    chat: bool,
-    deadline: float,
-    send: Send,
-    tried: list[dict[str, str]],
-    hints: list[float],
-    walk: Walk,
-) -> bool:
+async def try_deployments(chain: ChainWalk, link: Link, walk: Walk) -> bool:
     """True once a deployment answered the client."""
+    svc, tried = walk.svc, walk.tried
     breaker = link.breaker
     assert breaker is not None
     ticket = breaker.allow()
     if ticket == DENY:
         if breaker.mode == "open":
-            chain._skipped(svc, link, None, walk, "breaker_forced_open", OPERATOR_CAUSE, tried)
+            chain._skipped(link, None, walk, "breaker_forced_open", OPERATOR_CAUSE)
         else:
-            chain._skipped(svc, link, None, walk, "breaker_open", breaker.open_cause or "unknown", tried)
+            chain._skipped(link, None, walk, "breaker_open", breaker.open_cause or "unknown")
         return False
     order = try_order(link.deployments)
     if not order:  # every deployment rests: the tier is down, and its breaker hears so
@@ -85,18 +70,14 @@ async def try_deployments(
             walk.delay = None
             bulkhead = dep.bulkhead
             if bulkhead is None:
-                done = await chain._try_upstream(
-                    svc, link, dep, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                )
+                done = await chain._try_upstream(link, dep, walk)
             else:
-                refused = await bulkhead.enter(deadline)
+                refused = await bulkhead.enter(walk.deadline)
                 if refused is not None:
-                    chain._skipped(svc, link, dep, walk, refused, refused, tried)
+                    chain._skipped(link, dep, walk, refused, refused)
                     continue
                 try:
-                    done = await chain._try_upstream(
-                        svc, link, dep, method, path, fwd, body, stream, chat, deadline, send, tried, hints, walk
-                    )
+                    done = await chain._try_upstream(link, dep, walk)
                 finally:
                     bulkhead.leave()
             if done or walk.context_floor != floor:

@@ -12,8 +12,13 @@ import json
 import random
 import re
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter
+
+if TYPE_CHECKING:
+    from gateway.http import Send
+    from gateway.service import ServiceRuntime
 
 RETRYABLE = frozenset({"connect_error", "disconnected", "http_502", "http_503", "http_504", "timeout"})
 CONTEXT_PHRASES = ("context_length_exceeded", "maximum context length", "prompt is too long", "context window")
@@ -22,23 +27,52 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class Walk:
-    """One request's walk state the attempts share: the retry the last failure asked for, the attempt number, the
-    context window a tier refused as too small, and what the last attempt did (for a tier's deployments: whether one
-    was sent, the cause of its failure or skip, whether the answer served ended well)."""
+    """One request's walk down the chain: the request itself (service, method, path, headers to forward, body,
+    whether it streams, its deadline, where the answer goes), what the walk wrote down (`tried`: the reason header's
+    entries; `hints`: the Retry-After values heard), and the state the attempts share: the retry the last failure
+    asked for, the attempt number, the context window a tier refused as too small, and what the last attempt did
+    (for a tier's deployments: whether one was sent, the cause of its failure or skip, whether the answer served
+    ended well)."""
 
     __slots__ = (
         "answered_at",
         "attempt",
         "attempted",
+        "body",
         "cause",
+        "chat",
         "context_floor",
+        "deadline",
         "delay",
+        "fwd",
+        "hints",
+        "method",
+        "path",
         "relaying",
+        "send",
         "served_ok",
         "skipped",
+        "stream",
+        "svc",
+        "tried",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        svc: ServiceRuntime,
+        method: str,
+        path: str,
+        fwd: list[tuple[bytes, bytes]],
+        body: bytes,
+        stream: bool,
+        chat: bool,
+        deadline: float,
+        send: Send,
+    ) -> None:
+        self.svc, self.method, self.path, self.fwd, self.body = svc, method, path, fwd, body
+        self.stream, self.chat, self.deadline, self.send = stream, chat, deadline, send
+        self.tried: list[dict[str, str]] = []
+        self.hints: list[float] = []
         self.attempt = 0
         self.delay: float | None = None
         self.context_floor: int | None = None
@@ -47,9 +81,9 @@ class Walk:
         self.skipped = ""
         self.served_ok = False
         self.answered_at = 0.0
+        """perf_counter() when the answer served began (a tier with deployments: its latency, a stream's TTFB)."""
         self.relaying = False
         """A stream's first event arrived and its relay began (the relay then accounts for the attempt)."""
-        """perf_counter() when the answer served began (a tier with deployments: its latency, a stream's TTFB)."""
 
 
 class RetryCounter:
