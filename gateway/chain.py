@@ -323,7 +323,8 @@ class ChainWalk:
             else:
                 data = translate_error(data)
             ctype = JSON_CT
-        if 200 <= status < 300 and (problem := body_problem(link, data, ctype, chat)) is not None:
+        head = method == "HEAD"  # an answer without a body: nothing to check, its Content-Length passed through
+        if 200 <= status < 300 and not head and (problem := body_problem(link, data, ctype, chat)) is not None:
             self._fell_through(link, dep, walk, ticket, elapsed, "bad_body", "bad_body", f"bad_body: {problem}")
             return False
         # A usable answer: 2xx, or a client error (4xx) passed through unchanged; the upstream itself is healthy.
@@ -334,7 +335,8 @@ class ChainWalk:
         headers = [(k, v) for k, v in resp.headers if k.lower() not in drop]
         if translate:
             headers.append((b"content-type", JSON_CT))
-        headers.append((b"content-length", str(len(data)).encode()))
+        length = resp.header(b"content-length") if head else None
+        headers.append((b"content-length", length if length is not None else str(len(data)).encode()))
         headers.append((b"x-governor-tier", link.name_b))
         if dep.name is not None:
             headers.append((b"x-governor-deployment", dep.name.encode()))
@@ -346,7 +348,7 @@ class ChainWalk:
         await walk.send({"type": "http.response.start", "status": status, "headers": headers})
         await walk.send({"type": "http.response.body", "body": data})
         self._served(svc, link.name, link.window)
-        if svc.cache is not None and 200 <= status < 300 and link.cap_tokens is None:
+        if svc.cache is not None and 200 <= status < 300 and link.cap_tokens is None and not head:
             svc.cache.put(cache_key(method, path, body), status, ctype or JSON_CT, data, link.name)
         return True
 

@@ -74,6 +74,7 @@ class _Connection(asyncio.Protocol):
         "_body_done",
         "_body_waiter",
         "_chunks",
+        "_head",
         "_headers",
         "_pool",
         "_resp_waiter",
@@ -105,6 +106,7 @@ class _Connection(asyncio.Protocol):
         self._body_waiter: asyncio.Future[None] | None = None
         self._body_done = False
         self._timer: asyncio.TimerHandle | None = None
+        self._head = False
         self.complete = False
         self.got_bytes = False
         self.keep_alive = True
@@ -136,11 +138,19 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        if self._head:
+            # An answer to HEAD has no body, whatever its Content-Length says (RFC 9110 9.3.2); the parser does not
+            # know the request's method, so the answer ends here and the connection is not reused (its parser would
+            # wait for that body in the next answer).
+            self.complete = self._body_done = True
+            self.keep_alive = False
         waiter = self._resp_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(Response(self, self._status, self._headers))
 
     def on_body(self, body: bytes) -> None:
+        if self._head:
+            return
         self._chunks.append(body)
         waiter = self._body_waiter
         if waiter is not None and not waiter.done():
@@ -181,8 +191,9 @@ class _Connection(asyncio.Protocol):
             self._timer = None
 
     # requests
-    async def send(self, data: bytes, deadline: float) -> Response:
+    async def send(self, data: bytes, deadline: float, head: bool = False) -> Response:
         self.used = True
+        self._head = head
         waiter: asyncio.Future[Response] = self._pool.loop.create_future()
         self._resp_waiter = waiter
         self._arm(deadline, "answer")
@@ -310,12 +321,13 @@ class Pool:
     ) -> Response:
         """Send one request and return at the response's headers; `deadline` is on the loop's clock."""
         data = self._encode(method, path, headers, body)
+        head = method == "HEAD"
         while self._idle:
             conn = self._idle.pop()
             if conn.closed:
                 continue
             try:
-                return await conn.send(data, deadline)
+                return await conn.send(data, deadline, head)
             except Disconnected:
                 # A kept-alive connection the upstream closed while idle: retry once on a fresh one,
                 # only when not a byte of an answer came back.
@@ -323,7 +335,7 @@ class Pool:
                     raise
             break
         conn = await self._connect(deadline)
-        return await conn.send(data, deadline)
+        return await conn.send(data, deadline, head)
 
     async def close(self) -> None:
         for conn in list(self._all):

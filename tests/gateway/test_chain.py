@@ -189,3 +189,39 @@ async def test_concurrent_requests_share_pooled_connections(st: Stack) -> None:
     assert len(pool._all) <= 50
     await asyncio.gather(*(st.chat() for _ in range(50)))
     assert len(pool._all) <= 50  # reused, not re-opened
+
+
+async def test_head_is_answered_by_an_upstream_that_sends_no_body_and_the_connection_is_not_reused_wrongly() -> None:
+    """A HEAD answer has no body whatever its Content-Length says: the gateway must not wait for one (it used to,
+    until the tier's timeout, then fell through) nor judge the missing body `not_json`; the client gets the
+    upstream's Content-Length, and the next request on the gateway still reaches the primary."""
+    from aiohttp import web
+
+    doc = json.dumps({"object": "list", "data": ["x" * 990]}).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=doc, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/models", handler)  # and HEAD (allow_head), answered without the body
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with run_upstream(name="secondary") as sec:
+            upstream = f"http://127.0.0.1:{port}"
+            policy = chat_policy(upstream, sec.url, sec.url)
+            async with run_gateway({"chat": policy}, TOKEN) as gw, aiohttp.ClientSession() as http:
+                for _ in range(3):
+                    async with http.head(f"{gw.url}/chat/v1/models", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                        assert r.status == 200
+                        assert r.headers["X-Governor-Tier"] == "tier_0_primary", r.headers.get("X-Governor-Reason")
+                        assert r.headers["Content-Length"] == str(len(doc))
+                        assert await r.read() == b""
+                    async with http.get(f"{gw.url}/chat/v1/models") as r:
+                        assert r.headers["X-Governor-Tier"] == "tier_0_primary"
+                        assert await r.read() == doc
+    finally:
+        await runner.cleanup()
