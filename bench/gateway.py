@@ -230,6 +230,7 @@ def start_gateway(
     token: str,
     ref: str | None = None,
     http: str | None = None,
+    workers: int = 1,
 ) -> tuple[int, int]:
     """`python -m gateway` on the bench's policies; with `ref`, that commit's gateway/ and governor/ (the same-run
     pass-through baseline; only the `chat` service, which every version's policy format takes); with `http`, that
@@ -257,9 +258,13 @@ def start_gateway(
     cmd = [PY, "-m", "gateway", "--policy-dir", str(policy_dir), "--port", str(port), "--log-level", "WARNING"]
     if http is not None:
         cmd += ["--http", http]
+    if workers > 1:  # the supervisor's pid: CPU and RSS count its worker processes (descendants)
+        cmd += ["--workers", str(workers)]
     log = STATE / ("gateway.log" if ref is None else "gateway-baseline.log")
     if http is not None:
         log = STATE / f"gateway-{http}.log"
+    if workers > 1:
+        log = STATE / f"gateway-workers-{workers}.log"
     gw = stack.enter_context(process(cmd, env={"GOVERNOR_GATEWAY_TOKEN": token}, log=log, cwd=cwd))
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=gw)
@@ -287,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="print only; do not rewrite docs/benchmarks.md")
     parser.add_argument(
         "--no-asgi", action="store_true", help=f"leave out the `{ASGI_ROW}` row (the gateway on uvicorn)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run `gateway --workers N` (N worker processes on one port) as its own row (default 1: no row)",
     )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0:
@@ -319,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_asgi:
             asgi_port, pids[ASGI_ROW] = start_gateway(stack, upstream, None, token, http="asgi")
             passthrough[ASGI_ROW] = Target(f"http://127.0.0.1:{asgi_port}/chat/v1/chat/completions", pid=pids[ASGI_ROW])
+        if args.workers > 1:
+            name = f"gateway --workers {args.workers}"
+            w_port, pids[name] = start_gateway(stack, upstream, None, token, workers=args.workers)
+            passthrough[name] = Target(f"http://127.0.0.1:{w_port}/chat/v1/chat/completions", pid=pids[name])
         translation = {
             "gateway -> anthropic (JSON)": Target(f"{gw}/claude/v1/chat/completions"),
             "gateway -> anthropic (SSE)": Target(f"{gw}/claude/v1/chat/completions", body=STREAM_BODY),
