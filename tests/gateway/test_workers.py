@@ -222,6 +222,67 @@ async def test_the_worker_marker_is_no_way_around_the_fan_out(tmp_path: Path) ->
         assert status == 200
 
 
+async def test_concurrent_writes_to_different_workers_end_the_same_everywhere(tmp_path: Path) -> None:
+    async with workers(tmp_path) as w:
+        for burst in range(3):
+            weights = [burst * 20 + n for n in range(16)]
+            answers = await asyncio.gather(
+                *(
+                    w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": weight}, headers=AUTH)
+                    for weight in weights
+                )
+            )
+            assert all(status == 200 for status, _ in answers), answers
+            shown = [(await w.worker(i, "GET", "/admin/services/chat", headers=AUTH))[1] for i in (0, 1)]
+            assert shown[0]["primary_weight"] == shown[1]["primary_weight"] in weights, shown
+
+
+def test_a_fresh_worker_takes_a_siblings_settings_with_deployment_breakers() -> None:
+    from gateway.breaker import BreakerConfig
+    from gateway.service import ServiceRuntime
+    from gateway.siblings import apply_state, operator_settings
+    from governor.enums import DegradationLevel, FallbackTier
+    from governor.gateway_api import AuditLog, StatusComponent
+    from governor.policy import parse_policy
+
+    deployments = [
+        {"name": "east", "upstream": "http://127.0.0.1:1"},
+        {"name": "west", "upstream": "http://127.0.0.1:2"},
+    ]
+    chain = [
+        {"tier": "tier_0_primary", "deployments": deployments},
+        {"tier": "tier_1_secondary", "upstream": "http://127.0.0.1:3"},
+        {"tier": "tier_4_static", "body": {"x": 1}},
+    ]
+    pol = parse_policy({"service": "chat", "dependencies": [{"name": "p"}], "chain": chain}, "test")
+    live, fresh = ServiceRuntime(pol, BreakerConfig()), ServiceRuntime(pol, BreakerConfig())
+    live.set_route({"pinned_tier": FallbackTier.TIER_1_SECONDARY, "primary_weight": 10})
+    live.set_breaker(FallbackTier.TIER_1_SECONDARY, "closed")
+    live.links[0].deployments[1].breaker.set_mode("open")
+    live.set_degradation(DegradationLevel.DEGRADED_L2, {})
+    live.set_status(StatusComponent.PARTIAL_OUTAGE, "east is down")
+    live.record_change("route", {"pinned_tier": "tier_1_secondary"}, "recovery-chat-p", True)
+    assert operator_settings(fresh.state()) != operator_settings(live.state())
+    apply_state(fresh, live.state(), AuditLog.model_validate({"service": "chat", "changes": list(live.audit)}))
+    assert operator_settings(fresh.state()) == operator_settings(live.state())
+    assert fresh.state().deployments["tier_0_primary"][1].breaker.mode == "open"
+    assert list(fresh.audit) == list(live.audit) and fresh.incident == "recovery-chat-p"
+
+
+def test_a_taken_port_is_refused_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "chat.yaml").write_text(
+        "service: chat\ndependencies: [{name: p}]\nchain: [{tier: tier_0_primary, upstream: 'http://127.0.0.1:1'}]\n"
+    )
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--workers", "2", "--policy-dir", str(tmp_path), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", str(max_workers() + 1), "100000"])
 def test_a_bad_worker_count_is_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--workers", value, "--policy-dir", "/nonexistent"]) == 2
