@@ -33,6 +33,7 @@ from gateway.http import BadInput, Receive, Scope, Send, error, respond
 from governor.enums import FallbackTier
 from governor.gateway_api import AuditLog, ServiceState
 from governor.models import StatsWindow, TierStats
+from governor.status_api import StatusIncident
 
 log = structlog.get_logger("gateway")
 
@@ -374,14 +375,29 @@ async def copy_state(services: dict[str, Any], siblings: Siblings, token: str) -
                 r.raise_for_status()
                 a.raise_for_status()
                 states[name] = (ServiceState.model_validate_json(r.content), AuditLog.model_validate_json(a.content))
+            page = await client.get("/status.json")
+            page.raise_for_status()
         except httpx.TransportError as exc:
             if _not_running(exc):
                 continue
             raise
         for name, (state, audit) in states.items():
             apply_state(services[name], state, audit)
+        copy_incidents(services, page.json().get("incidents", []))
         return i
     return None
+
+
+def copy_incidents(services: dict[str, Any], incidents: list[dict[str, Any]]) -> None:
+    """The status page's recent incidents (as a sibling's /status.json lists them) into each service's history, so a
+    restarted worker's status page tells what the others' tell."""
+    for raw in sorted(incidents, key=lambda i: i.get("created_at", "")):
+        incident = StatusIncident.model_validate(raw)
+        svc = services.get(incident.components[0]) if incident.components else None
+        if svc is not None:
+            svc.history.incidents.append(incident)
+            number = incident.id.rpartition("#")[2]
+            svc.history.opened = max(svc.history.opened, int(number) if number.isdigit() else 0)
 
 
 def apply_state(svc: Any, state: ServiceState, audit: AuditLog) -> None:

@@ -183,12 +183,21 @@ async def test_a_killed_worker_comes_back_with_the_live_route(tmp_path: Path) ->
         status, _ = await w.fresh("PUT", "/admin/services/chat/route", json={"pinned_tier": "tier_4_static"},
                                   headers=AUTH)  # fmt: skip
         assert status == 200
+        status, _ = await w.fresh("PUT", "/admin/services/chat/status", json={"component": "major_outage"},
+                                  headers={**AUTH, "X-Governor-Incident": "recovery-chat-k"})  # fmt: skip
+        assert status == 200
         _, health = await w.worker(0, "GET", "/healthz")
         os.kill(health["pid"], signal.SIGKILL)
         back = await w.wait_for("gateway_worker_ready", worker=0, restarts=1)
         assert back["pid"] != health["pid"]
         _, state = await w.worker(0, "GET", "/admin/services/chat", headers=AUTH)
         assert state["pinned_tier"] == "tier_4_static" and state["primary_weight"] == 0
+        assert state["status"]["component"] == "major_outage" and state["incident"] == "recovery-chat-k"
+        _, page = await w.worker(0, "GET", "/status.json")
+        _, sibling_page = await w.worker(1, "GET", "/status.json")
+        assert (
+            page["incidents"] == sibling_page["incidents"] and page["incidents"][0]["workflow_id"] == "recovery-chat-k"
+        )
         for _ in range(10):
             status, answer = await w.fresh("POST", "/chat/v1/chat/completions", json=CHAT)
             assert (status, answer) == (200, {"x": 1})
