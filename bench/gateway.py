@@ -248,6 +248,9 @@ def verdict(runs: list[Run], rss: dict[str, int]) -> list[str]:
                 f"issue 15: gateway / nginx RPS, {case} at 20 clients {ratio:.2f}x (target >= {target}x): "
                 f"{_met(ratio >= target)}"
             )
+    for (name, clients), multi in by.items():
+        if name.startswith("gateway --workers ") and clients == 20 and g20 and g20.rps > 0:
+            out.append(f"{name} / one gateway process, RPS at 20 clients, same run: {multi.rps / g20.rps:.2f}x")
     a20 = by.get((ASGI_ROW, 20))
     if g20 and a20 and a20.rps > 0:
         out.append(f"gateway (--http fast) / {ASGI_ROW} RPS at 20 clients, same run: {g20.rps / a20.rps:.2f}x")
@@ -310,6 +313,7 @@ def start_gateway(
     ref: str | None = None,
     http: str | None = None,
     dead_port: int = 0,
+    workers: int = 1,
 ) -> tuple[int, int]:
     """`python -m gateway` on the bench's policies; with `ref`, that commit's gateway/ and governor/ (the same-run
     pass-through baseline; only the `chat` service, which every version's policy format takes); with `http`, that
@@ -338,9 +342,13 @@ def start_gateway(
     cmd = [PY, "-m", "gateway", "--policy-dir", str(policy_dir), "--port", str(port), "--log-level", "WARNING"]
     if http is not None:
         cmd += ["--http", http]
+    if workers > 1:  # the supervisor's pid: CPU and RSS count its worker processes (descendants)
+        cmd += ["--workers", str(workers)]
     log = STATE / ("gateway.log" if ref is None else "gateway-baseline.log")
     if http is not None:
         log = STATE / f"gateway-{http}.log"
+    if workers > 1:
+        log = STATE / f"gateway-workers-{workers}.log"
     gw = stack.enter_context(process(cmd, env={"GOVERNOR_GATEWAY_TOKEN": token}, log=log, cwd=cwd))
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=gw)
@@ -387,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-asgi", action="store_true", help=f"leave out the `{ASGI_ROW}` row (the gateway on uvicorn)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run `gateway --workers N` (N worker processes on one port) as its own row (default 1: no row)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0:
         parser.error("--rounds must be >= 1 and --duration > 0")
@@ -418,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_asgi:
             asgi_port, pids[ASGI_ROW] = start_gateway(stack, upstream, None, token, http="asgi")
             passthrough[ASGI_ROW] = Target(f"http://127.0.0.1:{asgi_port}/chat/v1/chat/completions", pid=pids[ASGI_ROW])
+        if args.workers > 1:
+            name = f"gateway --workers {args.workers}"
+            w_port, pids[name] = start_gateway(stack, upstream, None, token, workers=args.workers)
+            passthrough[name] = Target(f"http://127.0.0.1:{w_port}/chat/v1/chat/completions", pid=pids[name])
         translation = {
             "gateway -> anthropic (JSON)": Target(f"{gw}/claude/v1/chat/completions"),
             "gateway -> anthropic (SSE)": Target(f"{gw}/claude/v1/chat/completions", body=STREAM_BODY),
@@ -521,6 +539,8 @@ def doc_section(
     ]
     if args.baseline_ref != BASELINE_REF:
         flags.append(f"--baseline-ref '{args.baseline_ref}'")
+    if args.workers > 1:
+        flags.append(f"--workers {args.workers}")
     cpu = platform.processor() or platform.machine()
     nginx_v = _version(["nginx", "-v"])
     section = [

@@ -13,6 +13,7 @@ import structlog
 
 from gateway.app import HTTP_SERVERS, GatewayApp, GatewaySettings, create_app, default_http, uvicorn_config
 from gateway.keys_cli import keys_main
+from gateway.workers import Supervisor, parse_workers, reserve_port, serve_worker
 from governor.client_keys import KeyFileError
 from governor.logging import configure_logging
 from governor.policy import PolicyError, load_policy_dir
@@ -46,11 +47,22 @@ def main(argv: list[str] | None = None) -> int:
         help="HTTP server: fast (the gateway's own HTTP/1.1 protocol, gateway/server.py; default) or asgi (uvicorn); "
         "env GOVERNOR_GATEWAY_HTTP",
     )
+    parser.add_argument(
+        "--workers",
+        default=os.environ.get("GOVERNOR_GATEWAY_WORKERS", "1"),
+        help="worker processes sharing the port (SO_REUSEPORT), each on its own core; admin changes reach every "
+        "worker, stats and /metrics are merged across them (docs/gateway.md, 'Workers'); env GOVERNOR_GATEWAY_WORKERS",
+    )
     args = parser.parse_args(argv)
     try:
         http = args.http or default_http()
+        workers = parse_workers(args.workers)
     except ValueError as err:
         print(err, file=sys.stderr)
+        return 2
+    if workers > 1 and http != "fast":
+        print(f"--workers {workers} needs --http fast (the default): the workers' private admin listeners are "
+              "gateway/server.py's; run one uvicorn process per port, or replicas, for --http asgi", file=sys.stderr)  # fmt: skip
         return 2
     configure_logging(args.log_format, args.log_level)
     log = structlog.get_logger("gateway")
@@ -82,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyFileError as err:
         print(err, file=sys.stderr)
         return 2
-    log.info("gateway_starting", host=args.host, port=args.port, services=sorted(policies), http=http)
+    log.info("gateway_starting", host=args.host, port=args.port, services=sorted(policies), http=http, workers=workers)
+    if workers > 1:
+        return _serve_workers(app, args.host, args.port, workers, token)
     if http == "fast":
         import uvloop
 
@@ -116,6 +130,28 @@ async def _serve_fast(app: GatewayApp, host: str, port: int) -> None:
             structlog.get_logger("gateway").info("gateway_stopping")
     finally:
         sock.close()
+
+
+def _serve_workers(app: GatewayApp, host: str, port: int, workers: int, token: str) -> int:
+    """The supervisor (gateway/workers.py): the app built here is each forked worker's starting point."""
+    try:
+        reserved = reserve_port(host, port)
+    except OSError as err:
+        print(f"cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
+        return 2
+    bound = reserved.getsockname()[1]
+
+    def run_worker(index: int, count: int, rundir: str) -> int:
+        import uvloop
+
+        reserved.close()  # the supervisor's; this worker listens with its own socket
+        uvloop.run(serve_worker(app, host, bound, index, count, rundir, token))
+        return 0
+
+    try:
+        return Supervisor(workers, run_worker).run()
+    finally:
+        reserved.close()
 
 
 def _is_loopback(host: str) -> bool:

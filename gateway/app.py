@@ -25,6 +25,7 @@ from gateway.http import BadInput, Receive, Scope, Send, error, json_bytes, read
 from gateway.metrics import GatewayMetrics
 from gateway.ofrep import OfrepHandler
 from gateway.service import ServiceRuntime
+from gateway.siblings import PRIVATE, SiblingDown, Siblings
 from gateway.status import render_status_html, status_json
 from governor.policy import ServicePolicy
 
@@ -60,6 +61,8 @@ class GatewayApp:
         self.admin = AdminAPI(self.services, admin_token, settings.max_body_bytes)
         self.ofrep = OfrepHandler(self.services)
         self.auth = ClientAuth(settings.keys_file, self.registry) if settings.keys_file else None
+        self.siblings: Siblings | None = None
+        """The other worker processes on this port (`--workers N`, gateway/siblings.py); None for one process."""
 
     # --- ASGI entry
 
@@ -96,11 +99,25 @@ class GatewayApp:
                 else:
                     await self._serve_with_key(service, "/" + rest, scope, receive, send)
             elif head == "admin":
-                await self.admin.handle(rest, scope, receive, send)
+                if self.siblings is None or scope.get(PRIVATE):
+                    await self.admin.handle(rest, scope, receive, send)
+                else:
+                    await self.siblings.admin(
+                        self.admin.handle, rest, scope, receive, send, self.settings.max_body_bytes
+                    )
             elif head == "healthz":
-                await respond(send, 200, json_bytes({"status": "ok", "services": sorted(self.services)}))
+                health: dict[str, Any] = {"status": "ok", "services": sorted(self.services)}
+                if self.siblings is not None:
+                    health.update(worker=self.siblings.index, workers=self.siblings.count, pid=os.getpid())
+                await respond(send, 200, json_bytes(health))
             elif head == "metrics":
                 body, content_type = self.metrics.render()
+                if self.siblings is not None and not scope.get(PRIVATE):
+                    try:
+                        body, content_type = await self.siblings.metrics(body)
+                    except SiblingDown as down:
+                        await error(send, 503, "worker_metrics_unavailable", str(down), None, [(b"retry-after", b"1")])
+                        return
                 await respond(send, 200, body, content_type=content_type)
             elif head == "status" and not rest:
                 await respond(
@@ -174,12 +191,16 @@ def default_http() -> str:
     return chosen
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP listener on host:port; `reuse_port` (SO_REUSEPORT) for `--workers N`, where every worker listens on the
+    same port and the kernel spreads connections among them."""
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when it sees TCP (without it,
     # Nagle + delayed ACKs add ~40 ms to every kept-alive request); set it on the listener too, accepted sockets
     # inherit it.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections queue here until the server serves them

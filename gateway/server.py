@@ -394,12 +394,13 @@ class HttpServer:
         self.loop = asyncio.get_running_loop()
         self.keep_alive_s = keep_alive_s
         self.connections: set[HttpProtocol] = set()
-        self.sockname: tuple[str, int] | None = None
+        self.sockname: tuple[str, int | None] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, sock: Any) -> None:
-        self.sockname = sock.getsockname()[:2]
+        name = sock.getsockname()
+        self.sockname = (name, None) if isinstance(name, str) else name[:2]  # a unix socket: (path, None), as ASGI
         self._server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=2048)
         self._sweeper = self.loop.create_task(self._sweep_idle())
 
