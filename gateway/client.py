@@ -230,8 +230,11 @@ class _Connection(asyncio.Protocol):
         loop = self._pool.loop
         try:
             while True:
-                while self._chunks:
-                    yield self._chunks.popleft()
+                chunks = self._chunks
+                while chunks:  # what arrived together goes on together: one write downstream, not one per chunk
+                    data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                    chunks.clear()
+                    yield data
                 if self._body_done:
                     return
                 if self.error is not None:
