@@ -125,6 +125,8 @@ def rss_kb(pid: int) -> int:
 def process(
     cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen]:
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)  # bench/.state is git-ignored: absent in a fresh clone
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
