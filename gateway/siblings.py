@@ -363,8 +363,10 @@ def _combine(kind: str, family: str, sample: str, have: float, new: float) -> fl
 
 async def copy_state(services: dict[str, Any], siblings: Siblings, token: str) -> int | None:
     """Take the first running sibling's operator settings and audit for every service (call under `write_lock`).
-    Returns the sibling copied from, or None when no sibling runs (the first worker starts from the policies)."""
+    Returns the sibling copied from, or None when no sibling runs (the first worker starts from the policies);
+    SiblingDown when siblings run but none answered (wedged, or failing): the caller waits and tries again."""
     auth = {"Authorization": f"Bearer {token}"}
+    unanswered = []
     for i in siblings.others:
         client = siblings._client(i)
         try:
@@ -377,14 +379,17 @@ async def copy_state(services: dict[str, Any], siblings: Siblings, token: str) -
                 states[name] = (ServiceState.model_validate_json(r.content), AuditLog.model_validate_json(a.content))
             page = await client.get("/status.json")
             page.raise_for_status()
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             if _not_running(exc):
                 continue
-            raise
+            unanswered.append(f"worker {i}: {type(exc).__name__}: {exc}")  # the next sibling may answer
+            continue
         for name, (state, audit) in states.items():
             apply_state(services[name], state, audit)
         copy_incidents(services, page.json().get("incidents", []))
         return i
+    if unanswered:
+        raise SiblingDown(f"no running sibling answered the state copy ({'; '.join(unanswered)})")
     return None
 
 

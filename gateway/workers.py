@@ -5,7 +5,7 @@ and `--port 0` resolves once for all), makes a private runtime directory (0700) 
 copies the live state from a running sibling under the workers' write lock, then listens on its private unix socket
 and on the public port (SO_REUSEPORT; the kernel spreads connections) and tells the supervisor it serves
 (a queued real-time signal). A worker that dies is started again; one that dies before serving MAX_START_FAILURES
-times in a row stops the gateway (exit 1). SIGTERM/SIGINT stop every worker gracefully (SIGTERM; SIGKILL after
+times in a row stops the gateway (exit 1); one whose running siblings do not answer the state copy waits for them. SIGTERM/SIGINT stop every worker gracefully (SIGTERM; SIGKILL after
 STOP_GRACE_S). How the workers answer the admin API as one: gateway/siblings.py.
 """
 
@@ -31,6 +31,7 @@ log = structlog.get_logger("gateway")
 MAX_WORKERS = 64
 MAX_START_FAILURES = 5
 STOP_GRACE_S = 10.0
+COPY_RETRY_S = 1.0
 READY = signal.SIGRTMIN  # real-time: queued, so two workers ready at once are two signals
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, READY}
 PR_SET_PDEATHSIG = 1
@@ -238,7 +239,7 @@ async def serve_worker(app: object, host: str, port: int, index: int, count: int
     from gateway.app import GatewayApp, listening_socket
     from gateway.http import Receive, Scope, Send
     from gateway.server import HttpServer
-    from gateway.siblings import PRIVATE, Siblings, copy_state, socket_path
+    from gateway.siblings import PRIVATE, SiblingDown, Siblings, copy_state, socket_path
 
     assert isinstance(app, GatewayApp)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per sibling call
@@ -252,18 +253,31 @@ async def serve_worker(app: object, host: str, port: int, index: int, count: int
         await app(scope, receive, send)
 
     path = socket_path(rundir, index)
-    async with siblings.write_lock():  # no admin change lands between the copy and this worker's listeners
-        source = await copy_state(app.services, siblings, token)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a dead worker's socket
-        private_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        private_sock.bind(path)
-        private_sock.listen(256)
-        private = HttpServer(private_app)
-        await private.start(private_sock)
-        public_sock = listening_socket(host, port, reuse_port=True)
-        public = HttpServer(app)
-        await public.start(public_sock)
+    while True:
+        try:
+            async with siblings.write_lock():  # no admin change lands between the copy and this worker's listeners
+                source = await copy_state(app.services, siblings, token)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # a dead worker's socket
+                private_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                private_sock.bind(path)
+                private_sock.listen(256)
+                private = HttpServer(private_app)
+                await private.start(private_sock)
+                public_sock = listening_socket(host, port, reuse_port=True)
+                public = HttpServer(app)
+                await public.start(public_sock)
+            break
+        except (SiblingDown, TimeoutError) as exc:
+            # A sibling runs but does not answer (stopped, overloaded) or holds the lock: never serve without the
+            # live state, and never count this as a failed start (that would stop the whole gateway).
+            why = str(exc) or "another worker holds the workers' lock"
+            log.warning("gateway_worker_waiting_for_siblings", worker=index, reason=why, retry_in_s=COPY_RETRY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), COPY_RETRY_S)
+            if stop.is_set():
+                await siblings.aclose()
+                return
     app.started.set()
     log.info("gateway_serving", url=f"http://{host}:{port}", worker=index, pid=os.getpid(), state_from=source)
     tell_ready()

@@ -41,9 +41,12 @@ class Workers:
     seen: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_for(self, event: str, **match: Any) -> dict[str, Any]:
+        return await self.wait_for_any(event, **match)
+
+    async def wait_for_any(self, *events: str, **match: Any) -> dict[str, Any]:
         while True:
             for line in self.lines:
-                if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
+                if line.get("event") in events and all(line.get(k) == v for k, v in match.items()):
                     return line
             assert self.proc.returncode is None, "the gateway exited"
             self.seen.clear()
@@ -306,3 +309,23 @@ def test_workers_need_the_fast_server(capsys: pytest.CaptureFixture[str]) -> Non
 def test_a_worker_that_never_starts_stops_the_gateway(capfd: pytest.CaptureFixture[str]) -> None:
     assert Supervisor(2, lambda index, count, rundir: 3).run() == 1
     assert "exited with code 3 before serving, 5 times in a row" in capfd.readouterr().err
+
+
+async def test_a_worker_killed_while_its_sibling_is_wedged_waits_for_it_and_comes_back(tmp_path: Path) -> None:
+    """One worker stopped (SIGSTOP: its socket takes the copy request, never answers), the other killed: the
+    restarted one waits for a sibling that answers instead of failing its start until the gateway stops."""
+    async with workers(tmp_path) as w:
+        status, _ = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": 30}, headers=AUTH)
+        assert status == 200
+        pids = [(await w.worker(i, "GET", "/healthz"))[1]["pid"] for i in (0, 1)]
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            os.kill(pids[0], signal.SIGKILL)
+            seen = await w.wait_for_any("gateway_worker_waiting_for_siblings", "gateway_worker_start_failed")
+            assert seen["event"] == "gateway_worker_waiting_for_siblings", seen
+        finally:
+            os.kill(pids[1], signal.SIGCONT)
+        await w.wait_for("gateway_worker_ready", worker=0, restarts=1)
+        _, state = await w.worker(0, "GET", "/admin/services/chat", headers=AUTH)
+        assert state["primary_weight"] == 30
+        assert not [line for line in w.lines if line.get("event") == "gateway_worker_start_failed"]
