@@ -91,6 +91,13 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
+def _refuse(bad: BadInput) -> Receive:
+    async def receive() -> dict[str, Any]:
+        raise bad
+
+    return receive
+
+
 def _not_running(exc: BaseException) -> bool:
     """The sibling's socket refuses or is gone: the worker is not running (it copies the state when it starts)."""
     seen: BaseException | None = exc
@@ -215,7 +222,13 @@ class Siblings:
         from gateway.http import read_body
 
         path = "/admin/" + rest
-        body = await read_body(scope, receive, limit)
+        try:
+            body = await read_body(scope, receive, limit)
+        except BadInput as bad:
+            # Answered as one process answers it: the token, service and route are judged before the body's size.
+            mine = await _answer_of(local, rest, scope, _refuse(bad))
+            await respond(send, mine.status, mine.body, _extra(mine.headers))
+            return
         try:
             async with self.write_lock():
                 mine = await _answer_of(local, rest, scope, _replay(body))

@@ -329,3 +329,27 @@ async def test_a_worker_killed_while_its_sibling_is_wedged_waits_for_it_and_come
         _, state = await w.worker(0, "GET", "/admin/services/chat", headers=AUTH)
         assert state["primary_weight"] == 30
         assert not [line for line in w.lines if line.get("event") == "gateway_worker_start_failed"]
+
+
+async def test_an_oversized_write_is_answered_as_one_process_answers_it(tmp_path: Path) -> None:
+    """The token, the service and the route are judged before the body's size, as by a single gateway."""
+
+    async def head_only(port: int, path: str, auth: str) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"PUT {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 2000000\r\n\r\n".encode())
+        line = await reader.readline()
+        writer.close()
+        return line.split(b" ")[1]
+
+    async with workers(tmp_path) as w:
+        port = int(w.url.rpartition(":")[2])
+        bearer = f"Authorization: Bearer {TOKEN}\r\n"
+        for path, auth, status in [
+            ("/admin/services/chat/route", "", b"401"),
+            ("/admin/services/chat/route", "Authorization: Bearer nope\r\n", b"403"),
+            ("/admin/services/nope/route", bearer, b"404"),
+            ("/admin/services/chat/nothing", bearer, b"404"),
+            ("/admin/services/chat/route", bearer, b"413"),
+        ]:
+            for _ in range(4):  # fresh connections: whichever worker takes it
+                assert await head_only(port, path, auth) == status, (path, auth)
