@@ -279,8 +279,7 @@ async def _answer_of(local: Any, rest: str, scope: Scope, receive: Receive) -> A
     try:
         await local(rest, scope, receive, capture)
     except BadInput as bad:
-        kind = "invalid_request" if bad.status == 422 else "request_too_large"
-        await error(capture, bad.status, kind, bad.message, bad.field)
+        await error(capture, bad.status, bad.kind, bad.message, bad.field)
     return capture.answer()
 
 

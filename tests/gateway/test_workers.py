@@ -143,6 +143,9 @@ async def test_every_admin_change_reaches_every_worker(tmp_path: Path) -> None:
         assert status == 422 and err["error"]["field"] == "pinned_tier"
         status, _ = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": 5})
         assert status == 401
+        status, err = await w.fresh("PUT", "/admin/services/chat/breakers/tier_4_static", json={"mode": "open"},
+                                    headers=AUTH)  # fmt: skip
+        assert status == 404 and err["error"]["type"] == "not_found" and err["error"]["field"] == "tier", err
 
 
 async def test_stats_and_metrics_sum_every_worker(tmp_path: Path) -> None:
