@@ -221,7 +221,7 @@ def _die_with_parent() -> None:
     """A worker whose supervisor is killed (SIGKILL, no chance to stop us) gets SIGTERM instead of living on."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:
+    if os.getppid() != _supervisor_pid:  # it died before prctl (reparented to init, or to a subreaper)
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -291,3 +291,32 @@ async def serve_worker(app: object, host: str, port: int, index: int, count: int
         private_sock.close()
         await app.aclose()
         await siblings.aclose()
+        if os.getppid() != _supervisor_pid:  # the supervisor was killed (SIGKILL) and left the directory to us
+            leave_rundir(rundir, path)
+
+
+def leave_rundir(rundir: str, mine: str) -> None:
+    """An orphaned worker's last act: remove its socket, and the runtime directory when no sibling still listens
+    (under the workers' lock, so of two workers stopping at once the second sees the first gone)."""
+    import fcntl
+    import glob
+
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(rundir, "admin.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(mine)
+            for other in glob.glob(os.path.join(rundir, "worker-*.sock")):
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(other)
+                    return  # a sibling still serves: it removes the directory when it stops
+                except OSError:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(other)  # a dead worker's
+                finally:
+                    probe.close()
+            shutil.rmtree(rundir, ignore_errors=True)
+        finally:
+            os.close(fd)

@@ -37,6 +37,7 @@ class Workers:
     proc: asyncio.subprocess.Process
     url: str
     rundir: str = ""
+    exit_code: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)
     seen: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -107,7 +108,7 @@ async def workers(tmp_path: Path, count: int = 2) -> AsyncIterator[Workers]:
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 15) == 0
+            assert await asyncio.wait_for(proc.wait(), 15) == w.exit_code
             await reader
         assert not await asyncio.to_thread(Path(w.rundir).exists), "the supervisor leaves its runtime dir behind"
 
@@ -356,3 +357,25 @@ async def test_an_oversized_write_is_answered_as_one_process_answers_it(tmp_path
         ]:
             for _ in range(4):  # fresh connections: whichever worker takes it
                 assert await head_only(port, path, auth) == status, (path, auth)
+
+
+async def _exited(pid: int) -> None:
+    """Until process `pid` (not our child) has exited: its pidfd turns readable."""
+    fd = os.pidfd_open(pid)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, done.set)
+    try:
+        await asyncio.wait_for(done.wait(), 15)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def test_workers_of_a_killed_supervisor_stop_and_remove_the_runtime_dir(tmp_path: Path) -> None:
+    async with workers(tmp_path) as w:
+        pids = [(await w.worker(i, "GET", "/healthz"))[1]["pid"] for i in (0, 1)]
+        w.exit_code = -signal.SIGKILL
+        w.proc.kill()  # no chance to clean up: its workers get SIGTERM (PR_SET_PDEATHSIG)
+        for pid in pids:
+            await _exited(pid)
