@@ -172,7 +172,7 @@ class Siblings:
     # --- talking to siblings
 
     async def _ask(
-        self, index: int, method: str, path: str, query: bytes, headers: dict[str, str], body: bytes
+        self, index: int, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> httpx.Response | None:
         """One sibling's answer; None when it is not running."""
         url = path + ("?" + query.decode("latin-1") if query else "")
@@ -186,8 +186,9 @@ class Siblings:
     async def ask_all(
         self, method: str, path: str, scope: Scope, body: bytes = b""
     ) -> dict[int, httpx.Response | SiblingDown | None]:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in FORWARDED}
-        headers[FROM_HEADER.decode()] = str(self.index)
+        # The bytes that came in (httpx would encode str values as ASCII: a non-ASCII incident id failed the fan-out)
+        headers = [(k, v) for k, v in scope["headers"] if k in FORWARDED]
+        headers.append((FROM_HEADER, str(self.index).encode()))
         others = self.others
         results = await asyncio.gather(
             *(self._ask(i, method, path, scope["query_string"], headers, body) for i in others),

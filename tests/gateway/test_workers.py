@@ -379,3 +379,15 @@ async def test_workers_of_a_killed_supervisor_stop_and_remove_the_runtime_dir(tm
         w.proc.kill()  # no chance to clean up: its workers get SIGTERM (PR_SET_PDEATHSIG)
         for pid in pids:
             await _exited(pid)
+
+
+async def test_an_incident_id_beyond_ascii_reaches_every_worker(tmp_path: Path) -> None:
+    """Headers are forwarded as the bytes that came in: a non-ASCII incident id is no reason to fail the fan-out."""
+    async with workers(tmp_path) as w:
+        for n in range(4):  # fresh connections: whichever worker takes it
+            headers = {**AUTH, "X-Governor-Incident": f"recovery-chat-é{n}"}
+            status, state = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": n},
+                                          headers=headers)  # fmt: skip
+            assert status == 200, state
+            shown = [(await w.worker(i, "GET", "/admin/services/chat", headers=AUTH))[1] for i in (0, 1)]
+            assert [(s["primary_weight"], s["incident"]) for s in shown] == [(n, state["incident"])] * 2, shown
