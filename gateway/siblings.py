@@ -155,16 +155,23 @@ class Siblings:
 
     @contextlib.asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:
-        """Exclusive across every worker (flock; the kernel releases it when a holder dies)."""
+        """Exclusive across every worker (flock; the kernel releases it when a holder dies). Polled without blocking
+        (flock has no event to await): a thread blocked in flock outlived its timeout and held up the worker's exit
+        while the holder was stopped, until the supervisor killed it."""
         async with self._local_lock:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
             try:
-                await asyncio.wait_for(asyncio.shield(waiting), LOCK_WAIT_S)
-            except BaseException:
-                waiting.add_done_callback(lambda _: os.close(fd))  # taken later or never: let it go at once
-                raise
-            try:
+                deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
+                pause = 0.002
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if asyncio.get_running_loop().time() >= deadline:
+                            raise TimeoutError from None
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 0.02)
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock

@@ -391,3 +391,23 @@ async def test_an_incident_id_beyond_ascii_reaches_every_worker(tmp_path: Path) 
             assert status == 200, state
             shown = [(await w.worker(i, "GET", "/admin/services/chat", headers=AUTH))[1] for i in (0, 1)]
             assert [(s["primary_weight"], s["incident"]) for s in shown] == [(n, state["incident"])] * 2, shown
+
+
+async def test_a_write_that_waited_for_a_held_lock_does_not_hold_up_the_stop(tmp_path: Path) -> None:
+    import fcntl
+    import time
+
+    from gateway.workers import STOP_GRACE_S
+
+    async with workers(tmp_path) as w:
+        fd = os.open(os.path.join(w.rundir, "admin.lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as a worker stopped (SIGSTOP) in the middle of a write holds it
+            status, body = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": 5}, headers=AUTH)
+            assert status == 503 and body["error"]["type"] == "workers_busy", body
+            began = time.monotonic()
+            w.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(w.proc.wait(), 15) == 0
+            assert time.monotonic() - began < STOP_GRACE_S / 2, "a worker waited for the lock until it was killed"
+        finally:
+            os.close(fd)
