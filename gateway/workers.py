@@ -31,6 +31,8 @@ log = structlog.get_logger("gateway")
 MAX_WORKERS = 64
 MAX_START_FAILURES = 5
 STOP_GRACE_S = 10.0
+MIN_UPTIME_S = 1.0
+"""A worker that dies sooner after serving is restarted with a backoff (0.2 s doubling to 2 s), not at once."""
 COPY_RETRY_S = 1.0
 READY = signal.SIGRTMIN  # real-time: queued, so two workers ready at once are two signals
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, READY}
@@ -74,6 +76,8 @@ class _Slot:
     index: int
     pid: int = 0
     ready: bool = False
+    ready_at: float = 0.0
+    quick_deaths: int = 0
     started_at: float = 0.0
     start_failures: int = 0
     restart_at: float | None = None
@@ -101,6 +105,8 @@ class Supervisor:
         finally:
             self._stop_all()
             shutil.rmtree(self.rundir, ignore_errors=True)
+            while signal.sigtimedwait(_SIGNALS, 0) is not None:
+                pass  # a READY still queued would kill us once unblocked (SIGRTMIN's default action), a 2nd SIGTERM too
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
     def _fork(self, slot: _Slot, old_mask: set[int | signal.Signals]) -> None:
@@ -136,6 +142,9 @@ class Supervisor:
             elif info.si_signo == READY:
                 self._ready(info.si_pid)
             elif info.si_signo == signal.SIGCHLD:
+                # SIGCHLD is dequeued before a real-time READY: a worker that served and died at once has served.
+                while (ready := signal.sigtimedwait({READY}, 0)) is not None:
+                    self._ready(ready.si_pid)
                 failed = self._reap()
                 if failed is not None:
                     print(failed, file=sys.stderr)
@@ -150,7 +159,7 @@ class Supervisor:
         slot = next((s for s in self.slots if s.pid == pid), None)
         if slot is None or slot.ready:
             return
-        slot.ready, slot.start_failures = True, 0
+        slot.ready, slot.ready_at, slot.start_failures = True, time.monotonic(), 0
         log.info("gateway_worker_ready", worker=slot.index, pid=pid, restarts=slot.restarts)
         if slot.restarts == 0 and all(s.ready for s in self.slots):
             pids = [s.pid for s in self.slots]
@@ -172,8 +181,11 @@ class Supervisor:
             slot.last_exit = _describe(status)
             if slot.ready:
                 slot.start_failures = 0
-                slot.restart_at = time.monotonic()
-                log.warning("gateway_worker_died", worker=slot.index, pid=pid, exit=slot.last_exit, restart="now")
+                lived = time.monotonic() - slot.ready_at
+                slot.quick_deaths = slot.quick_deaths + 1 if lived < MIN_UPTIME_S else 0
+                delay = min(2.0, 0.1 * 2**slot.quick_deaths) if slot.quick_deaths else 0.0
+                slot.restart_at = time.monotonic() + delay
+                log.warning("gateway_worker_died", worker=slot.index, pid=pid, exit=slot.last_exit, retry_in_s=delay)
                 continue
             slot.start_failures += 1
             if slot.start_failures >= MAX_START_FAILURES:

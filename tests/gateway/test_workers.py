@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -411,3 +412,32 @@ async def test_a_write_that_waited_for_a_held_lock_does_not_hold_up_the_stop(tmp
             assert time.monotonic() - began < STOP_GRACE_S / 2, "a worker waited for the lock until it was killed"
         finally:
             os.close(fd)
+
+
+def test_a_worker_that_dies_right_after_serving_is_restarted_with_a_backoff(tmp_path: Path) -> None:
+    """Not a tight fork loop (each start copies the state under the workers' lock): 0.2 s, 0.4 s, 0.8 s..."""
+    import subprocess
+
+    starts = tmp_path / "starts"
+    script = f"""
+import os, signal, sys, time
+from pathlib import Path
+from gateway.workers import Supervisor, tell_ready
+starts = Path({str(starts)!r})
+
+def serve_then_die(index, count, rundir):
+    with starts.open("a") as f:
+        f.write(f"{{time.monotonic()}}\\n")
+    if len(starts.read_text().split()) >= 4:
+        os.kill(os.getppid(), signal.SIGTERM)
+    tell_ready()
+    return 3
+
+sys.exit(Supervisor(1, serve_then_die).run())
+"""
+    # Its own process: SIGTERM reaches the supervisor's sigtimedwait only when no other thread can take it.
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=20, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    times = [float(t) for t in starts.read_text().split()]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) >= 4 and all(gap >= 0.15 for gap in gaps), gaps
