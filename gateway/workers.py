@@ -32,7 +32,9 @@ MAX_WORKERS = 64
 MAX_START_FAILURES = 5
 STOP_GRACE_S = 10.0
 MIN_UPTIME_S = 1.0
-"""A worker that dies sooner after serving is restarted with a backoff (0.2 s doubling to 2 s), not at once."""
+QUICK_DEATHS_FREE = 2
+"""A worker that dies sooner than MIN_UPTIME_S after serving, more than QUICK_DEATHS_FREE times in a row, is restarted
+with a backoff (0.2 s doubling to 2 s), not at once."""
 COPY_RETRY_S = 1.0
 READY = signal.SIGRTMIN  # real-time: queued, so two workers ready at once are two signals
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, READY}
@@ -183,7 +185,10 @@ class Supervisor:
                 slot.start_failures = 0
                 lived = time.monotonic() - slot.ready_at
                 slot.quick_deaths = slot.quick_deaths + 1 if lived < MIN_UPTIME_S else 0
-                delay = min(2.0, 0.1 * 2**slot.quick_deaths) if slot.quick_deaths else 0.0
+                # At once for a kill now and then (a sibling down meanwhile would lose the state: all workers
+                # down start from the policies); a backoff from the third quick death in a row (a crash loop).
+                quick = slot.quick_deaths - QUICK_DEATHS_FREE
+                delay = min(2.0, 0.1 * 2**quick) if quick > 0 else 0.0
                 slot.restart_at = time.monotonic() + delay
                 log.warning("gateway_worker_died", worker=slot.index, pid=pid, exit=slot.last_exit, retry_in_s=delay)
                 continue
