@@ -141,13 +141,7 @@ class GatewayApp:
                 known = ", ".join(sorted(self.services)) or "none"
                 await error(send, 404, "unknown_service", f"no service {head!r} (known: {known})", "service")
         except BadInput as bad:
-            await error(
-                send,
-                bad.status,
-                "invalid_request" if bad.status == 422 else "request_too_large",
-                bad.message,
-                bad.field,
-            )
+            await error(send, bad.status, bad.kind, bad.message, bad.field)
         except Exception:
             # Never a bare 500: log it and answer explicitly (the data plane answers its own 503 before this).
             log.exception("gateway_internal_error", path=path)

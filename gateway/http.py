@@ -25,6 +25,11 @@ class BadInput(Exception):
         self.message = message
         self.status = status
 
+    @property
+    def kind(self) -> str:
+        """The error type a client reads: a missing tier or deployment is not a too-large body."""
+        return {413: "request_too_large", 404: "not_found", 400: "bad_request"}.get(self.status, "invalid_request")
+
 
 def json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()

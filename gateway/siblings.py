@@ -91,6 +91,13 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
+def _refuse(bad: BadInput) -> Receive:
+    async def receive() -> dict[str, Any]:
+        raise bad
+
+    return receive
+
+
 def _not_running(exc: BaseException) -> bool:
     """The sibling's socket refuses or is gone: the worker is not running (it copies the state when it starts)."""
     seen: BaseException | None = exc
@@ -148,16 +155,23 @@ class Siblings:
 
     @contextlib.asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:
-        """Exclusive across every worker (flock; the kernel releases it when a holder dies)."""
+        """Exclusive across every worker (flock; the kernel releases it when a holder dies). Polled without blocking
+        (flock has no event to await): a thread blocked in flock outlived its timeout and held up the worker's exit
+        while the holder was stopped, until the supervisor killed it."""
         async with self._local_lock:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
             try:
-                await asyncio.wait_for(asyncio.shield(waiting), LOCK_WAIT_S)
-            except BaseException:
-                waiting.add_done_callback(lambda _: os.close(fd))  # taken later or never: let it go at once
-                raise
-            try:
+                deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
+                pause = 0.002
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if asyncio.get_running_loop().time() >= deadline:
+                            raise TimeoutError from None
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 0.02)
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
@@ -165,7 +179,7 @@ class Siblings:
     # --- talking to siblings
 
     async def _ask(
-        self, index: int, method: str, path: str, query: bytes, headers: dict[str, str], body: bytes
+        self, index: int, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> httpx.Response | None:
         """One sibling's answer; None when it is not running."""
         url = path + ("?" + query.decode("latin-1") if query else "")
@@ -179,8 +193,9 @@ class Siblings:
     async def ask_all(
         self, method: str, path: str, scope: Scope, body: bytes = b""
     ) -> dict[int, httpx.Response | SiblingDown | None]:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in FORWARDED}
-        headers[FROM_HEADER.decode()] = str(self.index)
+        # The bytes that came in (httpx would encode str values as ASCII: a non-ASCII incident id failed the fan-out)
+        headers = [(k, v) for k, v in scope["headers"] if k in FORWARDED]
+        headers.append((FROM_HEADER, str(self.index).encode()))
         others = self.others
         results = await asyncio.gather(
             *(self._ask(i, method, path, scope["query_string"], headers, body) for i in others),
@@ -215,7 +230,13 @@ class Siblings:
         from gateway.http import read_body
 
         path = "/admin/" + rest
-        body = await read_body(scope, receive, limit)
+        try:
+            body = await read_body(scope, receive, limit)
+        except BadInput as bad:
+            # Answered as one process answers it: the token, service and route are judged before the body's size.
+            mine = await _answer_of(local, rest, scope, _refuse(bad))
+            await respond(send, mine.status, mine.body, _extra(mine.headers))
+            return
         try:
             async with self.write_lock():
                 mine = await _answer_of(local, rest, scope, _replay(body))
@@ -266,8 +287,7 @@ async def _answer_of(local: Any, rest: str, scope: Scope, receive: Receive) -> A
     try:
         await local(rest, scope, receive, capture)
     except BadInput as bad:
-        kind = "invalid_request" if bad.status == 422 else "request_too_large"
-        await error(capture, bad.status, kind, bad.message, bad.field)
+        await error(capture, bad.status, bad.kind, bad.message, bad.field)
     return capture.answer()
 
 
@@ -363,8 +383,10 @@ def _combine(kind: str, family: str, sample: str, have: float, new: float) -> fl
 
 async def copy_state(services: dict[str, Any], siblings: Siblings, token: str) -> int | None:
     """Take the first running sibling's operator settings and audit for every service (call under `write_lock`).
-    Returns the sibling copied from, or None when no sibling runs (the first worker starts from the policies)."""
+    Returns the sibling copied from, or None when no sibling runs (the first worker starts from the policies);
+    SiblingDown when siblings run but none answered (wedged, or failing): the caller waits and tries again."""
     auth = {"Authorization": f"Bearer {token}"}
+    unanswered = []
     for i in siblings.others:
         client = siblings._client(i)
         try:
@@ -377,14 +399,17 @@ async def copy_state(services: dict[str, Any], siblings: Siblings, token: str) -
                 states[name] = (ServiceState.model_validate_json(r.content), AuditLog.model_validate_json(a.content))
             page = await client.get("/status.json")
             page.raise_for_status()
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             if _not_running(exc):
                 continue
-            raise
+            unanswered.append(f"worker {i}: {type(exc).__name__}: {exc}")  # the next sibling may answer
+            continue
         for name, (state, audit) in states.items():
             apply_state(services[name], state, audit)
         copy_incidents(services, page.json().get("incidents", []))
         return i
+    if unanswered:
+        raise SiblingDown(f"no running sibling answered the state copy ({'; '.join(unanswered)})")
     return None
 
 

@@ -5,7 +5,7 @@ and `--port 0` resolves once for all), makes a private runtime directory (0700) 
 copies the live state from a running sibling under the workers' write lock, then listens on its private unix socket
 and on the public port (SO_REUSEPORT; the kernel spreads connections) and tells the supervisor it serves
 (a queued real-time signal). A worker that dies is started again; one that dies before serving MAX_START_FAILURES
-times in a row stops the gateway (exit 1). SIGTERM/SIGINT stop every worker gracefully (SIGTERM; SIGKILL after
+times in a row stops the gateway (exit 1); one whose running siblings do not answer the state copy waits for them. SIGTERM/SIGINT stop every worker gracefully (SIGTERM; SIGKILL after
 STOP_GRACE_S). How the workers answer the admin API as one: gateway/siblings.py.
 """
 
@@ -31,6 +31,11 @@ log = structlog.get_logger("gateway")
 MAX_WORKERS = 64
 MAX_START_FAILURES = 5
 STOP_GRACE_S = 10.0
+MIN_UPTIME_S = 1.0
+QUICK_DEATHS_FREE = 2
+"""A worker that dies sooner than MIN_UPTIME_S after serving, more than QUICK_DEATHS_FREE times in a row, is restarted
+with a backoff (0.2 s doubling to 2 s), not at once."""
+COPY_RETRY_S = 1.0
 READY = signal.SIGRTMIN  # real-time: queued, so two workers ready at once are two signals
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, READY}
 PR_SET_PDEATHSIG = 1
@@ -73,6 +78,8 @@ class _Slot:
     index: int
     pid: int = 0
     ready: bool = False
+    ready_at: float = 0.0
+    quick_deaths: int = 0
     started_at: float = 0.0
     start_failures: int = 0
     restart_at: float | None = None
@@ -100,6 +107,8 @@ class Supervisor:
         finally:
             self._stop_all()
             shutil.rmtree(self.rundir, ignore_errors=True)
+            while signal.sigtimedwait(_SIGNALS, 0) is not None:
+                pass  # a READY still queued would kill us once unblocked (SIGRTMIN's default action), a 2nd SIGTERM too
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
     def _fork(self, slot: _Slot, old_mask: set[int | signal.Signals]) -> None:
@@ -135,6 +144,9 @@ class Supervisor:
             elif info.si_signo == READY:
                 self._ready(info.si_pid)
             elif info.si_signo == signal.SIGCHLD:
+                # SIGCHLD is dequeued before a real-time READY: a worker that served and died at once has served.
+                while (ready := signal.sigtimedwait({READY}, 0)) is not None:
+                    self._ready(ready.si_pid)
                 failed = self._reap()
                 if failed is not None:
                     print(failed, file=sys.stderr)
@@ -149,7 +161,7 @@ class Supervisor:
         slot = next((s for s in self.slots if s.pid == pid), None)
         if slot is None or slot.ready:
             return
-        slot.ready, slot.start_failures = True, 0
+        slot.ready, slot.ready_at, slot.start_failures = True, time.monotonic(), 0
         log.info("gateway_worker_ready", worker=slot.index, pid=pid, restarts=slot.restarts)
         if slot.restarts == 0 and all(s.ready for s in self.slots):
             pids = [s.pid for s in self.slots]
@@ -171,8 +183,14 @@ class Supervisor:
             slot.last_exit = _describe(status)
             if slot.ready:
                 slot.start_failures = 0
-                slot.restart_at = time.monotonic()
-                log.warning("gateway_worker_died", worker=slot.index, pid=pid, exit=slot.last_exit, restart="now")
+                lived = time.monotonic() - slot.ready_at
+                slot.quick_deaths = slot.quick_deaths + 1 if lived < MIN_UPTIME_S else 0
+                # At once for a kill now and then (a sibling down meanwhile would lose the state: all workers
+                # down start from the policies); a backoff from the third quick death in a row (a crash loop).
+                quick = slot.quick_deaths - QUICK_DEATHS_FREE
+                delay = min(2.0, 0.1 * 2**quick) if quick > 0 else 0.0
+                slot.restart_at = time.monotonic() + delay
+                log.warning("gateway_worker_died", worker=slot.index, pid=pid, exit=slot.last_exit, retry_in_s=delay)
                 continue
             slot.start_failures += 1
             if slot.start_failures >= MAX_START_FAILURES:
@@ -220,7 +238,7 @@ def _die_with_parent() -> None:
     """A worker whose supervisor is killed (SIGKILL, no chance to stop us) gets SIGTERM instead of living on."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:
+    if os.getppid() != _supervisor_pid:  # it died before prctl (reparented to init, or to a subreaper)
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -238,7 +256,7 @@ async def serve_worker(app: object, host: str, port: int, index: int, count: int
     from gateway.app import GatewayApp, listening_socket
     from gateway.http import Receive, Scope, Send
     from gateway.server import HttpServer
-    from gateway.siblings import PRIVATE, Siblings, copy_state, socket_path
+    from gateway.siblings import PRIVATE, SiblingDown, Siblings, copy_state, socket_path
 
     assert isinstance(app, GatewayApp)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per sibling call
@@ -252,18 +270,31 @@ async def serve_worker(app: object, host: str, port: int, index: int, count: int
         await app(scope, receive, send)
 
     path = socket_path(rundir, index)
-    async with siblings.write_lock():  # no admin change lands between the copy and this worker's listeners
-        source = await copy_state(app.services, siblings, token)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a dead worker's socket
-        private_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        private_sock.bind(path)
-        private_sock.listen(256)
-        private = HttpServer(private_app)
-        await private.start(private_sock)
-        public_sock = listening_socket(host, port, reuse_port=True)
-        public = HttpServer(app)
-        await public.start(public_sock)
+    while True:
+        try:
+            async with siblings.write_lock():  # no admin change lands between the copy and this worker's listeners
+                source = await copy_state(app.services, siblings, token)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # a dead worker's socket
+                private_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                private_sock.bind(path)
+                private_sock.listen(256)
+                private = HttpServer(private_app)
+                await private.start(private_sock)
+                public_sock = listening_socket(host, port, reuse_port=True)
+                public = HttpServer(app)
+                await public.start(public_sock)
+            break
+        except (SiblingDown, TimeoutError) as exc:
+            # A sibling runs but does not answer (stopped, overloaded) or holds the lock: never serve without the
+            # live state, and never count this as a failed start (that would stop the whole gateway).
+            why = str(exc) or "another worker holds the workers' lock"
+            log.warning("gateway_worker_waiting_for_siblings", worker=index, reason=why, retry_in_s=COPY_RETRY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), COPY_RETRY_S)
+            if stop.is_set():
+                await siblings.aclose()
+                return
     app.started.set()
     log.info("gateway_serving", url=f"http://{host}:{port}", worker=index, pid=os.getpid(), state_from=source)
     tell_ready()
@@ -277,3 +308,32 @@ async def serve_worker(app: object, host: str, port: int, index: int, count: int
         private_sock.close()
         await app.aclose()
         await siblings.aclose()
+        if os.getppid() != _supervisor_pid:  # the supervisor was killed (SIGKILL) and left the directory to us
+            leave_rundir(rundir, path)
+
+
+def leave_rundir(rundir: str, mine: str) -> None:
+    """An orphaned worker's last act: remove its socket, and the runtime directory when no sibling still listens
+    (under the workers' lock, so of two workers stopping at once the second sees the first gone)."""
+    import fcntl
+    import glob
+
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(rundir, "admin.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(mine)
+            for other in glob.glob(os.path.join(rundir, "worker-*.sock")):
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(other)
+                    return  # a sibling still serves: it removes the directory when it stops
+                except OSError:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(other)  # a dead worker's
+                finally:
+                    probe.close()
+            shutil.rmtree(rundir, ignore_errors=True)
+        finally:
+            os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -37,13 +38,17 @@ class Workers:
     proc: asyncio.subprocess.Process
     url: str
     rundir: str = ""
+    exit_code: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)
     seen: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_for(self, event: str, **match: Any) -> dict[str, Any]:
+        return await self.wait_for_any(event, **match)
+
+    async def wait_for_any(self, *events: str, **match: Any) -> dict[str, Any]:
         while True:
             for line in self.lines:
-                if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
+                if line.get("event") in events and all(line.get(k) == v for k, v in match.items()):
                     return line
             assert self.proc.returncode is None, "the gateway exited"
             self.seen.clear()
@@ -104,7 +109,7 @@ async def workers(tmp_path: Path, count: int = 2) -> AsyncIterator[Workers]:
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 15) == 0
+            assert await asyncio.wait_for(proc.wait(), 15) == w.exit_code
             await reader
         assert not await asyncio.to_thread(Path(w.rundir).exists), "the supervisor leaves its runtime dir behind"
 
@@ -140,6 +145,9 @@ async def test_every_admin_change_reaches_every_worker(tmp_path: Path) -> None:
         assert status == 422 and err["error"]["field"] == "pinned_tier"
         status, _ = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": 5})
         assert status == 401
+        status, err = await w.fresh("PUT", "/admin/services/chat/breakers/tier_4_static", json={"mode": "open"},
+                                    headers=AUTH)  # fmt: skip
+        assert status == 404 and err["error"]["type"] == "not_found" and err["error"]["field"] == "tier", err
 
 
 async def test_stats_and_metrics_sum_every_worker(tmp_path: Path) -> None:
@@ -306,3 +314,131 @@ def test_workers_need_the_fast_server(capsys: pytest.CaptureFixture[str]) -> Non
 def test_a_worker_that_never_starts_stops_the_gateway(capfd: pytest.CaptureFixture[str]) -> None:
     assert Supervisor(2, lambda index, count, rundir: 3).run() == 1
     assert "exited with code 3 before serving, 5 times in a row" in capfd.readouterr().err
+
+
+async def test_a_worker_killed_while_its_sibling_is_wedged_waits_for_it_and_comes_back(tmp_path: Path) -> None:
+    """One worker stopped (SIGSTOP: its socket takes the copy request, never answers), the other killed: the
+    restarted one waits for a sibling that answers instead of failing its start until the gateway stops."""
+    async with workers(tmp_path) as w:
+        status, _ = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": 30}, headers=AUTH)
+        assert status == 200
+        pids = [(await w.worker(i, "GET", "/healthz"))[1]["pid"] for i in (0, 1)]
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            os.kill(pids[0], signal.SIGKILL)
+            seen = await w.wait_for_any("gateway_worker_waiting_for_siblings", "gateway_worker_start_failed")
+            assert seen["event"] == "gateway_worker_waiting_for_siblings", seen
+        finally:
+            os.kill(pids[1], signal.SIGCONT)
+        await w.wait_for("gateway_worker_ready", worker=0, restarts=1)
+        _, state = await w.worker(0, "GET", "/admin/services/chat", headers=AUTH)
+        assert state["primary_weight"] == 30
+        assert not [line for line in w.lines if line.get("event") == "gateway_worker_start_failed"]
+
+
+async def test_an_oversized_write_is_answered_as_one_process_answers_it(tmp_path: Path) -> None:
+    """The token, the service and the route are judged before the body's size, as by a single gateway."""
+
+    async def head_only(port: int, path: str, auth: str) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"PUT {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 2000000\r\n\r\n".encode())
+        line = await reader.readline()
+        writer.close()
+        return line.split(b" ")[1]
+
+    async with workers(tmp_path) as w:
+        port = int(w.url.rpartition(":")[2])
+        bearer = f"Authorization: Bearer {TOKEN}\r\n"
+        for path, auth, status in [
+            ("/admin/services/chat/route", "", b"401"),
+            ("/admin/services/chat/route", "Authorization: Bearer nope\r\n", b"403"),
+            ("/admin/services/nope/route", bearer, b"404"),
+            ("/admin/services/chat/nothing", bearer, b"404"),
+            ("/admin/services/chat/route", bearer, b"413"),
+        ]:
+            for _ in range(4):  # fresh connections: whichever worker takes it
+                assert await head_only(port, path, auth) == status, (path, auth)
+
+
+async def _exited(pid: int) -> None:
+    """Until process `pid` (not our child) has exited: its pidfd turns readable."""
+    fd = os.pidfd_open(pid)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, done.set)
+    try:
+        await asyncio.wait_for(done.wait(), 15)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def test_workers_of_a_killed_supervisor_stop_and_remove_the_runtime_dir(tmp_path: Path) -> None:
+    async with workers(tmp_path) as w:
+        pids = [(await w.worker(i, "GET", "/healthz"))[1]["pid"] for i in (0, 1)]
+        w.exit_code = -signal.SIGKILL
+        w.proc.kill()  # no chance to clean up: its workers get SIGTERM (PR_SET_PDEATHSIG)
+        for pid in pids:
+            await _exited(pid)
+
+
+async def test_an_incident_id_beyond_ascii_reaches_every_worker(tmp_path: Path) -> None:
+    """Headers are forwarded as the bytes that came in: a non-ASCII incident id is no reason to fail the fan-out."""
+    async with workers(tmp_path) as w:
+        for n in range(4):  # fresh connections: whichever worker takes it
+            headers = {**AUTH, "X-Governor-Incident": f"recovery-chat-é{n}"}
+            status, state = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": n},
+                                          headers=headers)  # fmt: skip
+            assert status == 200, state
+            shown = [(await w.worker(i, "GET", "/admin/services/chat", headers=AUTH))[1] for i in (0, 1)]
+            assert [(s["primary_weight"], s["incident"]) for s in shown] == [(n, state["incident"])] * 2, shown
+
+
+async def test_a_write_that_waited_for_a_held_lock_does_not_hold_up_the_stop(tmp_path: Path) -> None:
+    import fcntl
+    import time
+
+    from gateway.workers import STOP_GRACE_S
+
+    async with workers(tmp_path) as w:
+        fd = os.open(os.path.join(w.rundir, "admin.lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as a worker stopped (SIGSTOP) in the middle of a write holds it
+            status, body = await w.fresh("PUT", "/admin/services/chat/route", json={"primary_weight": 5}, headers=AUTH)
+            assert status == 503 and body["error"]["type"] == "workers_busy", body
+            began = time.monotonic()
+            w.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(w.proc.wait(), 15) == 0
+            assert time.monotonic() - began < STOP_GRACE_S / 2, "a worker waited for the lock until it was killed"
+        finally:
+            os.close(fd)
+
+
+def test_a_worker_that_dies_right_after_serving_is_restarted_with_a_backoff(tmp_path: Path) -> None:
+    """Not a tight fork loop (each start copies the state under the workers' lock): 0.2 s, 0.4 s, 0.8 s..."""
+    import subprocess
+
+    starts = tmp_path / "starts"
+    script = f"""
+import os, signal, sys, time
+from pathlib import Path
+from gateway.workers import Supervisor, tell_ready
+starts = Path({str(starts)!r})
+
+def serve_then_die(index, count, rundir):
+    with starts.open("a") as f:
+        f.write(f"{{time.monotonic()}}\\n")
+    if len(starts.read_text().split()) >= 6:
+        os.kill(os.getppid(), signal.SIGTERM)
+    tell_ready()
+    return 3
+
+sys.exit(Supervisor(1, serve_then_die).run())
+"""
+    # Its own process: SIGTERM reaches the supervisor's sigtimedwait only when no other thread can take it.
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=20, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    times = [float(t) for t in starts.read_text().split()]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # the first two quick deaths restart at once (a kill now and then), then 0.2 s, 0.4 s, 0.8 s
+    assert len(times) >= 6 and all(gap >= 0.15 for gap in gaps[2:]) and sum(gaps) >= 1.3, gaps
