@@ -11,15 +11,21 @@ from demo.traffic import TrafficGenerator, main, read_traffic
 from demo.upstream import run_upstream
 
 
+async def _until_failures(traffic: TrafficGenerator, status: int | None, n: int) -> None:
+    """Until `n` requests have failed with `status` (None: no answer at all)."""
+    while sum(1 for r in traffic.records if r.failed and r.status == status) < n:
+        await traffic.wait_for_requests(traffic.requests + 1)
+
+
 async def test_counts_answers_per_second_and_every_failure() -> None:
     async with run_upstream(name="primary") as up:
         url = f"{up.url}/v1/chat/completions"
         async with TrafficGenerator(url, rps=50) as traffic:
             await traffic.wait_for_requests(25)
             up.set(outage=True, outage_mode="503")  # an explicit 503 is a failed request for a user
-            await traffic.wait_for_requests(traffic.requests + 10)
+            await _until_failures(traffic, 503, 10)  # not "10 more answers": requests in flight may still succeed
             up.set(outage_mode="close")  # no answer at all
-            await traffic.wait_for_requests(traffic.requests + 10)
+            await _until_failures(traffic, None, 10)
         report = traffic.report()
     assert report.requests == traffic.requests >= 45
     statuses = {r.status for r in report.failures}
