@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.harness import BODY, PY, STATE, Target, check_answer, free_port, process, wait_http
@@ -122,6 +122,20 @@ backend fall
 
 
 @contextlib.contextmanager
+def _serving(name: str, cmd: list[str], port: int, log: str, why: Callable[[], str]) -> Iterator[tuple[str, int]]:
+    """A reference proxy started in the foreground, up (its /health) and answering a completion; yields its base URL
+    and pid. `why`: what to add to the Skip when it did not start (its error log)."""
+    with process(cmd, log=STATE / log) as proc:
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{base}/health", timeout=20, proc=proc)
+            check_answer(Target(f"{base}/v1/chat/completions"))
+        except RuntimeError as err:
+            raise Skip(f"{name} did not start: {err} {why()}") from err
+        yield base, proc.pid
+
+
+@contextlib.contextmanager
 def start_nginx(upstream_port: int, dead_port: int = 0) -> Iterator[tuple[str, int]]:
     """nginx in the foreground as the current user, config, pid, logs and temp files in a temp dir; yields its base
     URL and pid."""
@@ -130,19 +144,14 @@ def start_nginx(upstream_port: int, dead_port: int = 0) -> Iterator[tuple[str, i
         raise Skip(f"nginx: no {NGINX} (Debian: apt-get install nginx)")
     with tempfile.TemporaryDirectory(prefix="bench-nginx-") as tmp:
         prefix, port = Path(tmp), free_port()
-        conf = prefix / "nginx.conf"
+        conf, errors = prefix / "nginx.conf", prefix / "error.log"
         user = getpass.getuser() if os.geteuid() == 0 else None
         conf.write_text(nginx_conf(prefix, port, upstream_port, user, dead_port))
-        cmd = [exe, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
-        with process(cmd, log=STATE / "nginx.log") as proc:
-            base = f"http://127.0.0.1:{port}"
-            try:
-                wait_http(f"{base}/health", timeout=20, proc=proc)
-                check_answer(Target(f"{base}/v1/chat/completions"))
-            except RuntimeError as err:
-                log = (prefix / "error.log").read_text()[-400:] if (prefix / "error.log").exists() else ""
-                raise Skip(f"nginx did not start: {err} {log}") from err
-            yield base, proc.pid
+        cmd = [exe, "-p", str(prefix), "-c", str(conf), "-e", str(errors)]
+        with _serving(
+            "nginx", cmd, port, "nginx.log", lambda: errors.read_text()[-400:] if errors.exists() else ""
+        ) as up:
+            yield up
 
 
 @contextlib.contextmanager
@@ -155,14 +164,9 @@ def start_haproxy(upstream_port: int, dead_port: int) -> Iterator[tuple[str, int
         prefix, port = Path(tmp), free_port()
         conf = prefix / "haproxy.cfg"
         conf.write_text(haproxy_conf(prefix, port, upstream_port, dead_port))
-        with process([exe, "-db", "-f", str(conf)], log=STATE / "haproxy.log") as proc:
-            base = f"http://127.0.0.1:{port}"
-            try:
-                wait_http(f"{base}/health", timeout=20, proc=proc)
-                check_answer(Target(f"{base}/v1/chat/completions"))
-            except RuntimeError as err:
-                raise Skip(f"HAProxy did not start: {err} (log: bench/.state/haproxy.log)") from err
-            yield base, proc.pid
+        cmd = [exe, "-db", "-f", str(conf)]
+        with _serving("HAProxy", cmd, port, "haproxy.log", lambda: "(log: bench/.state/haproxy.log)") as up:
+            yield up
 
 
 def portkey_entry() -> Path:
