@@ -125,6 +125,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                 await self._continue_as_new()
         await self._drain_notifications()
         if self.s.late_reports and workflow.patched("late-reports-open-next-occurrence"):
+            if self._pin_first:  # a task of its own before the next run: not the one that took the activity's result
+                await workflow.sleep(timedelta(milliseconds=1))
             await self._open_next_occurrence()
         return self.s
 
