@@ -145,9 +145,9 @@ class FakeWorld:
         """What assess_blast_radius answers (default: only the incident's own service, all its traffic)."""
         self.blast_fails = False
         self.first_pins = 0
+        """fall_back_first calls (pin first's one activity)."""
         self.gateway_failures = 0
         """How many apply_gateway_change calls fail (raise) before the gateway takes changes again."""
-        """fall_back_first calls (pin first's one activity)."""
 
     def activities(self) -> list[Any]:
         return [
