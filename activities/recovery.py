@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.blast_radius import BlastRadiusActivities
 from activities.gateway_admin import GatewayAdmin, GatewayChangeNotApplied, GatewayUnavailable
+from activities.pin_first import PinFirstActivities
 from activities.probes import probe_dependency
 from activities.tiers import TierActivities, read_merged_stats
 from governor.actions import (
@@ -155,7 +156,7 @@ def _describe_stats(tier: str, s: TierStats) -> str:
     )
 
 
-class RecoveryActivities(TierActivities, BlastRadiusActivities):
+class RecoveryActivities(TierActivities, BlastRadiusActivities, PinFirstActivities):
     """Every side effect of IncidentRecoveryWorkflow except notifications (activities/notify)."""
 
     def __init__(self, client: httpx.AsyncClient, settings: WorkerSettings) -> None:
@@ -176,6 +177,7 @@ class RecoveryActivities(TierActivities, BlastRadiusActivities):
             self.validate_primary,
             self.assess_tiers,
             self.assess_blast_radius,
+            self.fall_back_first,
             self.write_postmortem,
         ]
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from governor.blast_radius import BlastRadius
 from governor.decisions import ValidationResult
 from governor.enums import FallbackTier, NotificationAudience, Severity
 from governor.gateway_api import BreakerChange, DegradationChange, RouteChange, StatusChange
@@ -42,6 +43,7 @@ class Activity:
     NOTIFY = "notify"
     WRITE_POSTMORTEM = "write_postmortem"
     DRILL_FAULT = "drill_fault"
+    FALL_BACK_FIRST = "fall_back_first"
 
 
 class DrillFaultInput(BaseModel):
@@ -216,3 +218,31 @@ class PostmortemResult(BaseModel):
     markdown_path: str
     json_path: str
     markdown: str
+
+
+class FallBackFirstInput(BaseModel):
+    """Pin first: a new incident's report -> pinned tier in one activity (activities/pin_first.py): the policy
+    loaded, the failure confirmed, the blast radius and the tiers assessed, then the failed tier's breaker and the
+    best tier's pin in one gateway change, read back from every replica."""
+
+    service: str
+    dependency: str
+    incident_id: str
+    report: IncidentReport
+
+
+class FallBackFirstResult(BaseModel):
+    """What each step found, for the workflow to record as if it had run them one by one."""
+
+    policy: ServicePolicy
+    confirmation: ConfirmFailureResult | None = None
+    """None: the policy has no such dependency (nothing else ran)."""
+    radius: BlastRadius | None = None
+    radius_error: str = ""
+    """Why the blast radius is missing (advice: the pin never waits for it to be retried)."""
+    assessment: TierAssessment | None = None
+    change: GatewayChange | None = None
+    """The change applied (the breaker; and the pin when the best tier needs no approval), or None."""
+    applied: GatewayChangeResult | None = None
+    """Every replica's state after `change`; None when it failed (`change_error`): the workflow applies it again."""
+    change_error: str = ""

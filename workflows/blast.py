@@ -25,20 +25,22 @@ BLAST_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempt
 class BlastRadiusStep(Runbook):
     async def _assess_blast_radius(self) -> None:
         assert self.policy
-        try:
-            radius = await workflow.execute_activity(
-                Activity.ASSESS_BLAST_RADIUS,
-                BlastRadiusInput(policy=self.policy, dependency=self.s.dependency),
-                result_type=BlastRadius,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=BLAST_RETRY,
-                summary=f"assess the blast radius of {self.s.dependency}",
-            )
-        except ActivityError as err:
-            self._audit(
-                AuditAction.ACTIVITY_FAILED,
-                details={"activity": Activity.ASSESS_BLAST_RADIUS, "error": str(err.cause or err)},
-            )
+        prefetched = self._prefetched_radius()  # pin first assessed it already
+        radius, error = prefetched if prefetched is not None else (None, "")
+        if prefetched is None:
+            try:
+                radius = await workflow.execute_activity(
+                    Activity.ASSESS_BLAST_RADIUS,
+                    BlastRadiusInput(policy=self.policy, dependency=self.s.dependency),
+                    result_type=BlastRadius,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=BLAST_RETRY,
+                    summary=f"assess the blast radius of {self.s.dependency}",
+                )
+            except ActivityError as err:
+                error = str(err.cause or err)
+        if radius is None:
+            self._audit(AuditAction.ACTIVITY_FAILED, details={"activity": Activity.ASSESS_BLAST_RADIUS, "error": error})
             return
         self.s.blast_radius = radius
         details: dict[str, object] = {

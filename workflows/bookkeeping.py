@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import Priority
 
 with workflow.unsafe.imports_passed_through():
     from governor import search_attributes as sa
@@ -16,6 +17,8 @@ with workflow.unsafe.imports_passed_through():
     from governor.incident import IncidentState, PhaseSpan, TierSpan
     from governor.policy import ServicePolicy
     from governor.transitions import transition_actor, transition_mode
+
+from workflows.priorities import DEFAULT
 
 TRANSITION_MODES_PATCH = "seed-transition-modes"
 """workflow.patched id: tier spans record their TransitionMode and each transition is notified on its channel."""
@@ -34,6 +37,10 @@ class Bookkeeping:
     _notifications: list[asyncio.Task[None]]
     _published: dict[str, Any]
     """Search attribute values already upserted in this run."""
+    _pin_first = False
+    """workflow.patched("pin-first-one-activity") (workflows/pin_first.py), asked once at the start of each run."""
+    _publish_held = False
+    """While pin first records the steps its one activity took, the phase and tier entries publish once, after."""
 
     def _identify_occurrence(self) -> None:
         """Name this occurrence after its first run: a new incident (or the next occurrence after late reports) starts
@@ -138,12 +145,27 @@ class Bookkeeping:
         self.s.closed_at = now
         self._publish()
 
+    def _priority(self, priority: Priority) -> Priority:
+        """`priority` on the task queue under pin first; the default in histories recorded before it."""
+        return priority if self._pin_first else DEFAULT
+
+    def _hold_publish(self) -> None:
+        self._publish_held = True
+
+    def _release_publish(self) -> None:
+        """Publish what was held back (pin first), before the workflow waits on anything."""
+        if self._publish_held:
+            self._publish_held = False
+            self._publish()
+
     def _publish(self) -> None:
         """Search attributes and the Markdown 'current details' the Temporal UI shows.
 
         Only attributes whose value changed are upserted: each upsert is a history event, and an incident publishes
         at every step.
         """
+        if self._publish_held:
+            return
         values = search_attribute_values(self.s)
         changed = [_KEYS[name].value_set(value) for name, value in values.items() if self._published.get(name) != value]
         if changed:

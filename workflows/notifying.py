@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.transitions import transition_audiences
 
 from workflows.bookkeeping import Bookkeeping
+from workflows.priorities import BACKGROUND
 
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=5
@@ -182,6 +183,7 @@ class Notifying(Bookkeeping):
                 heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=NOTIFY_RETRY,
                 summary=f"notify {notify.audience} via {','.join(c.type for c in notify.channels)}: {notify.event}",
+                priority=self._priority(BACKGROUND),
             )
         except ActivityError as err:
             return str(err.cause or err)

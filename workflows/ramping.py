@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.models import StatsWindow, TierStats
 
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain
+from workflows.priorities import BACKGROUND
 from workflows.runbook import Runbook
 from workflows.waits import wait_until
 
@@ -116,6 +117,7 @@ class Ramping(Runbook):
                 ),
                 StatsWindow,
                 f"sample the primary at {percent} %",
+                priority=BACKGROUND,
             )
             primary = window.tiers.get(str(FallbackTier.TIER_0_PRIMARY), TierStats())
             offered = offered_rps(window) if workflow.patched("throughput-of-offered-traffic") else None

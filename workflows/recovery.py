@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -40,8 +40,8 @@ with workflow.unsafe.imports_passed_through():
         WaitForHealthyResult,
     )
     from governor.audit import AuditAction
-    from governor.decisions import Verdict, pick_tier, status_component
-    from governor.enums import DegradationLevel, FallbackTier, NotificationAudience, RecoveryPhase, Severity
+    from governor.decisions import Verdict, pick_tier
+    from governor.enums import DegradationLevel, FallbackTier, NotificationAudience, RecoveryPhase
     from governor.incident import (
         WORKFLOW_NAME,
         IncidentReport,
@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RecoveryInput,
         incident_id,
     )
+    from governor.pin_first import confirmed_severity, degradation_for, route_for, status_for
     from governor.policy import ServicePolicy
 
 from workflows.blast import BlastRadiusStep
@@ -57,6 +58,8 @@ from workflows.bookkeeping import BLAST_RADIUS_PATCH
 from workflows.controls import DETECTION_KEEPS_REPORTS_PATCH, Controls
 from workflows.drilling import Drilling
 from workflows.joining import SERVICE_INCIDENT_PATCH, FailedAgain, Joining
+from workflows.pin_first import PIN_FIRST_PATCH, PinFirst
+from workflows.priorities import DEFAULT, FALLBACK_PATH
 from workflows.ramping import Ramping, RollbackNow
 from workflows.tiering import Tiering
 from workflows.waits import EscalatingWait
@@ -67,7 +70,7 @@ QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusStep, Drilling):
+class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusStep, Drilling, PinFirst):
     @workflow.init
     def __init__(self, input: RecoveryInput) -> None:
         self.s = input.state or IncidentState(
@@ -85,8 +88,11 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
     # ------------------------------------------------------------------ run: the runbook
     @workflow.run
     async def run(self, input: RecoveryInput) -> IncidentState:
+        self._pin_first = workflow.patched(PIN_FIRST_PATCH)
         if self.policy is None:
-            self.policy = await self._act(
+            if self._pin_first:  # a new incident: report -> pinned tier in one activity (workflows/pin_first.py)
+                await self._fall_back_first()
+            self.policy = self.policy or await self._act(
                 Activity.LOAD_POLICY, LoadPolicyInput(service=self.s.service), ServicePolicy, "load the service policy"
             )
             if self.s.dependency not in {d.name for d in self.policy.dependencies}:
@@ -114,10 +120,13 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             if self.s.phase is not RecoveryPhase.DETECTION:
                 await self._joined_failures()
             await phases[self.s.phase]()
+            self._first_recorded()
             if self.s.closed_at is None and self._history_too_long():
                 await self._continue_as_new()
         await self._drain_notifications()
         if self.s.late_reports and workflow.patched("late-reports-open-next-occurrence"):
+            if self._pin_first:  # a task of its own before the next run: not the one that took the activity's result
+                await workflow.sleep(timedelta(milliseconds=1))
             await self._open_next_occurrence()
         return self.s
 
@@ -125,7 +134,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         """Confirm the report by re-probing and classify it; a failure that does not reproduce is a false alarm."""
         assert self.policy
         self._enter(RecoveryPhase.DETECTION)
-        report, heard = self.s.reports[-1], len(self.s.reports)
+        report, heard = self._detection_report()
         drill = await self._start_drill()  # a drill injects its failure first (workflows/drilling.py)
         result = drill if drill is not None else await self._confirm(report)
         if not result.confirmed and workflow.patched(DETECTION_KEEPS_REPORTS_PATCH):
@@ -144,8 +153,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             return
         c = result.classification
         self.s.failure_type = (c.failure_type if c else None) or report.failure_type
-        severities = [x for x in (c.severity if c else None, report.severity) if x is not None]
-        self.s.severity = max(severities, key=lambda x: x.rank) if severities else Severity.HIGH
+        self.s.severity = confirmed_severity(c, report)
         self.s.reason = (c.reason if c else "") or report.message or "reported failure"
         self.s.detected_at = workflow.now()
         self.s.failed_tier = self.policy.failed_tier(self.s.dependency)
@@ -164,6 +172,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
 
     async def _confirm(self, report: IncidentReport) -> ConfirmFailureResult:
         assert self.policy
+        if (prefetched := self._prefetched_confirmation()) is not None:
+            return prefetched  # pin first probed it
         if report.manual:
             return ConfirmFailureResult(confirmed=True, reason=f"manual report from {report.source}")
         return await self._act(
@@ -439,12 +449,11 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
     # ------------------------------------------------------------------ gateway changes
     def _degradation_for(self, tier: FallbackTier) -> DegradationChange:
         assert self.policy
-        level = self.policy.degradation.level_for(tier, critical=self.s.severity is Severity.CRITICAL)
-        return DegradationChange(level=level, flags=self.policy.degradation.flags_for(level))
+        return degradation_for(self.policy, tier, self.s.severity)
 
     def _status_for(self, level: DegradationLevel) -> StatusChange:
         """The status page component and message a degradation level shows."""
-        return StatusChange(component=status_component(level), message=level.user_message)  # type: ignore[arg-type]
+        return status_for(level)
 
     async def _pin(
         self, tier: FallbackTier, reason: str, primary_weight: int = 0, forced_by: str | None = None
@@ -452,12 +461,11 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         """Serve from `tier` (the primary keeps `primary_weight` % while a ramp runs); the primary is "pinned" by
         clearing the pin: a pinned primary with weight 0 would send everything to the secondary."""
         degradation = self._degradation_for(tier)
-        if tier is FallbackTier.TIER_0_PRIMARY:
-            route, primary_weight = RouteChange(pinned_tier=None, primary_weight=100), 100
-        else:
-            route = RouteChange(pinned_tier=tier, primary_weight=primary_weight)
+        route = route_for(tier, primary_weight)
+        primary_weight = 100 if tier is FallbackTier.TIER_0_PRIMARY else primary_weight
         await self._gateway(
             f"pin {tier}",
+            priority=FALLBACK_PATH,
             route=route,
             degradation=degradation,
             status=self._status_for(degradation.level),
@@ -475,9 +483,12 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         self.s.tier_forced = True
         self._audit(AuditAction.TIER_FORCED, details={"tier": str(tier)})
 
-    async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult:
+    async def _gateway(self, summary: str, priority: Priority = DEFAULT, **change: Any) -> GatewayChangeResult:
+        """One change to every gateway replica (`priority`: its place on the task queue)."""
         assert self.policy
         change = self._drill_change(change)  # a drill leaves the status page alone
+        if (applied := self._prefetched_change(change)) is not None:
+            return applied  # pin first's one gateway change made it already
         return await self._act(
             Activity.APPLY_GATEWAY_CHANGE,
             GatewayChange(
@@ -485,12 +496,14 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             ),
             GatewayChangeResult,
             summary,
+            priority=priority,
         )
 
     # ------------------------------------------------------------------ approvals and waits
     async def _await_gate(self, gate: str, context: str, requested_by: str = "system") -> bool:
         """Hold until on-call approves or rejects `gate`; escalate each time the policy's timeout passes."""
         assert self.policy
+        self._release_publish()  # on-call sees the gate
         now = workflow.now()
         timeout = timedelta(seconds=self.policy.approvals.timeout_s)
         pending = PendingGate(
@@ -528,7 +541,9 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
         summary: str,
         within: timedelta = timedelta(seconds=30),
         heartbeat: timedelta | None = None,
+        priority: Priority = DEFAULT,
     ) -> M:
+        self._release_publish()  # what pin first recorded is published before the workflow waits
         try:
             return await workflow.execute_activity(
                 name,
@@ -538,6 +553,7 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
                 heartbeat_timeout=heartbeat,
                 retry_policy=QUICK,
                 summary=summary,
+                priority=self._priority(priority),
             )
         except ActivityError as err:
             cause = err.cause

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import Priority
 
 with workflow.unsafe.imports_passed_through():
     from governor.actions import DegradationChange, GatewayChangeResult, StatusChange
+    from governor.blast_radius import BlastRadius
     from governor.enums import DegradationLevel, FallbackTier
+    from governor.tier_health import TierAssessment
 
 from workflows.notifying import Notifying
 
@@ -33,7 +36,12 @@ class Runbook(Notifying):
             summary: str,
             within: timedelta = ...,
             heartbeat: timedelta | None = None,
+            priority: Priority = ...,
         ) -> M: ...
+
+        def _prefetched_radius(self) -> tuple[BlastRadius | None, str] | None: ...
+
+        def _prefetched_assessment(self) -> TierAssessment | None: ...
 
         async def _gateway(self, summary: str, **change: Any) -> GatewayChangeResult: ...
 

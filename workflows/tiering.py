@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.actions import Activity, AssessTiersInput
     from governor.audit import AuditAction
     from governor.enums import FallbackTier, RecoveryPhase
+    from governor.pin_first import waits_for_oncall
     from governor.tier_health import TierAssessment, best_tier, track_healthy_since
 
 from workflows.runbook import Runbook
@@ -36,11 +37,11 @@ class Tiering(Runbook):
     def _gated(self, gate: str) -> bool:
         """Whether `gate` waits for on-call: the policy gates it, or `auto_failover: false` gates every fallback."""
         assert self.policy
-        return self.policy.approvals.is_gated(gate) or (not self.policy.auto_failover and gate.startswith("enter:"))
+        return waits_for_oncall(self.policy, gate)
 
     async def _assess(self) -> TierAssessment:
         assert self.policy
-        assessment = await self._act(
+        assessment = self._prefetched_assessment() or await self._act(  # pin first checked them already
             Activity.ASSESS_TIERS,
             AssessTiersInput(policy=self.policy),
             TierAssessment,

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from temporalio import activity
 
+from activities.pin_first import run_pin_first
 from governor.actions import (
     Activity,
     AssessTiersInput,
@@ -26,6 +27,8 @@ from governor.actions import (
     DrillFaultResult,
     Evidence,
     EvidenceInput,
+    FallBackFirstInput,
+    FallBackFirstResult,
     GatewayChange,
     GatewayChangeResult,
     LoadPolicyInput,
@@ -141,6 +144,10 @@ class FakeWorld:
         self.blast: BlastRadius | None = None
         """What assess_blast_radius answers (default: only the incident's own service, all its traffic)."""
         self.blast_fails = False
+        self.first_pins = 0
+        """fall_back_first calls (pin first's one activity)."""
+        self.gateway_failures = 0
+        """How many apply_gateway_change calls fail (raise) before the gateway takes changes again."""
 
     def activities(self) -> list[Any]:
         return [
@@ -156,6 +163,7 @@ class FakeWorld:
             self.notify,
             self.write_postmortem,
             self.drill_fault,
+            self.fall_back_first,
         ]
 
     @activity.defn(name=Activity.LOAD_POLICY)
@@ -175,6 +183,9 @@ class FakeWorld:
 
     @activity.defn(name=Activity.APPLY_GATEWAY_CHANGE)
     async def apply_gateway_change(self, input: GatewayChange) -> GatewayChangeResult:
+        if self.gateway_failures > 0:
+            self.gateway_failures -= 1
+            raise RuntimeError("gateway 503 on PUT route")
         restoring = input.status is not None and input.status.component == "operational"  # the full restore
         if restoring and self.on_restore is not None:
             hook, self.on_restore = self.on_restore, None
@@ -260,6 +271,12 @@ class FakeWorld:
     async def drill_fault(self, input: DrillFaultInput) -> DrillFaultResult:
         self.faults.append(input)
         return DrillFaultResult(status_code=200, answer="{}")
+
+    @activity.defn(name=Activity.FALL_BACK_FIRST)
+    async def fall_back_first(self, input: FallBackFirstInput) -> FallBackFirstResult:
+        """Pin first over this world's own steps, as the real activity runs over the real ones."""
+        self.first_pins += 1
+        return await run_pin_first(self, input)
 
     @activity.defn(name=Activity.WRITE_POSTMORTEM)
     async def write_postmortem(self, input: PostmortemInput) -> PostmortemResult:

@@ -131,7 +131,12 @@ async def test_clients_served_below_the_pin_are_what_the_incident_shows_and_the_
     world = FakeWorld(
         policy_for(
             approvals={"approvers": ["alice"], "gates": ["enter:tier_3_degraded"], "timeout_s": 300},
-            recovery_checks={"reassess_s": 10},
+            # Off the 10 s grid of the probe's retries (QUICK's maximum interval): with both at 10 s the probe's last
+            # retry succeeded a few ms before the re-check timer was due, the workflow task cancelled that timer after
+            # it fired, and the time-skipping server refused the completion and stranded the run ("invalid history
+            # builder state for action", temporalio/sdk-java#3088; 1 run in 6 on a loaded machine). A real server
+            # takes that cancel.
+            recovery_checks={"reassess_s": 13},
         )
     )
     world.tiers_down = {"tier_1_secondary": "secondary-llm probe: refused"}
