@@ -92,7 +92,7 @@ with workflow.unsafe.imports_passed_through():
     from governor.incident import WORKFLOW_NAME, IncidentReport, IncidentState, Names, RecoveryInput
     from governor.models import Classification, StatsWindow, TierStats
     from governor.policy import ServicePolicy, load_policy
-    from governor.settings import TemporalSettings
+    from governor.settings import TemporalSettings, WorkerSettings
     from governor.tier_health import TierAssessment, judge_tiers
 
 BARE_WORKFLOW = "BareRecoveryWorkflow"
@@ -451,7 +451,13 @@ async def serve_worker(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    worker = build_worker(client, args.task_queue, world.activities(), workflows=[IncidentRecoveryWorkflow, bare])
+    worker = build_worker(
+        client,
+        args.task_queue,
+        world.activities(),
+        workflows=[IncidentRecoveryWorkflow, bare],
+        nonsticky_poll_ratio=WorkerSettings().nonsticky_poll_ratio,  # GOVERNOR_NONSTICKY_POLL_RATIO, as the worker
+    )
     async with worker:
         print("bench worker ready", flush=True)
         await stop.wait()

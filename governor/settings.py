@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from governor.incident import DEFAULT_TASK_QUEUE
@@ -39,3 +40,9 @@ class WorkerSettings(BaseSettings):
     log_format: str = "auto"
     log_level: str = "INFO"
     http_timeout_s: float = 5.0
+    nonsticky_poll_ratio: float = Field(default=0.8, gt=0, le=1)
+    """Share of the worker's workflow task polls that take new work (a new incident's first task, which schedules its
+    pin; a run evicted from the cache) rather than the next task of a run already cached (GOVERNOR_NONSTICKY_POLL_RATIO;
+    the SDK's nonsticky_to_sticky_poll_ratio, 0.2 there). 0.8: 4 of the 5 polls, so in a storm new incidents' pins go
+    ahead of older incidents' soaks (bench.governor, 100 incidents: report -> pinned p95 ~3.1 s against ~3.6 s at 0.2;
+    docs/benchmarks.md)."""

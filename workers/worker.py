@@ -61,6 +61,7 @@ def build_worker(
     task_queue: str,
     activities: Sequence[Any],
     workflows: Sequence[type] | None = None,
+    nonsticky_poll_ratio: float = WorkerSettings.model_fields["nonsticky_poll_ratio"].default,
 ) -> Worker:
     return Worker(
         client,
@@ -68,6 +69,7 @@ def build_worker(
         workflows=list(workflows or workflow_classes()),
         activities=list(activities),
         max_concurrent_activities=200,
+        nonsticky_to_sticky_poll_ratio=nonsticky_poll_ratio,
     )
 
 
@@ -86,7 +88,12 @@ async def run_worker(temporal: TemporalSettings, settings: WorkerSettings, stop:
         log.warning("gateway_token_unset", detail="GOVERNOR_GATEWAY_TOKEN unset: the gateways will refuse every change")
     client = await connect(temporal, runtime=runtime)
     async with httpx.AsyncClient(timeout=settings.http_timeout_s) as http:
-        worker = build_worker(client, temporal.task_queue, activity_functions(http, settings, client))
+        worker = build_worker(
+            client,
+            temporal.task_queue,
+            activity_functions(http, settings, client),
+            nonsticky_poll_ratio=settings.nonsticky_poll_ratio,
+        )
         log.info(
             "worker_started",
             address=temporal.address,
