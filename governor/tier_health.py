@@ -7,6 +7,7 @@ to move up to (the flapping guard, `recovery_checks.stable_s`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -32,12 +33,14 @@ class TierAssessment(BaseModel):
     served: dict[FallbackTier, int] = Field(default_factory=dict)
     """Client answers per tier in the gateways' window (the explicit error tier included): what clients got."""
 
-    def serving(self, min_answers: int = 1) -> FallbackTier | None:
+    def serving(self, min_answers: int = 1, ignore: Collection[FallbackTier] = ()) -> FallbackTier | None:
         """The tier that gave most of the window's answers (on a tie the worse one: never look better than served);
-        None with fewer than `min_answers` answers in all."""
-        if sum(self.served.values()) < max(1, min_answers):
+        None with fewer than `min_answers` answers in all. Answers from `ignore` (tiers isolated since: what they
+        gave is from before their failure) are left out."""
+        served = {t: n for t, n in self.served.items() if t not in ignore and n > 0}
+        if sum(served.values()) < max(1, min_answers):
             return None
-        return max(self.served, key=lambda t: (self.served[t], t.rank))
+        return max(served, key=lambda t: (served[t], t.rank))
 
     def health(self) -> dict[FallbackTier, HealthStatus]:
         return {tier: h.status for tier, h in self.tiers.items()}

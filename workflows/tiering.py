@@ -124,7 +124,11 @@ class Tiering(Runbook):
         status page and notifications follow that tier, and its `enter:` gate is asked where the policy gates it;
         when the pin serves again, they follow the pin. The route is left alone: the pin still answers what it can."""
         assert self.policy
-        served = assessment.serving(self.policy.recovery_checks.min_samples)
+        ramping = self.s.phase is RecoveryPhase.GRADUAL_RESTORE or self.s.ramp_percent > 0
+        # Pin first pins ~3 s sooner, so the first re-checks' window still holds what the failed tiers answered before
+        # they failed; outside a ramp (where the restored tier serves its share again) those answers are left out.
+        stale = self._unavailable() if self._pin_first and not ramping else set()
+        served = assessment.serving(self.policy.recovery_checks.min_samples, ignore=stale)
         if served is None:
             return  # too little traffic to say
         shown = served if served.rank > self.s.tier.rank else None

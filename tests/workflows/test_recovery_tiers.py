@@ -163,3 +163,24 @@ async def test_clients_served_below_the_pin_are_what_the_incident_shows_and_the_
     world.primary_down = False
     world.tiers_down = {}
     assert (await inc.result()).outcome == "recovered"
+
+
+async def test_answers_the_failed_tiers_gave_before_they_failed_do_not_hide_what_clients_get(incident) -> None:
+    """Pin first pins seconds after the report, so the gateways' window still holds the answers the primary gave while
+    it was healthy: they are left out, and the tier clients get now shows at the first re-check."""
+    world = FakeWorld(policy_for(recovery_checks={"reassess_s": 13}))  # off the probe retries' 10 s grid
+    world.tiers_down = {"tier_1_secondary": "secondary-llm probe: refused"}
+    world.primary_down = True
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    state = await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    assert world.pinned == "tier_2_cache" and state.served_tier is None
+    world.served = {"tier_0_primary": 150, "tier_3_degraded": 100}  # the primary's answers are from before it failed
+    state = await inc.until(lambda s: s.served_tier is not None, limit=4)
+    assert state.served_tier is FallbackTier.TIER_3_DEGRADED and world.pinned == "tier_2_cache"
+    shown = next(e for e in state.audit if e.action == "tier_served")
+    assert shown.details["served"] == "tier_3_degraded" and shown.details["answers"]["tier_0_primary"] == 150
+    world.primary_down = False
+    world.tiers_down = {}
+    world.served = {"tier_0_primary": 100}
+    assert (await inc.result()).outcome == "recovered"
