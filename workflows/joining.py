@@ -12,6 +12,7 @@ human to declare the dependency fixed.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
@@ -21,12 +22,12 @@ with workflow.unsafe.imports_passed_through():
         BreakerChange,
         ConfirmFailureInput,
         ConfirmFailureResult,
-        RouteChange,
         StatusChange,
     )
     from governor.audit import AuditAction
     from governor.enums import FallbackTier, NotificationAudience
     from governor.incident import RECOVERING_PHASES
+    from governor.pin_first import route_for
 
 from workflows.runbook import Runbook
 
@@ -139,6 +140,14 @@ class Joining(Runbook):
         if self.s.tier in self._failed_tiers() and not self.s.tier_forced:
             await self._recheck_tiers()  # the tier serving failed: move off it now
 
+    def _normal_chain(self) -> dict[str, Any]:
+        """The gateway change back to the normal chain: no pin, the primary's degradation, the status page operational."""
+        return {
+            "route": route_for(FallbackTier.TIER_0_PRIMARY),
+            "degradation": self._degradation_for(FallbackTier.TIER_0_PRIMARY),
+            "status": StatusChange(component="operational", message=""),
+        }
+
     async def _restore_dependencies(self, dependencies: list[str], route: bool = False) -> None:
         """Failed dependencies of one tier are back while another tier is still down: hand that tier's breaker back
         to its rules (and, for the primary, give it all traffic again); the incident stays open for the others."""
@@ -146,11 +155,7 @@ class Joining(Runbook):
         tier = self.policy.failed_tier(dependencies[0])
         change: dict[str, object] = {"breaker": BreakerChange(tier=tier, mode="auto")}
         if route:
-            change |= {
-                "route": RouteChange(pinned_tier=None, primary_weight=100),
-                "degradation": self._degradation_for(FallbackTier.TIER_0_PRIMARY),
-                "status": StatusChange(component="operational", message=""),
-            }
+            change |= self._normal_chain()
         await self._gateway(f"{', '.join(dependencies)} back: breaker of {tier} to auto", **change)
         if route:
             self._enter_tier(FallbackTier.TIER_0_PRIMARY, f"{', '.join(dependencies)} recovered")

@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         LoadPolicyInput,
         PostmortemInput,
         PostmortemResult,
-        RouteChange,
         StatusChange,
         ValidatePrimaryInput,
         ValidatePrimaryResult,
@@ -385,10 +384,8 @@ class IncidentRecoveryWorkflow(Controls, Ramping, Tiering, Joining, BlastRadiusS
             return
         await self._gateway(
             "restore the normal chain",
-            route=RouteChange(pinned_tier=None, primary_weight=100),
             breaker=BreakerChange(tier=tier, mode="auto"),
-            degradation=self._degradation_for(FallbackTier.TIER_0_PRIMARY),
-            status=StatusChange(component="operational", message=""),
+            **self._normal_chain(),
         )
         for dependency in restored:
             self._mark_restored(dependency)
