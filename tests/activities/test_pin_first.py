@@ -22,9 +22,8 @@ from gateway.app import run_gateway
 from governor.actions import FallBackFirstInput, FallBackFirstResult
 from governor.enums import FailureType, FallbackTier, Severity
 from governor.incident import IncidentReport
-from governor.policy import parse_policy
 from governor.settings import WorkerSettings
-from tests.activities.conftest import TOKEN
+from tests.activities.conftest import TOKEN, make_policy
 
 CHAT = {"model": "any", "messages": [{"role": "user", "content": "hello"}]}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,24 +37,11 @@ class Stack:
     settings: WorkerSettings
 
     def write_policy(self, **overrides: Any) -> None:
-        """The `chat` policy, as load_policy finds it: in the worker's policy folder."""
-        data: dict[str, Any] = {
-            "service": "chat",
-            "gateways": self.gateways,
-            "dependencies": [
-                {"name": "primary-llm", "tier": "tier_0_primary", "health_url": f"{self.primary.url}/health"},
-                {"name": "secondary-llm", "tier": "tier_1_secondary", "health_url": f"{self.secondary.url}/health"},
-            ],
-            "chain": [
-                {"tier": "tier_0_primary", "upstream": self.primary.url},
-                {"tier": "tier_1_secondary", "upstream": self.secondary.url},
-                {"tier": "tier_4_static", "body": {"message": "limited mode"}},
-            ],
-            **overrides,
-        }
+        """The `chat` policy (tests/activities/conftest.py's), as load_policy finds it: in the worker's policy folder."""
+        policy = make_policy(self.primary.url + "/health", self.secondary.url + "/health", self.gateways, **overrides)
         folder = self.settings.policy_dir
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "chat.yaml").write_text(yaml.safe_dump(data))
+        (folder / "chat.yaml").write_text(yaml.safe_dump(policy.model_dump(mode="json")))
 
     async def replicas(self) -> list[dict[str, Any]]:
         """Each replica's admin state, read directly (not through the activity's read-back)."""
@@ -69,19 +55,7 @@ class Stack:
 async def stack(acts: RecoveryActivities, settings: WorkerSettings) -> AsyncIterator[Stack]:
     acts.confirm_backoff_s = (0.01,)  # the production pauses only slow the tests down
     async with run_upstream(name="primary") as primary, run_upstream(name="secondary") as secondary:
-        chain = [
-            {"tier": "tier_0_primary", "upstream": primary.url},
-            {"tier": "tier_1_secondary", "upstream": secondary.url},
-            {"tier": "tier_4_static", "body": {"message": "limited mode"}},
-        ]
-        served = parse_policy(
-            {
-                "service": "chat",
-                "dependencies": [{"name": "primary-llm", "tier": "tier_0_primary"}],
-                "chain": chain,
-            },
-            "served",
-        )
+        served = make_policy(primary.url + "/health", secondary.url + "/health")
         runners = [run_gateway({"chat": served}, TOKEN) for _ in range(2)]
         replicas = [await r.__aenter__() for r in runners]
         try:

@@ -125,6 +125,17 @@ async def test_auto_failover_off_asks_before_pinning_the_fallback(incident) -> N
     assert state.outcome == "recovered" and pins(world)[0] == "tier_1_secondary"
 
 
+async def cache_pinned(incident: Any, world: FakeWorld) -> tuple[Any, IncidentState]:
+    """The primary and the secondary down: the cache pinned, and nothing shown as served below it yet."""
+    world.tiers_down = {"tier_1_secondary": "secondary-llm probe: refused"}
+    world.primary_down = True
+    inc = await incident(world)
+    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
+    state = await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
+    assert world.pinned == "tier_2_cache" and state.served_tier is None
+    return inc, state
+
+
 async def test_clients_served_below_the_pin_are_what_the_incident_shows_and_the_gate_is_asked(incident) -> None:
     """The cache pinned but missing: the gateway answers most requests from the degraded tier on its own, so the
     level, status and notifications follow that tier and its enter gate is asked; the route stays the pin."""
@@ -139,12 +150,7 @@ async def test_clients_served_below_the_pin_are_what_the_incident_shows_and_the_
             recovery_checks={"reassess_s": 13},
         )
     )
-    world.tiers_down = {"tier_1_secondary": "secondary-llm probe: refused"}
-    world.primary_down = True
-    inc = await incident(world)
-    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
-    state = await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
-    assert world.pinned == "tier_2_cache" and state.served_tier is None
+    inc, state = await cache_pinned(incident, world)
     cache_level = state.degradation_level
     world.served = {"tier_2_cache": 20, "tier_3_degraded": 180}
     state = await inc.until(lambda s: s.awaiting_approval, limit=10)
@@ -169,12 +175,7 @@ async def test_answers_the_failed_tiers_gave_before_they_failed_do_not_hide_what
     """Pin first pins seconds after the report, so the gateways' window still holds the answers the primary gave while
     it was healthy: they are left out, and the tier clients get now shows at the first re-check."""
     world = FakeWorld(policy_for(recovery_checks={"reassess_s": 13}))  # off the probe retries' 10 s grid
-    world.tiers_down = {"tier_1_secondary": "secondary-llm probe: refused"}
-    world.primary_down = True
-    inc = await incident(world)
-    await inc.report(failure_type=FailureType.MODEL_UNAVAILABLE)
-    state = await inc.until(lambda s: s.phase is RecoveryPhase.REMEDIATION)
-    assert world.pinned == "tier_2_cache" and state.served_tier is None
+    inc, state = await cache_pinned(incident, world)
     world.served = {"tier_0_primary": 150, "tier_3_degraded": 100}  # the primary's answers are from before it failed
     state = await inc.until(lambda s: s.served_tier is not None, limit=4)
     assert state.served_tier is FallbackTier.TIER_3_DEGRADED and world.pinned == "tier_2_cache"
